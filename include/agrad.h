@@ -1,0 +1,175 @@
+/* agrad: tensors with PyTorch's autograd semantics for C programs.
+ *
+ * Every public name starts with ag_ / AG_. Functions that return a tensor
+ * return NULL on error; functions that return int return 0 (or a handle) on
+ * success and a negative AG_E... code on error. ag_last_error() tells why. */
+#ifndef AGRAD_H
+#define AGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(_WIN32)
+#define AG_EXPORT
+#elif defined(AGRAD_BUILDING)
+#define AG_EXPORT __attribute__((visibility("default")))
+#else
+#define AG_EXPORT
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AG_MAX_DIMS 8
+
+/* Error codes: one table drives the enum and ag_strerror(). */
+#define AG_ERRNO_MAP(X)                                                        \
+    X(EINVAL, -1, "invalid argument")                                          \
+    X(ESHAPE, -2, "shapes do not fit")                                         \
+    X(EDTYPE, -3, "dtypes do not fit")                                         \
+    X(ENOMEM, -4, "out of memory")                                             \
+    X(ESTATE, -5, "wrong state (graph freed, version mismatch, leaf misuse)")  \
+    X(EUNSUPPORTED, -6, "not supported")
+
+enum {
+    AG_OK = 0,
+#define AG__ERRNO_ENUM(name, code, msg) AG_##name = (code),
+    AG_ERRNO_MAP(AG__ERRNO_ENUM)
+#undef AG__ERRNO_ENUM
+    AG_ERRNO_COUNT = 7
+};
+
+typedef enum { AG_FLOAT32, AG_FLOAT64, AG_DTYPE_COUNT } ag_dtype;
+
+typedef struct ag_ctx ag_ctx;
+typedef struct ag_tensor ag_tensor;
+typedef struct ag_node ag_node;
+
+/* ---- Errors ------------------------------------------------------------ */
+
+AG_EXPORT const char *ag_last_error(void);  /* thread-local; "" when none */
+AG_EXPORT int ag_last_status(void);         /* code of the last error, or AG_OK */
+AG_EXPORT void ag_clear_error(void);
+AG_EXPORT const char *ag_strerror(int code); /* static text for a code */
+
+/* ---- Contexts (arenas) --------------------------------------------------- */
+
+AG_EXPORT ag_ctx *ag_ctx_new(void);
+AG_EXPORT void ag_ctx_reset(ag_ctx *ctx); /* frees every tensor created in ctx at once */
+AG_EXPORT void ag_ctx_free(ag_ctx *ctx);
+AG_EXPORT size_t ag_ctx_bytes(const ag_ctx *ctx); /* bytes handed out since the last reset */
+
+/* ---- Creating and reading tensors ---------------------------------------- */
+
+AG_EXPORT ag_tensor *ag_tensor_from(ag_ctx *, ag_dtype, int ndim, const int64_t *shape,
+                                    const void *data); /* copies */
+AG_EXPORT ag_tensor *ag_zeros(ag_ctx *, ag_dtype, int ndim, const int64_t *shape);
+AG_EXPORT ag_tensor *ag_ones(ag_ctx *, ag_dtype, int ndim, const int64_t *shape);
+AG_EXPORT ag_tensor *ag_full(ag_ctx *, ag_dtype, int ndim, const int64_t *shape, double value);
+AG_EXPORT ag_tensor *ag_rand(ag_ctx *, ag_dtype, int ndim, const int64_t *shape);  /* U[0,1) */
+AG_EXPORT ag_tensor *ag_randn(ag_ctx *, ag_dtype, int ndim, const int64_t *shape); /* N(0,1) */
+AG_EXPORT ag_tensor *ag_scalar(ag_ctx *, ag_dtype, double value);                   /* 0-dim */
+AG_EXPORT void ag_manual_seed(uint64_t seed); /* seeds this thread's generator */
+
+AG_EXPORT int ag_ndim(const ag_tensor *);
+AG_EXPORT int64_t ag_size(const ag_tensor *, int dim); /* negative dim counts from the end */
+AG_EXPORT int64_t ag_numel(const ag_tensor *);
+AG_EXPORT ag_dtype ag_tensor_dtype(const ag_tensor *);
+AG_EXPORT double ag_item(const ag_tensor *); /* one-element tensors only; NAN + error otherwise */
+AG_EXPORT double ag_get(const ag_tensor *, int64_t flat_index);
+AG_EXPORT const void *ag_data_ptr(const ag_tensor *); /* contiguous, row-major */
+AG_EXPORT void *ag_mutable_data_ptr(ag_tensor *);     /* counts as an in-place change */
+AG_EXPORT int ag_copy_to(const ag_tensor *, void *out, ag_dtype out_dtype); /* numel elements */
+
+/* ---- Printing, as PyTorch prints ----------------------------------------- */
+
+AG_EXPORT int ag_print(const ag_tensor *); /* like print(t), with newline */
+AG_EXPORT int ag_fprint(FILE *, const ag_tensor *);
+AG_EXPORT char *ag_to_string(const ag_tensor *); /* malloc'd; caller frees */
+
+/* ---- Autograd state of a tensor ------------------------------------------ */
+
+AG_EXPORT bool ag_requires_grad(const ag_tensor *);
+AG_EXPORT int ag_requires_grad_(ag_tensor *, bool); /* leaves only may be set to false */
+AG_EXPORT bool ag_is_leaf(const ag_tensor *);
+AG_EXPORT ag_tensor *ag_grad(const ag_tensor *); /* NULL when there is none */
+AG_EXPORT int ag_zero_grad(ag_tensor *);         /* t.grad.zero_(); no-op without grad */
+AG_EXPORT int ag_set_grad(ag_tensor *, ag_tensor *grad_or_null);
+AG_EXPORT int ag_retain_grad(ag_tensor *); /* keep a non-leaf's grad */
+AG_EXPORT ag_tensor *ag_detach(ag_tensor *); /* shares storage, no history */
+AG_EXPORT uint32_t ag_version(const ag_tensor *); /* t._version */
+
+AG_EXPORT const ag_node *ag_grad_fn(const ag_tensor *); /* NULL for leaves */
+AG_EXPORT const char *ag_node_name(const ag_node *);    /* "MulBackward0", "AccumulateGrad" ... */
+AG_EXPORT int ag_node_num_next(const ag_node *);
+AG_EXPORT const ag_node *ag_node_next(const ag_node *, int i); /* NULL where that input needs no grad */
+AG_EXPORT const ag_tensor *ag_node_variable(const ag_node *);  /* AccumulateGrad: its leaf */
+
+/* ---- Grad mode (torch.no_grad) ------------------------------------------- */
+
+AG_EXPORT bool ag_set_grad_enabled(bool enabled); /* thread-local; returns the previous value */
+AG_EXPORT bool ag_is_grad_enabled(void);
+
+/* ---- Ops ------------------------------------------------------------------
+ * Binary ops broadcast as NumPy does; both operands must have the same dtype.
+ * The result belongs to ctx; inputs may come from any context. */
+
+AG_EXPORT ag_tensor *ag_add(ag_ctx *, ag_tensor *a, ag_tensor *b);
+AG_EXPORT ag_tensor *ag_sub(ag_ctx *, ag_tensor *a, ag_tensor *b);
+AG_EXPORT ag_tensor *ag_mul(ag_ctx *, ag_tensor *a, ag_tensor *b);
+AG_EXPORT ag_tensor *ag_div(ag_ctx *, ag_tensor *a, ag_tensor *b);
+AG_EXPORT ag_tensor *ag_add_scalar(ag_ctx *, ag_tensor *a, double s);
+AG_EXPORT ag_tensor *ag_mul_scalar(ag_ctx *, ag_tensor *a, double s);
+AG_EXPORT ag_tensor *ag_pow_scalar(ag_ctx *, ag_tensor *a, double s);
+AG_EXPORT ag_tensor *ag_neg(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_sqrt(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_exp(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_log(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_tanh(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_sigmoid(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_relu(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
+AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_mean_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
+AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a); /* all elements, 0-dim */
+AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b); /* 2-D x 2-D */
+AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
+AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);
+AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);
+
+/* In-place: bump the version counter; refused on a leaf that requires grad
+ * while grad mode is on, as in PyTorch. */
+AG_EXPORT int ag_zero_(ag_tensor *t);
+
+/* ---- Backward --------------------------------------------------------------- */
+
+typedef struct ag_backward_opts {
+    bool retain_graph; /* keep saved tensors for another backward */
+    bool create_graph; /* record the backward itself (higher-order grads) */
+    int num_threads;   /* 0: the library's default */
+} ag_backward_opts;
+
+AG_EXPORT int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts);
+
+/* ---- Hooks ------------------------------------------------------------------ */
+
+typedef ag_tensor *(*ag_hook_fn)(ag_tensor *grad, void *user_data);
+AG_EXPORT int ag_register_hook(ag_tensor *, ag_hook_fn, void *user_data); /* handle > 0 */
+AG_EXPORT int ag_remove_hook(ag_tensor *, int handle);
+
+/* ---- Threads and determinism ------------------------------------------------ */
+
+AG_EXPORT int ag_set_num_threads(int n); /* default: all cores, or AG_NUM_THREADS */
+AG_EXPORT int ag_get_num_threads(void);
+AG_EXPORT void ag_set_deterministic(bool on);
+AG_EXPORT bool ag_is_deterministic(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AGRAD_H */

@@ -1,0 +1,176 @@
+/* Private structures shared by the files of src/: tensors, storage, graph
+ * nodes, the arena allocator and the error helpers. Nothing here is public;
+ * private names carry a double underscore (ag__). */
+#ifndef AG_INTERNAL_H
+#define AG_INTERNAL_H
+
+#include "agrad.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define AG__UNUSED(x) ((void)(x))
+#define AG__LIKELY(x) __builtin_expect(!!(x), 1)
+#define AG__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define AG__ALIGN 64 /* tensor data alignment, in bytes */
+
+/* ---- Errors (error.c) -------------------------------------------------------
+ * ag__error sets this thread's code and message and returns the code, so a
+ * failing path reads `return ag__error(AG_EINVAL, "...", ...);`.
+ * ag__error_null is the same for functions returning a pointer. */
+int ag__error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void *ag__error_null(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A NULL tensor argument: keep the first error if one is set, else report. */
+void *ag__null_arg(const char *fn);
+const char *ag__dtype_torch_name(ag_dtype dt); /* "torch.FloatTensor" */
+const char *ag__dtype_scalar_name(ag_dtype dt); /* "Float" / "Double" */
+size_t ag__dtype_size(ag_dtype dt);
+
+/* ---- Arenas (ctx.c) ---------------------------------------------------------
+ * A context is a bump allocator over chunks obtained from jemalloc's own API
+ * on a private jemalloc arena (or from malloc when jemalloc is disabled).
+ * ag__ctx_alloc is for the thread that owns ctx; ag__ctx_alloc_shared may be
+ * called from any thread (leaf .grad buffers filled by backward) and takes
+ * the context's lock. Both return AG__ALIGN-aligned memory, NULL on ENOMEM
+ * (with the error set). */
+void *ag__ctx_alloc(ag_ctx *ctx, size_t nbytes);
+void *ag__ctx_alloc_shared(ag_ctx *ctx, size_t nbytes);
+/* Raw chunk allocation used by the arenas and the engine's scratch memory. */
+void *ag__chunk_alloc(size_t nbytes);
+void ag__chunk_free(void *p, size_t nbytes);
+/* Heap calls made by the library (chunk allocations), for memory tests. */
+uint64_t ag__heap_calls(void);
+
+/* ---- Tensors (tensor.c) ------------------------------------------------------ */
+
+typedef struct ag__storage {
+    void *data;
+    size_t nbytes;
+    _Atomic uint32_t version; /* bumped by in-place changes; shared with detach() */
+} ag__storage;
+
+typedef struct ag__hook {
+    ag_hook_fn fn;
+    void *user_data;
+    int handle;
+    struct ag__hook *next;
+} ag__hook;
+
+struct ag_tensor {
+    /* read-only after creation */
+    ag_ctx *ctx;
+    ag__storage *storage;
+    void *data; /* == storage->data: contiguous, row-major, offset 0 */
+    int64_t shape[AG_MAX_DIMS];
+    int64_t numel;
+    int ndim;
+    ag_dtype dtype;
+    /* autograd */
+    bool requires_grad;
+    bool retains_grad;
+    ag_node *grad_fn;          /* producer; NULL for leaves */
+    ag_node *grad_accumulator; /* AccumulateGrad, for a leaf that requires grad */
+    ag_tensor *grad;           /* .grad: in ctx (shared sub-allocation) */
+    ag__hook *hooks;           /* in registration order */
+    int next_hook_handle;
+};
+
+/* A tensor with uninitialised data (numel elements of dt), in ctx. */
+ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
+ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
+ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t); /* same dtype/shape, uninitialised */
+int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out);
+int ag__normalize_dim(int dim, int ndim, int *out); /* PyTorch's "Dimension out of range" */
+bool ag__same_shape(const ag_tensor *a, const ag_tensor *b);
+void ag__shape_str(char *buf, size_t n, int ndim, const int64_t *shape); /* "[2, 3]" */
+static inline void ag__bump_version(ag_tensor *t) {
+    atomic_fetch_add_explicit(&t->storage->version, 1, memory_order_relaxed);
+}
+static inline uint32_t ag__version_of(const ag_tensor *t) {
+    return atomic_load_explicit(&t->storage->version, memory_order_relaxed);
+}
+/* Element access regardless of dtype (slow path: printing, tests, golden). */
+static inline double ag__load(const ag_tensor *t, int64_t i) {
+    return t->dtype == AG_FLOAT32 ? (double)((const float *)t->data)[i] : ((const double *)t->data)[i];
+}
+static inline void ag__store(ag_tensor *t, int64_t i, double v) {
+    if (t->dtype == AG_FLOAT32)
+        ((float *)t->data)[i] = (float)v;
+    else
+        ((double *)t->data)[i] = v;
+}
+
+/* ---- Graph (graph.c) ----------------------------------------------------------
+ * A node is the backward of one op. It has one output (the tensor `out` whose
+ * grad_fn it is; for AccumulateGrad, the leaf) and one edge per input of the
+ * op: next[i] is the producer of input i (its grad_fn, or the leaf's
+ * AccumulateGrad), or NULL where input i needs no gradient. */
+
+typedef struct ag__saved {
+    ag_tensor *t;     /* NULL once released */
+    uint32_t version; /* storage version when saved */
+    bool is_output;   /* saved the node's own output (names it in the error) */
+} ag__saved;
+
+/* The backward of a node. dout is the gradient w.r.t. node->out (same shape
+ * and dtype). For each i with node->next[i] != NULL, dinp[i] is a buffer with
+ * the shape and dtype of input i that the function ADDS into (+=); it may
+ * alias dinp[j] when the same producer feeds two inputs, so add, never store.
+ * dinp[i] is NULL where no gradient is wanted. Temporaries come from `scratch`
+ * (reset when the backward ends). Returns 0 or a negative code with the
+ * error set. */
+typedef int (*ag__backward_fn)(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch);
+
+typedef struct ag__node_kind {
+    const char *name; /* PyTorch's node name */
+    ag__backward_fn backward;
+} ag__node_kind;
+
+#define AG__MAX_SAVED 3
+
+struct ag_node {
+    /* read-only after creation */
+    const ag__node_kind *kind;
+    ag_tensor *out; /* the output (same ctx as the node); for AccumulateGrad, the leaf */
+    uint64_t seq;   /* creation order; UINT64_MAX for AccumulateGrad (PyTorch's priority) */
+    int num_next;
+    /* saved for backward */
+    int num_saved;
+    bool saved_scalar; /* a wrapped scalar counts as saved, as in PyTorch */
+    _Atomic bool released; /* saved state freed by a backward without retain_graph */
+    ag__saved saved[AG__MAX_SAVED];
+    /* op attributes */
+    double scalar;
+    int64_t iarg[4];
+    void *attr; /* op-specific, in the node's ctx */
+    ag_node *next[]; /* num_next edges */
+};
+
+extern const ag__node_kind ag__accumulate_grad_kind;
+
+/* Records the node for an op whose result is `out`, when grad mode is on
+ * and an input requires grad: sets out->grad_fn and out->requires_grad, and
+ * returns the node so the op can save tensors and attributes. Returns NULL
+ * when nothing is recorded (not an error) and on ENOMEM (error set: check
+ * ag_last_status() only when it matters, i.e. when ag__needs_grad was true). */
+bool ag__needs_grad(int n, ag_tensor *const *inputs);
+ag_node *ag__record(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int n, ag_tensor *const *inputs);
+/* Saves t (with its current version) in slot i of node. */
+void ag__save(ag_node *node, int i, ag_tensor *t, bool is_output);
+/* The saved tensor in slot i, checking release and version (error + NULL). */
+ag_tensor *ag__saved_get(ag_node *node, int i);
+/* The AccumulateGrad node of a leaf that requires grad (created on demand). */
+ag_node *ag__grad_accumulator(ag_tensor *leaf);
+/* Releases saved tensors (backward without retain_graph). */
+void ag__node_release(ag_node *node);
+bool ag__node_has_saved(const ag_node *node);
+
+/* ---- Grad mode and settings (settings.c) ------------------------------------ */
+bool ag__grad_enabled(void);
+
+/* ---- Shapes and broadcasting (kernels helpers, ops_common.c) --------------- */
+/* out shape of broadcasting a with b; AG_ESHAPE with PyTorch's message. */
+int ag__broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64_t *shape);
+
+#endif /* AG_INTERNAL_H */
