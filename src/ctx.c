@@ -1,1 +1,212 @@
-/* ctx.c */
+/* Contexts: arenas that hand out tensor memory with a bump pointer and free
+ * it all at once on reset. Chunks come from a private jemalloc arena through
+ * jemalloc's own API (mallocx/dallocx), so the application's malloc is never
+ * replaced; without jemalloc they come from aligned_alloc. */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#ifdef AG_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+#define AG__CHUNK_MIN ((size_t)64 << 10) /* first chunk of a context */
+#define AG__CHUNK_MAX ((size_t)8 << 20)  /* chunks stop doubling here */
+
+typedef struct ag__chunk {
+    struct ag__chunk *next;
+    size_t size; /* bytes usable after the header */
+    size_t used;
+} ag__chunk;
+
+#define AG__CHUNK_HDR (((sizeof(ag__chunk) + AG__ALIGN - 1) / AG__ALIGN) * AG__ALIGN)
+
+/* One bump region: a list of chunks, newest first. Allocations larger than
+ * a quarter of the next chunk size get a chunk of their own ("large"), so a
+ * big tensor never wastes the tail of a regular chunk. */
+typedef struct ag__region {
+    ag__chunk *chunks; /* regular chunks; the head is the one being filled */
+    ag__chunk *large;  /* single-allocation chunks, freed on reset */
+    size_t next_size;  /* size of the next regular chunk */
+    size_t handed_out; /* bytes handed out since the last reset */
+} ag__region;
+
+struct ag_ctx {
+    ag__region main; /* owner thread only (API.md: one thread at a time) */
+    /* shared: .grad buffers that a backward running on any thread creates for
+     * leaves of this context. Guarded by shared_lock. */
+    pthread_mutex_t shared_lock;
+    ag__region shared;
+};
+
+/* ---- Chunk memory ------------------------------------------------------------ */
+
+static _Atomic uint64_t ag__heap_call_count;
+
+#ifdef AG_HAVE_JEMALLOC
+static unsigned ag__je_arena;
+static int ag__je_flags; /* 0 until the arena exists: then plain mallocx */
+static pthread_once_t ag__je_once = PTHREAD_ONCE_INIT;
+
+static void ag__je_init(void) {
+    unsigned arena;
+    size_t sz = sizeof arena;
+    /* A private arena keeps tensor memory apart from whatever else the
+     * process allocates through jemalloc. */
+    if (mallctl("arenas.create", &arena, &sz, NULL, 0) == 0) {
+        ag__je_arena = arena;
+        ag__je_flags = (int)MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE;
+    }
+}
+#endif
+
+void *ag__chunk_alloc(size_t nbytes) {
+    atomic_fetch_add_explicit(&ag__heap_call_count, 1, memory_order_relaxed);
+#ifdef AG_HAVE_JEMALLOC
+    pthread_once(&ag__je_once, ag__je_init);
+    return mallocx(nbytes, ag__je_flags | MALLOCX_ALIGN(AG__ALIGN));
+#else
+    size_t rounded = (nbytes + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN;
+    return aligned_alloc(AG__ALIGN, rounded);
+#endif
+}
+
+void ag__chunk_free(void *p, size_t nbytes) {
+    if (!p)
+        return;
+    atomic_fetch_add_explicit(&ag__heap_call_count, 1, memory_order_relaxed);
+    AG__UNUSED(nbytes);
+#ifdef AG_HAVE_JEMALLOC
+    dallocx(p, ag__je_flags);
+#else
+    free(p);
+#endif
+}
+
+uint64_t ag__heap_calls(void) { return atomic_load_explicit(&ag__heap_call_count, memory_order_relaxed); }
+
+/* ---- Regions ------------------------------------------------------------------- */
+
+static ag__chunk *ag__chunk_new(size_t usable) {
+    ag__chunk *c = ag__chunk_alloc(AG__CHUNK_HDR + usable);
+    if (!c)
+        return NULL;
+    c->next = NULL;
+    c->size = usable;
+    c->used = 0;
+    return c;
+}
+
+static void ag__region_init(ag__region *r) {
+    memset(r, 0, sizeof *r);
+    r->next_size = AG__CHUNK_MIN;
+}
+
+static void *ag__region_alloc(ag__region *r, size_t nbytes) {
+    size_t n = (nbytes + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN;
+    if (n < nbytes) /* overflow */
+        return ag__error_null(AG_ENOMEM, "allocation of %zu bytes is too large", nbytes);
+    ag__chunk *c = r->chunks;
+    if (AG__LIKELY(c && c->size - c->used >= n)) {
+        void *p = (char *)c + AG__CHUNK_HDR + c->used;
+        c->used += n;
+        r->handed_out += n;
+        return p;
+    }
+    if (n > r->next_size / 4) {
+        ag__chunk *big = ag__chunk_new(n);
+        if (!big)
+            return ag__error_null(AG_ENOMEM, "out of memory allocating %zu bytes", nbytes);
+        big->used = n;
+        big->next = r->large;
+        r->large = big;
+        r->handed_out += n;
+        return (char *)big + AG__CHUNK_HDR;
+    }
+    ag__chunk *fresh = ag__chunk_new(r->next_size);
+    if (!fresh)
+        return ag__error_null(AG_ENOMEM, "out of memory allocating %zu bytes", nbytes);
+    if (r->next_size < AG__CHUNK_MAX)
+        r->next_size *= 2;
+    fresh->next = r->chunks;
+    r->chunks = fresh;
+    fresh->used = n;
+    r->handed_out += n;
+    return (char *)fresh + AG__CHUNK_HDR;
+}
+
+static void ag__region_free_list(ag__chunk *c) {
+    while (c) {
+        ag__chunk *next = c->next;
+        ag__chunk_free(c, AG__CHUNK_HDR + c->size);
+        c = next;
+    }
+}
+
+/* Reset keeps memory for the next round: a context reset every training step
+ * settles on a single chunk as large as the step needed, so that after the
+ * first steps a reset and the next step's allocations make no heap calls. */
+static void ag__region_reset(ag__region *r) {
+    ag__region_free_list(r->large);
+    r->large = NULL;
+    ag__chunk *c = r->chunks;
+    if (c && c->next) {
+        size_t total = 0;
+        for (ag__chunk *k = c; k; k = k->next)
+            total += k->size;
+        ag__region_free_list(c);
+        r->chunks = ag__chunk_new(total);
+        r->next_size = total < AG__CHUNK_MAX ? total : AG__CHUNK_MAX;
+    } else if (c) {
+        c->used = 0;
+    }
+    r->handed_out = 0;
+}
+
+static void ag__region_destroy(ag__region *r) {
+    ag__region_free_list(r->large);
+    ag__region_free_list(r->chunks);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- Contexts -------------------------------------------------------------------- */
+
+ag_ctx *ag_ctx_new(void) {
+    ag_ctx *ctx = ag__chunk_alloc(sizeof *ctx);
+    if (!ctx)
+        return ag__error_null(AG_ENOMEM, "out of memory creating a context");
+    ag__region_init(&ctx->main);
+    ag__region_init(&ctx->shared);
+    pthread_mutex_init(&ctx->shared_lock, NULL);
+    return ctx;
+}
+
+void ag_ctx_reset(ag_ctx *ctx) {
+    if (!ctx)
+        return;
+    ag__region_reset(&ctx->main);
+    pthread_mutex_lock(&ctx->shared_lock);
+    ag__region_reset(&ctx->shared);
+    pthread_mutex_unlock(&ctx->shared_lock);
+}
+
+void ag_ctx_free(ag_ctx *ctx) {
+    if (!ctx)
+        return;
+    ag__region_destroy(&ctx->main);
+    ag__region_destroy(&ctx->shared);
+    pthread_mutex_destroy(&ctx->shared_lock);
+    ag__chunk_free(ctx, sizeof *ctx);
+}
+
+size_t ag_ctx_bytes(const ag_ctx *ctx) { return ctx ? ctx->main.handed_out + ctx->shared.handed_out : 0; }
+
+void *ag__ctx_alloc(ag_ctx *ctx, size_t nbytes) { return ag__region_alloc(&ctx->main, nbytes); }
+
+void *ag__ctx_alloc_shared(ag_ctx *ctx, size_t nbytes) {
+    pthread_mutex_lock(&ctx->shared_lock);
+    void *p = ag__region_alloc(&ctx->shared, nbytes);
+    pthread_mutex_unlock(&ctx->shared_lock);
+    return p;
+}

@@ -1,1 +1,68 @@
-/* error.c */
+/* Thread-local error state: the code and message of the last failure on this
+ * thread, set by ag__error() and read by ag_last_error() / ag_last_status().
+ * Messages follow PyTorch's wording where PyTorch has one. */
+#include "internal.h"
+
+#include <stdio.h>
+
+static _Thread_local int ag__last_code;
+static _Thread_local char ag__last_msg[1024];
+
+static void ag__verror(int code, const char *fmt, va_list ap) {
+    ag__last_code = code;
+    vsnprintf(ag__last_msg, sizeof ag__last_msg, fmt, ap);
+}
+
+int ag__error(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ag__verror(code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void *ag__error_null(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ag__verror(code, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+/* A NULL tensor usually means an earlier op failed: keep that first error so
+ * a chain of calls can be checked once at its end. */
+void *ag__null_arg(const char *fn) {
+    if (ag__last_code == AG_OK)
+        ag__error(AG_EINVAL, "%s: got a NULL tensor", fn);
+    return NULL;
+}
+
+const char *ag_last_error(void) { return ag__last_msg; }
+int ag_last_status(void) { return ag__last_code; }
+
+void ag_clear_error(void) {
+    ag__last_code = AG_OK;
+    ag__last_msg[0] = '\0';
+}
+
+const char *ag_strerror(int code) {
+    switch (code) {
+    case AG_OK:
+        return "success";
+#define AG__ERRNO_CASE(name, c, msg)                                                               \
+    case AG_##name:                                                                                \
+        return msg;
+        AG_ERRNO_MAP(AG__ERRNO_CASE)
+#undef AG__ERRNO_CASE
+    default:
+        return "unknown error";
+    }
+}
+
+const char *ag__dtype_torch_name(ag_dtype dt) {
+    return dt == AG_FLOAT64 ? "torch.DoubleTensor" : "torch.FloatTensor";
+}
+
+const char *ag__dtype_scalar_name(ag_dtype dt) { return dt == AG_FLOAT64 ? "Double" : "Float"; }
+
+size_t ag__dtype_size(ag_dtype dt) { return dt == AG_FLOAT64 ? sizeof(double) : sizeof(float); }

@@ -164,6 +164,9 @@ ag_tensor *ag__saved_get(ag_node *node, int i);
 ag_node *ag__grad_accumulator(ag_tensor *leaf);
 /* Releases saved tensors (backward without retain_graph). */
 void ag__node_release(ag_node *node);
+/* AG_ESTATE with PyTorch's retain_graph message when the node's saved state
+ * was freed by an earlier backward. */
+int ag__node_check_released(const ag_node *node);
 bool ag__node_has_saved(const ag_node *node);
 
 /* ---- Grad mode and settings (settings.c) ------------------------------------ */

@@ -1,1 +1,405 @@
-/* tensor.c */
+/* Tensors: creation in a context's arena, element access, and the autograd
+ * state a tensor carries (requires_grad, .grad, hooks, retain_grad, detach).
+ * A tensor, its storage record and its data are one arena allocation. */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+
+#define AG__STRUCTS_SIZE                                                                           \
+    ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN)
+
+int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out) {
+    if (ndim < 0 || ndim > AG_MAX_DIMS)
+        return ag__error(AG_EINVAL, "ndim %d is out of range (0 to %d)", ndim, AG_MAX_DIMS);
+    if (ndim > 0 && !shape)
+        return ag__error(AG_EINVAL, "shape is NULL for a %d-dimensional tensor", ndim);
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 0)
+            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s",
+                             shape[d], "every size must be >= 0");
+        if (shape[d] > 0 && numel > INT64_MAX / 16 / shape[d])
+            return ag__error(AG_ENOMEM, "a tensor of that shape is too large");
+        numel *= shape[d];
+    }
+    *numel_out = numel;
+    return 0;
+}
+
+static int ag__check_dtype(ag_dtype dt) {
+    if ((unsigned)dt >= AG_DTYPE_COUNT)
+        return ag__error(AG_EDTYPE, "unsupported dtype %d (agrad has AG_FLOAT32 and AG_FLOAT64)", (int)dt);
+    return 0;
+}
+
+static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape, bool shared) {
+    if (!ctx)
+        return ag__error_null(AG_EINVAL, "context is NULL");
+    int64_t numel;
+    if (ag__check_dtype(dt) || ag__check_shape(ndim, shape, &numel))
+        return NULL;
+    size_t nbytes = (size_t)numel * ag__dtype_size(dt);
+    char *mem = shared ? ag__ctx_alloc_shared(ctx, AG__STRUCTS_SIZE + nbytes)
+                       : ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + nbytes);
+    if (!mem)
+        return NULL;
+    ag_tensor *t = (ag_tensor *)mem;
+    ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
+    memset(t, 0, sizeof *t);
+    st->data = mem + AG__STRUCTS_SIZE;
+    st->nbytes = nbytes;
+    atomic_init(&st->version, 0);
+    t->ctx = ctx;
+    t->storage = st;
+    t->data = st->data;
+    t->ndim = ndim;
+    t->dtype = dt;
+    t->numel = numel;
+    for (int d = 0; d < ndim; d++)
+        t->shape[d] = shape[d];
+    return t;
+}
+
+ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape) {
+    return ag__tensor_alloc(ctx, dt, ndim, shape, false);
+}
+
+ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape) {
+    return ag__tensor_alloc(ctx, dt, ndim, shape, true);
+}
+
+ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t) {
+    return ag__tensor_alloc(ctx, t->dtype, t->ndim, t->shape, false);
+}
+
+bool ag__same_shape(const ag_tensor *a, const ag_tensor *b) {
+    if (a->ndim != b->ndim)
+        return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d])
+            return false;
+    return true;
+}
+
+void ag__shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t off = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && off < n; d++)
+        off += (size_t)snprintf(buf + off, n - off, d ? ", %" PRId64 : "%" PRId64, shape[d]);
+    if (off < n)
+        snprintf(buf + off, n - off, "]");
+}
+
+int ag__normalize_dim(int dim, int ndim, int *out) {
+    int lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim - 1 : 0;
+    if (dim < lo || dim > hi)
+        return ag__error(AG_EINVAL, "Dimension out of range (expected to be in range of [%d, %d], but got %d)",
+                         lo, hi, dim);
+    *out = dim < 0 ? dim + (ndim > 0 ? ndim : 1) : dim;
+    return 0;
+}
+
+/* ---- Creation ---------------------------------------------------------------- */
+
+ag_tensor *ag_tensor_from(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    ag_tensor *t = ag__tensor_new(ctx, dt, ndim, shape);
+    if (!t)
+        return NULL;
+    if (!data && t->numel > 0)
+        return ag__error_null(AG_EINVAL, "ag_tensor_from: data is NULL");
+    if (t->numel > 0)
+        memcpy(t->data, data, t->storage->nbytes);
+    return t;
+}
+
+ag_tensor *ag_full(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape, double value) {
+    ag_tensor *t = ag__tensor_new(ctx, dt, ndim, shape);
+    if (!t)
+        return NULL;
+    if (dt == AG_FLOAT32) {
+        float v = (float)value, *p = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            p[i] = v;
+    } else {
+        double *p = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            p[i] = value;
+    }
+    return t;
+}
+
+ag_tensor *ag_zeros(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape) {
+    ag_tensor *t = ag__tensor_new(ctx, dt, ndim, shape);
+    if (t)
+        memset(t->data, 0, t->storage->nbytes);
+    return t;
+}
+
+ag_tensor *ag_ones(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape) {
+    return ag_full(ctx, dt, ndim, shape, 1.0);
+}
+
+ag_tensor *ag_scalar(ag_ctx *ctx, ag_dtype dt, double value) { return ag_full(ctx, dt, 0, NULL, value); }
+
+/* ---- Reading ------------------------------------------------------------------ */
+
+int ag_ndim(const ag_tensor *t) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_ndim: got a NULL tensor");
+    return t->ndim;
+}
+
+int64_t ag_size(const ag_tensor *t, int dim) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_size: got a NULL tensor");
+    int d = 0;
+    if (ag__normalize_dim(dim, t->ndim, &d))
+        return AG_EINVAL;
+    return t->ndim == 0 ? 1 : t->shape[d];
+}
+
+int64_t ag_numel(const ag_tensor *t) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_numel: got a NULL tensor");
+    return t->numel;
+}
+
+ag_dtype ag_tensor_dtype(const ag_tensor *t) {
+    if (!t) {
+        ag__error(AG_EINVAL, "ag_tensor_dtype: got a NULL tensor");
+        return AG_DTYPE_COUNT;
+    }
+    return t->dtype;
+}
+
+double ag_item(const ag_tensor *t) {
+    if (!t) {
+        ag__null_arg("ag_item");
+        return NAN;
+    }
+    if (t->numel != 1) {
+        ag__error(AG_EINVAL, "a Tensor with %" PRId64 " elements cannot be converted to Scalar", t->numel);
+        return NAN;
+    }
+    return ag__load(t, 0);
+}
+
+double ag_get(const ag_tensor *t, int64_t i) {
+    if (!t) {
+        ag__null_arg("ag_get");
+        return NAN;
+    }
+    if (i < 0 || i >= t->numel) {
+        ag__error(AG_EINVAL, "index %" PRId64 " is out of bounds for a tensor with %" PRId64 " elements", i,
+                  t->numel);
+        return NAN;
+    }
+    return ag__load(t, i);
+}
+
+const void *ag_data_ptr(const ag_tensor *t) { return t ? t->data : ag__null_arg("ag_data_ptr"); }
+
+void *ag_mutable_data_ptr(ag_tensor *t) {
+    if (!t)
+        return ag__null_arg("ag_mutable_data_ptr");
+    ag__bump_version(t);
+    return t->data;
+}
+
+int ag_copy_to(const ag_tensor *t, void *out, ag_dtype out_dtype) {
+    if (!t || !out)
+        return ag__error(AG_EINVAL, "ag_copy_to: NULL argument");
+    if (ag__check_dtype(out_dtype))
+        return AG_EDTYPE;
+    if (out_dtype == t->dtype) {
+        memcpy(out, t->data, t->storage->nbytes);
+        return 0;
+    }
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (out_dtype == AG_FLOAT32)
+            ((float *)out)[i] = (float)ag__load(t, i);
+        else
+            ((double *)out)[i] = ag__load(t, i);
+    }
+    return 0;
+}
+
+uint32_t ag_version(const ag_tensor *t) {
+    if (!t) {
+        ag__null_arg("ag_version");
+        return 0;
+    }
+    return ag__version_of(t);
+}
+
+/* ---- Autograd state ------------------------------------------------------------- */
+
+bool ag_requires_grad(const ag_tensor *t) { return t && t->requires_grad; }
+bool ag_is_leaf(const ag_tensor *t) { return t && t->grad_fn == NULL; }
+
+int ag_requires_grad_(ag_tensor *t, bool on) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_requires_grad_: got a NULL tensor");
+    if (t->grad_fn) {
+        if (!on)
+            return ag__error(AG_ESTATE,
+                             "you can only change requires_grad flags of leaf variables. If you want to "
+                             "use a computed variable in a subgraph that doesn't require differentiation "
+                             "use var_no_grad = var.detach().");
+        return 0;
+    }
+    if (on && !t->grad_accumulator) {
+        /* Created here, on the thread that owns t's context, so that graphs
+         * built on other threads only ever read it. */
+        t->requires_grad = true;
+        if (!ag__grad_accumulator(t)) {
+            t->requires_grad = false;
+            return ag_last_status();
+        }
+    }
+    t->requires_grad = on;
+    return 0;
+}
+
+ag_tensor *ag_grad(const ag_tensor *t) {
+    if (!t)
+        return ag__null_arg("ag_grad");
+    return t->grad;
+}
+
+int ag_set_grad(ag_tensor *t, ag_tensor *g) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_set_grad: got a NULL tensor");
+    if (g) {
+        if (g->dtype != t->dtype)
+            return ag__error(AG_EDTYPE, "assigned grad has data of a different type");
+        if (!ag__same_shape(g, t))
+            return ag__error(AG_ESHAPE, "assigned grad has data of a different size");
+    }
+    t->grad = g;
+    return 0;
+}
+
+int ag_zero_grad(ag_tensor *t) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_zero_grad: got a NULL tensor");
+    if (t->grad) {
+        memset(t->grad->data, 0, t->grad->storage->nbytes);
+        ag__bump_version(t->grad);
+    }
+    return 0;
+}
+
+int ag_zero_(ag_tensor *t) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_zero_: got a NULL tensor");
+    if (ag__grad_enabled() && t->requires_grad) {
+        if (!t->grad_fn)
+            return ag__error(AG_ESTATE,
+                             "a leaf Variable that requires grad is being used in an in-place operation.");
+        return ag__error(AG_EUNSUPPORTED, "in-place operations on tensors with history are not supported");
+    }
+    memset(t->data, 0, t->storage->nbytes);
+    ag__bump_version(t);
+    return 0;
+}
+
+int ag_retain_grad(ag_tensor *t) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_retain_grad: got a NULL tensor");
+    if (!t->requires_grad)
+        return ag__error(AG_ESTATE, "can't retain_grad on Tensor that has requires_grad=False");
+    if (t->grad_fn) /* a leaf keeps its grad anyway */
+        t->retains_grad = true;
+    return 0;
+}
+
+ag_tensor *ag_detach(ag_tensor *t) {
+    if (!t)
+        return ag__null_arg("ag_detach");
+    ag_tensor *d = ag__ctx_alloc(t->ctx, sizeof *d);
+    if (!d)
+        return NULL;
+    memset(d, 0, sizeof *d);
+    d->ctx = t->ctx;
+    d->storage = t->storage; /* shared data and version counter, as in PyTorch */
+    d->data = t->data;
+    d->ndim = t->ndim;
+    d->dtype = t->dtype;
+    d->numel = t->numel;
+    memcpy(d->shape, t->shape, sizeof d->shape);
+    return d;
+}
+
+/* ---- Hooks --------------------------------------------------------------------- */
+
+int ag_register_hook(ag_tensor *t, ag_hook_fn fn, void *user_data) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_register_hook: got a NULL tensor");
+    if (!fn)
+        return ag__error(AG_EINVAL, "ag_register_hook: hook function is NULL");
+    if (!t->requires_grad)
+        return ag__error(AG_ESTATE, "cannot register a hook on a tensor that doesn't require gradient");
+    ag__hook *h = ag__ctx_alloc(t->ctx, sizeof *h);
+    if (!h)
+        return AG_ENOMEM;
+    h->fn = fn;
+    h->user_data = user_data;
+    h->handle = ++t->next_hook_handle;
+    h->next = NULL;
+    ag__hook **tail = &t->hooks;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = h;
+    return h->handle;
+}
+
+int ag_remove_hook(ag_tensor *t, int handle) {
+    if (!t)
+        return ag__error(AG_EINVAL, "ag_remove_hook: got a NULL tensor");
+    for (ag__hook **p = &t->hooks; *p; p = &(*p)->next) {
+        if ((*p)->handle == handle) {
+            *p = (*p)->next;
+            return 0;
+        }
+    }
+    return ag__error(AG_EINVAL, "ag_remove_hook: no hook with handle %d on this tensor", handle);
+}
+
+/* ---- Graph introspection -------------------------------------------------------- */
+
+const ag_node *ag_grad_fn(const ag_tensor *t) {
+    if (!t)
+        return ag__null_arg("ag_grad_fn");
+    return t->grad_fn;
+}
+
+const char *ag_node_name(const ag_node *n) {
+    if (!n)
+        return ag__null_arg("ag_node_name");
+    return n->kind->name;
+}
+
+int ag_node_num_next(const ag_node *n) {
+    if (!n)
+        return ag__error(AG_EINVAL, "ag_node_num_next: got a NULL node");
+    return n->num_next;
+}
+
+const ag_node *ag_node_next(const ag_node *n, int i) {
+    if (!n)
+        return ag__null_arg("ag_node_next");
+    if (i < 0 || i >= n->num_next)
+        return ag__error_null(AG_EINVAL, "index %d is out of range for a node with %d next functions", i,
+                              n->num_next);
+    return n->next[i];
+}
+
+const ag_tensor *ag_node_variable(const ag_node *n) {
+    if (!n)
+        return ag__null_arg("ag_node_variable");
+    if (n->kind != &ag__accumulate_grad_kind)
+        return ag__error_null(AG_EINVAL, "%s has no variable: only AccumulateGrad has one", n->kind->name);
+    return n->out;
+}
