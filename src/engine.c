@@ -1,1 +1,434 @@
-/* engine.c */
+/* The backward engine: discovery of the nodes reachable from the root with
+ * dependency counts, then execution in PyTorch's order (ready nodes latest
+ * created first, AccumulateGrad first of all), with input buffers, tensor
+ * hooks, retain_grad, AccumulateGrad and the release of saved tensors.
+ *
+ * Per-backward state lives in a task owned by the calling thread; nested
+ * backward calls (from a hook) get a task of their own. The task's arrays and
+ * its scratch context are kept between calls, so a repeated backward of a
+ * same-shaped graph makes no heap calls once warm. */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define AG__MAX_NESTING 8
+
+typedef struct ag__task {
+    /* per-node state, indexed by discovery order */
+    ag_node **nodes;
+    int32_t *deps;     /* incoming edges from reachable nodes not yet delivered */
+    ag_tensor **bufs;  /* input buffer: the node's accumulated output gradient */
+    size_t n, cap;
+    /* node -> index, open addressing; hcap is a power of two */
+    ag_node **hkeys;
+    int32_t *hvals;
+    size_t hcap;
+    /* ready nodes: a max-heap on seq */
+    int32_t *heap;
+    size_t heap_n;
+    ag_ctx *scratch; /* gradients and temporaries of this backward */
+} ag__task;
+
+static _Thread_local ag__task ag__tasks[AG__MAX_NESTING];
+static _Thread_local int ag__depth;
+
+/* ---- Growable arrays (counted heap calls) ------------------------------------ */
+
+static void *ag__grow(void *old, size_t old_bytes, size_t new_bytes) {
+    void *p = ag__chunk_alloc(new_bytes);
+    if (!p)
+        return NULL;
+    if (old) {
+        memcpy(p, old, old_bytes);
+        ag__chunk_free(old, old_bytes);
+    }
+    return p;
+}
+
+static int ag__task_reserve(ag__task *t, size_t need) {
+    if (need <= t->cap)
+        return 0;
+    size_t cap = t->cap ? t->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    void *nodes = ag__grow(t->nodes, t->cap * sizeof *t->nodes, cap * sizeof *t->nodes);
+    if (!nodes)
+        return ag__error(AG_ENOMEM, "out of memory in backward");
+    t->nodes = nodes;
+    void *deps = ag__grow(t->deps, t->cap * sizeof *t->deps, cap * sizeof *t->deps);
+    if (!deps)
+        return ag__error(AG_ENOMEM, "out of memory in backward");
+    t->deps = deps;
+    void *bufs = ag__grow(t->bufs, t->cap * sizeof *t->bufs, cap * sizeof *t->bufs);
+    if (!bufs)
+        return ag__error(AG_ENOMEM, "out of memory in backward");
+    t->bufs = bufs;
+    void *heap = ag__grow(t->heap, t->cap * sizeof *t->heap, cap * sizeof *t->heap);
+    if (!heap)
+        return ag__error(AG_ENOMEM, "out of memory in backward");
+    t->heap = heap;
+    t->cap = cap;
+    return 0;
+}
+
+static inline size_t ag__hash_ptr(const void *p, size_t mask) {
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x & mask;
+}
+
+static int ag__hash_rebuild(ag__task *t, size_t hcap) {
+    ag_node **keys = ag__chunk_alloc(hcap * sizeof *keys);
+    int32_t *vals = ag__chunk_alloc(hcap * sizeof *vals);
+    if (!keys || !vals) {
+        ag__chunk_free(keys, hcap * sizeof *keys);
+        ag__chunk_free(vals, hcap * sizeof *vals);
+        return ag__error(AG_ENOMEM, "out of memory in backward");
+    }
+    ag__chunk_free(t->hkeys, t->hcap * sizeof *t->hkeys);
+    ag__chunk_free(t->hvals, t->hcap * sizeof *t->hvals);
+    memset(keys, 0, hcap * sizeof *keys);
+    t->hkeys = keys;
+    t->hvals = vals;
+    t->hcap = hcap;
+    size_t mask = hcap - 1;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t h = ag__hash_ptr(t->nodes[i], mask);
+        while (keys[h])
+            h = (h + 1) & mask;
+        keys[h] = t->nodes[i];
+        vals[h] = (int32_t)i;
+    }
+    return 0;
+}
+
+/* Index of node, adding it (deps 0, no buffer) when new; *is_new tells. */
+static int32_t ag__task_index(ag__task *t, ag_node *node, bool *is_new) {
+    if (AG__UNLIKELY((t->n + 1) * 2 > t->hcap)) {
+        if (ag__hash_rebuild(t, t->hcap ? t->hcap * 2 : 256))
+            return -1;
+    }
+    size_t mask = t->hcap - 1, h = ag__hash_ptr(node, mask);
+    while (t->hkeys[h]) {
+        if (t->hkeys[h] == node) {
+            *is_new = false;
+            return t->hvals[h];
+        }
+        h = (h + 1) & mask;
+    }
+    if (ag__task_reserve(t, t->n + 1))
+        return -1;
+    int32_t i = (int32_t)t->n++;
+    t->hkeys[h] = node;
+    t->hvals[h] = i;
+    t->nodes[i] = node;
+    t->deps[i] = 0;
+    t->bufs[i] = NULL;
+    *is_new = true;
+    return i;
+}
+
+static void ag__task_clear(ag__task *t) {
+    /* Only the used slots of the hash need clearing. */
+    if (t->hkeys) {
+        size_t mask = t->hcap - 1;
+        for (size_t i = 0; i < t->n; i++) {
+            size_t h = ag__hash_ptr(t->nodes[i], mask);
+            while (t->hkeys[h] != t->nodes[i])
+                h = (h + 1) & mask;
+            t->hkeys[h] = NULL;
+        }
+        /* Linear probing needs no tombstones when every key goes. */
+    }
+    t->n = 0;
+    t->heap_n = 0;
+    if (t->scratch)
+        ag_ctx_reset(t->scratch);
+}
+
+/* ---- Ready heap: latest-created first (PyTorch's ReadyQueue order) ------------ */
+
+static inline bool ag__before(const ag__task *t, int32_t a, int32_t b) {
+    return t->nodes[a]->seq > t->nodes[b]->seq;
+}
+
+static void ag__heap_push(ag__task *t, int32_t i) {
+    size_t k = t->heap_n++;
+    while (k > 0) {
+        size_t parent = (k - 1) / 2;
+        if (!ag__before(t, i, t->heap[parent]))
+            break;
+        t->heap[k] = t->heap[parent];
+        k = parent;
+    }
+    t->heap[k] = i;
+}
+
+static int32_t ag__heap_pop(ag__task *t) {
+    int32_t top = t->heap[0];
+    int32_t last = t->heap[--t->heap_n];
+    size_t k = 0, n = t->heap_n;
+    for (;;) {
+        size_t c = 2 * k + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && ag__before(t, t->heap[c + 1], t->heap[c]))
+            c++;
+        if (!ag__before(t, t->heap[c], last))
+            break;
+        t->heap[k] = t->heap[c];
+        k = c;
+    }
+    if (n > 0)
+        t->heap[k] = last;
+    return top;
+}
+
+/* ---- Leaf accumulation ------------------------------------------------------------ */
+
+/* Striped locks guard .grad of leaves that several backward calls (on
+ * different application threads) may accumulate into at once. */
+#define AG__GRAD_LOCKS 64
+static pthread_mutex_t ag__grad_locks[AG__GRAD_LOCKS] = {
+#define AG__L4 PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER
+#define AG__L16 AG__L4, AG__L4, AG__L4, AG__L4
+    AG__L16, AG__L16, AG__L16, AG__L16
+#undef AG__L16
+#undef AG__L4
+};
+
+static pthread_mutex_t *ag__grad_lock(const ag_tensor *t) {
+    return &ag__grad_locks[ag__hash_ptr(t, AG__GRAD_LOCKS - 1)];
+}
+
+static void ag__add_into(ag_tensor *dst, const ag_tensor *src) {
+    int64_t n = dst->numel;
+    if (dst->dtype == AG_FLOAT32) {
+        float *d = dst->data;
+        const float *s = src->data;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
+    } else {
+        double *d = dst->data;
+        const double *s = src->data;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
+    }
+}
+
+/* grad (shape and dtype of `owner`) added into owner->grad, which is created
+ * in owner's context when absent. */
+static int ag__accumulate(ag_tensor *owner, const ag_tensor *grad) {
+    pthread_mutex_t *lock = ag__grad_lock(owner);
+    pthread_mutex_lock(lock);
+    int rc = 0;
+    if (!owner->grad) {
+        ag_tensor *g = ag__tensor_new_shared(owner->ctx, owner->dtype, owner->ndim, owner->shape);
+        if (!g)
+            rc = AG_ENOMEM;
+        else {
+            memcpy(g->data, grad->data, g->storage->nbytes);
+            owner->grad = g;
+        }
+    } else {
+        ag__add_into(owner->grad, grad);
+        ag__bump_version(owner->grad);
+    }
+    pthread_mutex_unlock(lock);
+    return rc;
+}
+
+/* ---- Running one node ----------------------------------------------------------------- */
+
+static ag_tensor *ag__zeros_in(ag_ctx *scratch, const ag_tensor *like) {
+    ag_tensor *g = ag__tensor_new(scratch, like->dtype, like->ndim, like->shape);
+    if (g)
+        memset(g->data, 0, g->storage->nbytes);
+    return g;
+}
+
+/* Tensor hooks in registration order; a hook's result replaces the gradient. */
+static int ag__run_hooks(ag_tensor *owner, ag_tensor **grad) {
+    for (ag__hook *h = owner->hooks; h; h = h->next) {
+        ag_tensor *r = h->fn(*grad, h->user_data);
+        if (!r)
+            continue;
+        if (r->dtype != (*grad)->dtype)
+            return ag__error(AG_EDTYPE, "hook 'hook' has changed the type of value (was %s got %s)",
+                             ag__dtype_torch_name((*grad)->dtype), ag__dtype_torch_name(r->dtype));
+        if (!ag__same_shape(r, *grad)) {
+            char was[160], got[160];
+            ag__shape_str(was, sizeof was, (*grad)->ndim, (*grad)->shape);
+            ag__shape_str(got, sizeof got, r->ndim, r->shape);
+            return ag__error(AG_ESHAPE, "hook 'hook' has changed the size of value (was %s got %s)", was, got);
+        }
+        *grad = r;
+    }
+    return 0;
+}
+
+static int ag__run_node(ag__task *t, int32_t idx, bool keep_graph) {
+    ag_node *node = t->nodes[idx];
+    ag_tensor *grad = t->bufs[idx];
+    ag_tensor *owner = node->out;
+    int rc;
+
+    if ((rc = ag__node_check_released(node)))
+        return rc;
+    if (owner->hooks && (rc = ag__run_hooks(owner, &grad)))
+        return rc;
+    if (node->kind == &ag__accumulate_grad_kind)
+        return ag__accumulate(owner, grad);
+    if (owner->retains_grad && (rc = ag__accumulate(owner, grad)))
+        return rc;
+
+    /* Edges to their targets' input buffers, created zeroed on first use. */
+    ag_tensor *dinp_small[4];
+    int32_t tgt_small[4];
+    ag_tensor **dinp = dinp_small;
+    int32_t *tgt = tgt_small;
+    if (node->num_next > 4) {
+        dinp = ag__ctx_alloc(t->scratch, (size_t)node->num_next * sizeof *dinp);
+        tgt = ag__ctx_alloc(t->scratch, (size_t)node->num_next * sizeof *tgt);
+        if (!dinp || !tgt)
+            return AG_ENOMEM;
+    }
+    for (int i = 0; i < node->num_next; i++) {
+        ag_node *next = node->next[i];
+        dinp[i] = NULL;
+        tgt[i] = -1;
+        if (!next)
+            continue;
+        bool is_new;
+        int32_t j = ag__task_index(t, next, &is_new);
+        if (j < 0)
+            return ag_last_status();
+        if (!t->bufs[j] && !(t->bufs[j] = ag__zeros_in(t->scratch, next->out)))
+            return AG_ENOMEM;
+        dinp[i] = t->bufs[j];
+        tgt[i] = j;
+    }
+    rc = node->kind->backward(node, grad, dinp, t->scratch);
+    if (rc)
+        return rc < 0 ? rc : AG_EINVAL;
+    if (!keep_graph)
+        ag__node_release(node);
+    /* Deliver: a target whose last producer just ran becomes ready. */
+    for (int i = 0; i < node->num_next; i++)
+        if (tgt[i] >= 0 && --t->deps[tgt[i]] == 0)
+            ag__heap_push(t, tgt[i]);
+    return 0;
+}
+
+/* ---- Discovery ------------------------------------------------------------------------ */
+
+/* Counts, for every node reachable from root, its incoming edges from
+ * reachable nodes. Uses the heap array as the DFS stack (it is empty then). */
+static int ag__discover(ag__task *t, ag_node *root) {
+    bool is_new;
+    if (ag__task_index(t, root, &is_new) < 0)
+        return ag_last_status();
+    size_t sp = 0;
+    t->heap[sp++] = 0;
+    while (sp > 0) {
+        ag_node *node = t->nodes[t->heap[--sp]];
+        for (int i = 0; i < node->num_next; i++) {
+            ag_node *next = node->next[i];
+            if (!next)
+                continue;
+            int32_t j = ag__task_index(t, next, &is_new);
+            if (j < 0)
+                return ag_last_status();
+            t->deps[j]++;
+            if (is_new)
+                t->heap[sp++] = j; /* heap has cap >= n, and sp <= n */
+        }
+    }
+    return 0;
+}
+
+/* ---- ag_backward -------------------------------------------------------------------------- */
+
+static int ag__seed(ag__task *t, ag_tensor *root, const ag_tensor *grad, ag_tensor **out) {
+    ag_tensor *g = ag__tensor_new(t->scratch, root->dtype, root->ndim, root->shape);
+    if (!g)
+        return AG_ENOMEM;
+    if (!grad) {
+        for (int64_t i = 0; i < g->numel; i++)
+            ag__store(g, i, 1.0);
+    } else if (grad->dtype == g->dtype) {
+        memcpy(g->data, grad->data, g->storage->nbytes);
+    } else { /* PyTorch casts a gradient of another float dtype */
+        for (int64_t i = 0; i < g->numel; i++)
+            ag__store(g, i, ag__load(grad, i));
+    }
+    *out = g;
+    return 0;
+}
+
+static int ag__check_root(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts) {
+    if (opts && opts->create_graph)
+        return ag__error(AG_EUNSUPPORTED, "create_graph=True is not supported yet");
+    if (opts && opts->num_threads < 0)
+        return ag__error(AG_EINVAL, "num_threads must be >= 0 (0: the default), got %d", opts->num_threads);
+    if (!root->requires_grad)
+        return ag__error(AG_ESTATE, "element 0 of tensors does not require grad and does not have a grad_fn");
+    if (!grad) {
+        if (root->numel != 1)
+            return ag__error(AG_ESTATE, "grad can be implicitly created only for scalar outputs");
+        return 0;
+    }
+    if (!ag__same_shape(grad, root)) {
+        char gs[160], rs[160];
+        ag__shape_str(gs, sizeof gs, grad->ndim, grad->shape);
+        ag__shape_str(rs, sizeof rs, root->ndim, root->shape);
+        return ag__error(AG_ESHAPE,
+                         "Mismatch in shape: grad_output[0] has a shape of torch.Size(%s) and output[0] has "
+                         "a shape of torch.Size(%s).",
+                         gs, rs);
+    }
+    return 0;
+}
+
+int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts) {
+    if (!root) {
+        ag__null_arg("ag_backward");
+        return ag_last_status() ? ag_last_status() : AG_EINVAL;
+    }
+    int rc = ag__check_root(root, grad, opts);
+    if (rc)
+        return rc;
+    ag_node *root_node = root->grad_fn ? root->grad_fn : ag__grad_accumulator(root);
+    if (!root_node)
+        return AG_ENOMEM;
+    if (ag__depth >= AG__MAX_NESTING)
+        return ag__error(AG_ESTATE, "backward nested more than %d deep (backward called from hooks)",
+                         AG__MAX_NESTING);
+    ag__task *t = &ag__tasks[ag__depth++];
+    bool keep_graph = opts && opts->retain_graph;
+    bool prev_grad_mode = ag_set_grad_enabled(false);
+
+    if (!t->scratch && !(t->scratch = ag_ctx_new())) {
+        rc = AG_ENOMEM;
+        goto out;
+    }
+    if ((rc = ag__task_reserve(t, 64)) || (rc = ag__discover(t, root_node)))
+        goto out;
+    if ((rc = ag__seed(t, root, grad, &t->bufs[0])))
+        goto out;
+    ag__heap_push(t, 0);
+    while (t->heap_n > 0) {
+        int32_t idx = ag__heap_pop(t);
+        if ((rc = ag__run_node(t, idx, keep_graph)))
+            goto out;
+    }
+out:
+    ag__task_clear(t);
+    ag__depth--;
+    ag_set_grad_enabled(prev_grad_mode);
+    return rc;
+}
