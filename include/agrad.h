@@ -161,6 +161,35 @@ typedef ag_tensor *(*ag_hook_fn)(ag_tensor *grad, void *user_data);
 AG_EXPORT int ag_register_hook(ag_tensor *, ag_hook_fn, void *user_data); /* handle > 0 */
 AG_EXPORT int ag_remove_hook(ag_tensor *, int handle);
 
+/* ---- Optimizers ----------------------------------------------------------------
+ * Update parameters in place with grad mode off, as torch.optim does (the
+ * same arithmetic, in the parameters' dtype). State lives in the context
+ * given at creation. Parameters without a .grad are skipped. */
+
+typedef struct ag_optim ag_optim;
+
+typedef struct ag_sgd_opts {
+    double lr;
+    double momentum;     /* 0: plain SGD */
+    double dampening;
+    double weight_decay; /* L2, added to the gradient */
+    bool nesterov;
+} ag_sgd_opts;
+
+typedef struct ag_adam_opts {
+    double lr;           /* 0 means PyTorch's default 1e-3 */
+    double beta1, beta2; /* 0 means 0.9 and 0.999 */
+    double eps;          /* 0 means 1e-8 */
+    double weight_decay;
+    bool amsgrad;
+} ag_adam_opts;
+
+AG_EXPORT ag_optim *ag_sgd_new(ag_ctx *ctx, ag_tensor *const *params, int n, const ag_sgd_opts *opts);
+AG_EXPORT ag_optim *ag_adam_new(ag_ctx *ctx, ag_tensor *const *params, int n, const ag_adam_opts *opts);
+AG_EXPORT int ag_optim_step(ag_optim *opt);
+AG_EXPORT int ag_optim_zero_grad(ag_optim *opt); /* zeroes every parameter's .grad */
+AG_EXPORT int ag_zero_grads(ag_tensor *const *params, int n);
+
 /* ---- Threads and determinism ------------------------------------------------ */
 
 AG_EXPORT int ag_set_num_threads(int n); /* default: all cores, or AG_NUM_THREADS */
