@@ -108,6 +108,11 @@ AG_EXPORT int ag_node_num_next(const ag_node *);
 AG_EXPORT const ag_node *ag_node_next(const ag_node *, int i); /* NULL where that input needs no grad */
 AG_EXPORT const ag_tensor *ag_node_variable(const ag_node *);  /* AccumulateGrad: its leaf */
 
+/* Writes the backward graph that ends in root as Graphviz DOT: one node per
+ * backward node with its name and output shape, leaves (AccumulateGrad)
+ * marked, edges from each node to the producers of its inputs. */
+AG_EXPORT int ag_graph_dot(const ag_tensor *root, FILE *out);
+
 /* ---- Grad mode (torch.no_grad) ------------------------------------------- */
 
 AG_EXPORT bool ag_set_grad_enabled(bool enabled); /* thread-local; returns the previous value */
