@@ -93,10 +93,10 @@ ag_tensor *ag__saved_get(ag_node *node, int i) {
         ag__shape_str(shape, sizeof shape, t->ndim, t->shape);
         const ag_node *producer = s->is_output ? node : t->grad_fn;
         if (producer)
-            snprintf(which, sizeof which, ", which is output 0 of %s", producer->kind->name);
+            snprintf(which, sizeof which, ", which is output 0 of %s,", producer->kind->name);
         return ag__error_null(AG_ESTATE,
                               "one of the variables needed for gradient computation has been modified by "
-                              "an inplace operation: [%s %s]%s, is at version %u; expected version %u "
+                              "an inplace operation: [%s %s]%s is at version %u; expected version %u "
                               "instead. Hint: enable anomaly detection to find the operation that failed "
                               "to compute its gradient, with torch.autograd.set_detect_anomaly(True).",
                               ag__dtype_torch_name(t->dtype), shape, which, now, s->version);

@@ -1,1 +1,179 @@
-/* ops_shape.c */
+/* Shape ops: reshape (a view sharing storage, as PyTorch's reshape of a
+ * contiguous tensor), transpose (a copy: agrad tensors are contiguous) and
+ * clone. */
+#include "ops.h"
+
+#include <inttypes.h>
+
+/* ==== reshape ================================================================
+ * out shares a's storage and version counter; da += g (same elements). */
+static int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (!dinp[0])
+        return 0;
+    ag_tensor flat = *dout; /* dout's elements in dinp's shape */
+    flat.ndim = dinp[0]->ndim;
+    memcpy(flat.shape, dinp[0]->shape, sizeof flat.shape);
+    ag__add_reduced(dinp[0], &flat, 1.0);
+    return 0;
+}
+
+static const ag__node_kind ag__view_kind = {"ViewBackward0", ag__view_backward};
+
+static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, int64_t *out) {
+    if (ndim < 0 || ndim > AG_MAX_DIMS)
+        return ag__error(AG_EINVAL, "ndim %d is out of range (0 to %d)", ndim, AG_MAX_DIMS);
+    if (ndim > 0 && !shape)
+        return ag__error(AG_EINVAL, "ag_reshape: shape is NULL");
+    int infer = -1;
+    int64_t known = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] == -1) {
+            if (infer >= 0)
+                return ag__error(AG_EINVAL, "only one dimension can be inferred");
+            infer = d;
+        } else if (shape[d] < 0) {
+            return ag__error(AG_EINVAL, "invalid shape dimension %" PRId64, shape[d]);
+        } else {
+            known *= shape[d];
+        }
+        out[d] = shape[d];
+    }
+    if (infer >= 0 && known != 0 && a->numel % known == 0)
+        out[infer] = a->numel / known;
+    else if (infer >= 0 || known != a->numel) {
+        char s[200];
+        ag__shape_str(s, sizeof s, ndim, shape);
+        return ag__error(AG_ESHAPE, "shape '%s' is invalid for input of size %" PRId64, s, a->numel);
+    }
+    return 0;
+}
+
+ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) {
+    if (ag__check_unary(ctx, a, "ag_reshape"))
+        return NULL;
+    int64_t sh[AG_MAX_DIMS];
+    if (ag__infer_shape(a, ndim, shape, sh))
+        return NULL;
+    ag_tensor *out = ag__ctx_alloc(ctx, sizeof *out);
+    if (!out)
+        return NULL;
+    memset(out, 0, sizeof *out);
+    out->ctx = ctx;
+    out->storage = a->storage;
+    out->data = a->data;
+    out->dtype = a->dtype;
+    out->ndim = ndim;
+    out->numel = a->numel;
+    memcpy(out->shape, sh, (size_t)ndim * sizeof(int64_t));
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__view_kind, out, 1, ins))
+        return NULL;
+    return out;
+}
+
+/* ==== transpose ==============================================================
+ * out = a with dims d0 and d1 swapped (copied);  da += transpose(g, d0, d1). */
+
+/* dst (shape of src with d0, d1 swapped) op= src; add selects += over =. */
+#define AG__TRANSPOSE(T)                                                                           \
+    static void ag__transpose_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) { \
+        int64_t dst_shape[AG_MAX_DIMS], dst_stride[AG_MAX_DIMS], walk_stride[AG_MAX_DIMS];         \
+        int nd = s->ndim;                                                                          \
+        for (int d = 0; d < nd; d++)                                                               \
+            dst_shape[d] = s->shape[d == d0 ? d1 : d == d1 ? d0 : d];                              \
+        int64_t st = 1;                                                                            \
+        for (int d = nd - 1; d >= 0; d--) {                                                        \
+            dst_stride[d] = st;                                                                    \
+            st *= dst_shape[d];                                                                    \
+        }                                                                                          \
+        /* walking src in order, dim d of src is dim (swap d) of dst */                            \
+        for (int d = 0; d < nd; d++)                                                               \
+            walk_stride[d] = dst_stride[d == d0 ? d1 : d == d1 ? d0 : d];                          \
+        int64_t idx[AG_MAX_DIMS] = {0}, off = 0;                                                   \
+        for (int64_t i = 0; i < s->numel; i++) {                                                   \
+            if (add)                                                                               \
+                dst[off] += src[i];                                                                \
+            else                                                                                   \
+                dst[off] = src[i];                                                                 \
+            for (int d = nd - 1; d >= 0; d--) {                                                    \
+                if (++idx[d] < s->shape[d]) {                                                      \
+                    off += walk_stride[d];                                                         \
+                    break;                                                                         \
+                }                                                                                  \
+                off -= walk_stride[d] * (idx[d] - 1);                                              \
+                idx[d] = 0;                                                                        \
+            }                                                                                      \
+        }                                                                                          \
+    }
+AG__TRANSPOSE(float)
+AG__TRANSPOSE(double)
+
+static void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add) {
+    if (src->dtype == AG_FLOAT32)
+        ag__transpose_float(dst->data, src->data, src, d0, d1, add);
+    else
+        ag__transpose_double(dst->data, src->data, src, d0, d1, add);
+}
+
+static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(scratch);
+    if (dinp[0])
+        ag__transpose_into(dinp[0], dout, (int)node->iarg[0], (int)node->iarg[1], true);
+    return 0;
+}
+
+static const ag__node_kind ag__transpose_kind = {"TransposeBackward0", ag__transpose_backward};
+
+ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
+    if (ag__check_unary(ctx, a, "ag_transpose"))
+        return NULL;
+    int d0 = 0, d1 = 0;
+    if (ag__normalize_dim(dim0, a->ndim, &d0) || ag__normalize_dim(dim1, a->ndim, &d1))
+        return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    for (int d = 0; d < a->ndim; d++)
+        shape[d] = a->shape[d == d0 ? d1 : d == d1 ? d0 : d];
+    ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, shape);
+    if (!out)
+        return NULL;
+    if (a->ndim == 0)
+        memcpy(out->data, a->data, a->storage->nbytes);
+    else
+        ag__transpose_into(out, a, d0, d1, false);
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins)) {
+        ag_node *node = ag__record(ctx, &ag__transpose_kind, out, 1, ins);
+        if (!node)
+            return NULL;
+        node->iarg[0] = d0;
+        node->iarg[1] = d1;
+    }
+    return out;
+}
+
+/* ==== clone ==================================================================
+ * out = copy of a;  da += g. */
+static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (dinp[0])
+        ag__add_reduced(dinp[0], dout, 1.0);
+    return 0;
+}
+
+static const ag__node_kind ag__clone_kind = {"CloneBackward0", ag__clone_backward};
+
+ag_tensor *ag_clone(ag_ctx *ctx, ag_tensor *a) {
+    if (ag__check_unary(ctx, a, "ag_clone"))
+        return NULL;
+    ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, a->shape);
+    if (!out)
+        return NULL;
+    memcpy(out->data, a->data, a->storage->nbytes);
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__clone_kind, out, 1, ins))
+        return NULL;
+    return out;
+}
