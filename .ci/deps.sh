@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages agrad's build, tests and benchmarks need, when
+# any is missing. Usage: .ci/deps.sh [build|bench]  (bench adds PyTorch and
+# gnuplot, which only the benchmarks use).
+set -euo pipefail
+pkgs=(meson ninja-build pkg-config gcc clang libc6-dev libcmocka-dev libjemalloc-dev libomp-14-dev zlib1g-dev)
+if [ "${1:-build}" = bench ]; then
+    pkgs+=(python3 python3-torch libopenblas0-openmp gnuplot-nox)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "deps.sh: missing packages and not root: apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
