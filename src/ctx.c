@@ -104,7 +104,7 @@ static void ag__region_init(ag__region *r) {
 }
 
 static void *ag__region_alloc(ag__region *r, size_t nbytes) {
-    size_t n = (nbytes + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN;
+    size_t n = (nbytes + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN;
     if (n < nbytes) /* overflow */
         return ag__error_null(AG_ENOMEM, "allocation of %zu bytes is too large", nbytes);
     ag__chunk *c = r->chunks;

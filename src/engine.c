@@ -20,7 +20,10 @@ typedef struct ag__task {
     ag_node **nodes;
     int32_t *deps;     /* incoming edges from reachable nodes not yet delivered */
     ag_tensor **bufs;  /* input buffer: the node's accumulated output gradient */
+    int32_t *edge_off; /* node i's edges are edges[edge_off[i] ...], num_next of them */
     size_t n, cap;
+    int32_t *edges; /* target index of each edge, -1 where no gradient flows */
+    size_t nedges, ecap;
     /* node -> index, open addressing; hcap is a power of two */
     ag_node **hkeys;
     int32_t *hvals;
@@ -69,7 +72,25 @@ static int ag__task_reserve(ag__task *t, size_t need) {
     if (!heap)
         return ag__error(AG_ENOMEM, "out of memory in backward");
     t->heap = heap;
+    void *off = ag__grow(t->edge_off, t->cap * sizeof *t->edge_off, cap * sizeof *t->edge_off);
+    if (!off)
+        return ag__error(AG_ENOMEM, "out of memory in backward");
+    t->edge_off = off;
     t->cap = cap;
+    return 0;
+}
+
+static int ag__task_reserve_edges(ag__task *t, size_t need) {
+    if (need <= t->ecap)
+        return 0;
+    size_t cap = t->ecap ? t->ecap : 128;
+    while (cap < need)
+        cap *= 2;
+    void *e = ag__grow(t->edges, t->ecap * sizeof *t->edges, cap * sizeof *t->edges);
+    if (!e)
+        return ag__error(AG_ENOMEM, "out of memory in backward");
+    t->edges = e;
+    t->ecap = cap;
     return 0;
 }
 
@@ -145,6 +166,7 @@ static void ag__task_clear(ag__task *t) {
         /* Linear probing needs no tombstones when every key goes. */
     }
     t->n = 0;
+    t->nedges = 0;
     t->heap_n = 0;
     if (t->scratch)
         ag_ctx_reset(t->scratch);
@@ -288,29 +310,18 @@ static int ag__run_node(ag__task *t, int32_t idx, bool keep_graph) {
 
     /* Edges to their targets' input buffers, created zeroed on first use. */
     ag_tensor *dinp_small[4];
-    int32_t tgt_small[4];
     ag_tensor **dinp = dinp_small;
-    int32_t *tgt = tgt_small;
-    if (node->num_next > 4) {
-        dinp = ag__ctx_alloc(t->scratch, (size_t)node->num_next * sizeof *dinp);
-        tgt = ag__ctx_alloc(t->scratch, (size_t)node->num_next * sizeof *tgt);
-        if (!dinp || !tgt)
-            return AG_ENOMEM;
-    }
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    if (node->num_next > 4 && !(dinp = ag__ctx_alloc(t->scratch, (size_t)node->num_next * sizeof *dinp)))
+        return AG_ENOMEM;
     for (int i = 0; i < node->num_next; i++) {
-        ag_node *next = node->next[i];
+        int32_t j = tgt[i];
         dinp[i] = NULL;
-        tgt[i] = -1;
-        if (!next)
-            continue;
-        bool is_new;
-        int32_t j = ag__task_index(t, next, &is_new);
         if (j < 0)
-            return ag_last_status();
-        if (!t->bufs[j] && !(t->bufs[j] = ag__zeros_in(t->scratch, next->out)))
+            continue;
+        if (!t->bufs[j] && !(t->bufs[j] = ag__zeros_in(t->scratch, t->nodes[j]->out)))
             return AG_ENOMEM;
         dinp[i] = t->bufs[j];
-        tgt[i] = j;
     }
     rc = node->kind->backward(node, grad, dinp, t->scratch);
     if (rc)
@@ -335,14 +346,22 @@ static int ag__discover(ag__task *t, ag_node *root) {
     size_t sp = 0;
     t->heap[sp++] = 0;
     while (sp > 0) {
-        ag_node *node = t->nodes[t->heap[--sp]];
+        int32_t i_node = t->heap[--sp];
+        ag_node *node = t->nodes[i_node];
+        if (ag__task_reserve_edges(t, t->nedges + (size_t)node->num_next))
+            return ag_last_status();
+        t->edge_off[i_node] = (int32_t)t->nedges;
+        int32_t *edges = t->edges + t->nedges;
+        t->nedges += (size_t)node->num_next;
         for (int i = 0; i < node->num_next; i++) {
             ag_node *next = node->next[i];
+            edges[i] = -1;
             if (!next)
                 continue;
             int32_t j = ag__task_index(t, next, &is_new);
             if (j < 0)
                 return ag_last_status();
+            edges[i] = j;
             t->deps[j]++;
             if (is_new)
                 t->heap[sp++] = j; /* heap has cap >= n, and sp <= n */

@@ -13,7 +13,8 @@
 #define AG__UNUSED(x) ((void)(x))
 #define AG__LIKELY(x) __builtin_expect(!!(x), 1)
 #define AG__UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define AG__ALIGN 64 /* tensor data alignment, in bytes */
+#define AG__ALIGN 64     /* alignment of tensor data of 256 bytes or more */
+#define AG__MIN_ALIGN 16 /* alignment of every arena allocation */
 
 /* ---- Errors (error.c) -------------------------------------------------------
  * ag__error sets this thread's code and message and returns the code, so a
@@ -32,7 +33,7 @@ size_t ag__dtype_size(ag_dtype dt);
  * on a private jemalloc arena (or from malloc when jemalloc is disabled).
  * ag__ctx_alloc is for the thread that owns ctx; ag__ctx_alloc_shared may be
  * called from any thread (leaf .grad buffers filled by backward) and takes
- * the context's lock. Both return AG__ALIGN-aligned memory, NULL on ENOMEM
+ * the context's lock. Both return AG__MIN_ALIGN-aligned memory, NULL on ENOMEM
  * (with the error set). */
 void *ag__ctx_alloc(ag_ctx *ctx, size_t nbytes);
 void *ag__ctx_alloc_shared(ag_ctx *ctx, size_t nbytes);

@@ -115,6 +115,23 @@ AG__ADD_REDUCED(float)
 AG__ADD_REDUCED(double)
 
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale) {
+    if (dst->numel == src->numel) { /* same elements: a flat loop */
+        int64_t n = dst->numel;
+        if (dst->dtype == AG_FLOAT32) {
+            float *d = dst->data, sc = (float)scale;
+            const float *s = src->data;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                d[i] += s[i] * sc;
+        } else {
+            double *d = dst->data;
+            const double *s = src->data;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                d[i] += s[i] * scale;
+        }
+        return;
+    }
     /* Walk the larger of the two shapes; the smaller broadcasts into it. */
     const ag_tensor *big = dst->numel >= src->numel ? dst : src;
     const ag_tensor *ops[2] = {dst, src};

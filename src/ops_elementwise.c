@@ -99,7 +99,16 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
         }
         const ag_tensor *ops[4] = {d, dout, a ? a : dout, b ? b : dout};
         ag__iter it;
-        ag__iter_init(&it, dout->ndim, dout->shape, 4, ops);
+        if (d->numel == dout->numel && (!a || a->numel == dout->numel) && (!b || b->numel == dout->numel)) {
+            /* no broadcasting: one flat row */
+            it.ndim = 1;
+            it.nops = 4;
+            it.shape[0] = dout->numel;
+            for (int k = 0; k < 4; k++)
+                it.stride[k][0] = 1;
+        } else {
+            ag__iter_init(&it, dout->ndim, dout->shape, 4, ops);
+        }
         if (d->dtype == AG_FLOAT32)
             ag__binary_bwd_float(op, which, &it, d->data, dout->data, a ? a->data : NULL, b ? b->data : NULL);
         else

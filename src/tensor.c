@@ -8,7 +8,10 @@
 #include <stdio.h>
 
 #define AG__STRUCTS_SIZE                                                                           \
-    ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN)
+    ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
+/* Small tensors keep their data right after the structs (one-element chains
+ * stay compact); larger ones get cache-line-aligned data for the kernels. */
+#define AG__SMALL_DATA 256
 
 int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
@@ -41,14 +44,18 @@ static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int
     if (ag__check_dtype(dt) || ag__check_shape(ndim, shape, &numel))
         return NULL;
     size_t nbytes = (size_t)numel * ag__dtype_size(dt);
-    char *mem = shared ? ag__ctx_alloc_shared(ctx, AG__STRUCTS_SIZE + nbytes)
-                       : ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + nbytes);
+    size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
+    char *mem = shared ? ag__ctx_alloc_shared(ctx, AG__STRUCTS_SIZE + pad + nbytes)
+                       : ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + pad + nbytes);
     if (!mem)
         return NULL;
     ag_tensor *t = (ag_tensor *)mem;
     ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
     memset(t, 0, sizeof *t);
-    st->data = mem + AG__STRUCTS_SIZE;
+    uintptr_t data = (uintptr_t)(mem + AG__STRUCTS_SIZE);
+    if (pad)
+        data = (data + AG__ALIGN - 1) & ~(uintptr_t)(AG__ALIGN - 1);
+    st->data = (void *)data;
     st->nbytes = nbytes;
     atomic_init(&st->version, 0);
     t->ctx = ctx;
