@@ -1,1 +1,303 @@
-/* print.c */
+/* Printing as PyTorch 1.13's print(t) does, character for character: a port
+ * of torch/_tensor_str.py (the _Formatter's int/fixed/scientific modes at
+ * precision 4, column widths, 80-column line wrapping, summarisation of
+ * tensors over 1000 elements, and the dtype / grad_fn / requires_grad
+ * suffixes). */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define AG__PRECISION 4
+#define AG__THRESHOLD 1000
+#define AG__EDGEITEMS 3
+#define AG__LINEWIDTH 80
+
+/* ---- A growable string -------------------------------------------------------- */
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} ag__buf;
+
+static void ag__buf_put(ag__buf *b, const char *s, size_t n) {
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void ag__buf_str(ag__buf *b, const char *s) { ag__buf_put(b, s, strlen(s)); }
+
+static void ag__buf_spaces(ag__buf *b, int n) {
+    for (int i = 0; i < n; i++)
+        ag__buf_put(b, " ", 1);
+}
+
+/* ---- The formatter (torch._tensor_str._Formatter) ----------------------------- */
+
+typedef struct {
+    bool int_mode, sci_mode;
+    int max_width;
+} ag__fmt;
+
+/* Python's float formatting: nan and inf have no sign of nan and no '.' */
+static int ag__pyfmt(char *out, size_t n, const char *spec, double v) {
+    if (isnan(v))
+        return snprintf(out, n, "nan");
+    if (isinf(v))
+        return snprintf(out, n, v > 0 ? "inf" : "-inf");
+    return snprintf(out, n, spec, AG__PRECISION, v);
+}
+
+/* Visits the elements that a summarised print shows (all of them when not
+ * summarising), in order. */
+typedef void (*ag__visit_fn)(void *ud, double v);
+
+static void ag__visit(const ag_tensor *t, int dim, int64_t off, bool summarize, ag__visit_fn fn, void *ud) {
+    if (t->ndim == 0) {
+        fn(ud, ag__load(t, 0));
+        return;
+    }
+    int64_t size = t->shape[dim], stride = 1;
+    for (int d = dim + 1; d < t->ndim; d++)
+        stride *= t->shape[d];
+    for (int64_t i = 0; i < size; i++) {
+        if (summarize && size > 2 * AG__EDGEITEMS && i == AG__EDGEITEMS)
+            i = size - AG__EDGEITEMS;
+        if (dim == t->ndim - 1)
+            fn(ud, ag__load(t, off + i));
+        else
+            ag__visit(t, dim + 1, off + i * stride, summarize, fn, ud);
+    }
+}
+
+typedef struct {
+    bool any;
+    bool int_mode;
+    double min_abs, max_abs;
+} ag__stats;
+
+static void ag__stats_visit(void *ud, double v) {
+    ag__stats *s = ud;
+    if (!isfinite(v) || v == 0)
+        return;
+    double a = fabs(v);
+    if (!s->any) {
+        s->any = true;
+        s->min_abs = s->max_abs = a;
+    } else {
+        s->min_abs = a < s->min_abs ? a : s->min_abs;
+        s->max_abs = a > s->max_abs ? a : s->max_abs;
+    }
+    if (v != ceil(v))
+        s->int_mode = false;
+}
+
+typedef struct {
+    ag__fmt *f;
+    const char *spec; /* "%.*e" or "%.*f" */
+    int precision;
+    int extra; /* int mode counts the '.' it appends */
+} ag__width_ctx;
+
+static void ag__width_visit(void *ud, double v) {
+    ag__width_ctx *w = ud;
+    if (!isfinite(v) || v == 0)
+        return;
+    char s[400];
+    int n = snprintf(s, sizeof s, w->spec, w->precision, v) + w->extra;
+    if (n > w->f->max_width)
+        w->f->max_width = n;
+}
+
+/* Width and mode from the nonzero finite values shown, as _Formatter. */
+static void ag__fmt_init(ag__fmt *f, const ag_tensor *t, bool summarize) {
+    f->int_mode = true;
+    f->sci_mode = false;
+    f->max_width = 1;
+    ag__stats s = {false, true, 0, 0};
+    ag__visit(t, 0, 0, summarize, ag__stats_visit, &s);
+    if (!s.any)
+        return;
+    f->int_mode = s.int_mode;
+    bool big_range = s.max_abs / s.min_abs > 1000.0 || s.max_abs > 1.0e8;
+    ag__width_ctx w;
+    if (big_range || (!f->int_mode && s.min_abs < 1.0e-4)) {
+        f->sci_mode = true;
+        w = (ag__width_ctx){f, "%.*e", AG__PRECISION, 0};
+    } else if (f->int_mode) {
+        w = (ag__width_ctx){f, "%.*f", 0, 1};
+    } else {
+        w = (ag__width_ctx){f, "%.*f", AG__PRECISION, 0};
+    }
+    ag__visit(t, 0, 0, summarize, ag__width_visit, &w);
+}
+
+static void ag__fmt_value(ag__buf *b, const ag__fmt *f, double v) {
+    char s[64];
+    int n;
+    if (f->sci_mode)
+        n = ag__pyfmt(s, sizeof s, "%.*e", v);
+    else if (f->int_mode) {
+        if (isnan(v) || isinf(v))
+            n = ag__pyfmt(s, sizeof s, "%.*f", v);
+        else
+            n = snprintf(s, sizeof s, "%.0f.", v);
+    } else
+        n = ag__pyfmt(s, sizeof s, "%.*f", v);
+    ag__buf_spaces(b, f->max_width - n);
+    ag__buf_put(b, s, (size_t)n);
+}
+
+/* ---- Layout (_tensor_str_with_formatter, _vector_str) ------------------------- */
+
+static void ag__vector_str(ag__buf *b, const ag_tensor *t, int64_t off, int indent, bool summarize, const ag__fmt *f) {
+    int element_length = f->max_width + 2;
+    int per_line = (AG__LINEWIDTH - indent) / element_length;
+    if (per_line < 1)
+        per_line = 1;
+    int64_t size = t->shape[t->ndim - 1];
+    bool cut = summarize && size > 2 * AG__EDGEITEMS;
+    int64_t items = cut ? 2 * AG__EDGEITEMS + 1 : size; /* " ..." counts as an item */
+    ag__buf_str(b, "[");
+    for (int64_t k = 0; k < items; k++) {
+        if (k > 0) {
+            if (k % per_line == 0) {
+                ag__buf_str(b, ",\n");
+                ag__buf_spaces(b, indent + 1);
+            } else {
+                ag__buf_str(b, ", ");
+            }
+        }
+        if (cut && k == AG__EDGEITEMS) {
+            ag__buf_str(b, " ...");
+            continue;
+        }
+        int64_t i = cut && k > AG__EDGEITEMS ? size - (items - k) : k;
+        ag__fmt_value(b, f, ag__load(t, off + i));
+    }
+    ag__buf_str(b, "]");
+}
+
+static void ag__tensor_str(ag__buf *b, const ag_tensor *t, int dim, int64_t off, int indent, bool summarize,
+                           const ag__fmt *f) {
+    if (t->ndim == 0) {
+        ag__fmt_value(b, f, ag__load(t, 0));
+        return;
+    }
+    if (dim == t->ndim - 1) {
+        ag__vector_str(b, t, off, indent, summarize, f);
+        return;
+    }
+    int64_t size = t->shape[dim], stride = 1;
+    for (int d = dim + 1; d < t->ndim; d++)
+        stride *= t->shape[d];
+    int rest = t->ndim - dim; /* the dim of this sub-tensor */
+    bool cut = summarize && size > 2 * AG__EDGEITEMS;
+    ag__buf_str(b, "[");
+    bool first = true;
+    for (int64_t i = 0; i < size; i++) {
+        if (!first) {
+            ag__buf_str(b, ",");
+            for (int k = 0; k < rest - 1; k++)
+                ag__buf_str(b, "\n");
+            ag__buf_spaces(b, indent + 1);
+        }
+        first = false;
+        if (cut && i == AG__EDGEITEMS) {
+            ag__buf_str(b, "...");
+            i = size - AG__EDGEITEMS - 1;
+            continue;
+        }
+        ag__tensor_str(b, t, dim + 1, off + i * stride, indent + 1, summarize, f);
+    }
+    ag__buf_str(b, "]");
+}
+
+/* ---- _str_intern and _add_suffixes --------------------------------------------- */
+
+static void ag__add_suffixes(ag__buf *b, char suffixes[][96], int n, int indent) {
+    const char *nl = strrchr(b->s, '\n');
+    long last_line_len = (long)b->len - (nl ? (long)(nl - b->s) : -1) + 1;
+    for (int i = 0; i < n; i++) {
+        long len = (long)strlen(suffixes[i]);
+        if (last_line_len + len + 2 > AG__LINEWIDTH) {
+            ag__buf_str(b, ",\n");
+            ag__buf_spaces(b, indent);
+            ag__buf_str(b, suffixes[i]);
+            last_line_len = indent + len;
+        } else {
+            ag__buf_str(b, ", ");
+            ag__buf_str(b, suffixes[i]);
+            last_line_len += len + 2;
+        }
+    }
+    ag__buf_str(b, ")");
+}
+
+char *ag_to_string(const ag_tensor *t) {
+    if (!t)
+        return ag__null_arg("ag_to_string");
+    ag__buf b = {0};
+    const int indent = 7; /* strlen("tensor(") */
+    char suffixes[4][96];
+    int ns = 0;
+    ag__buf_str(&b, "tensor(");
+    if (t->numel == 0) {
+        if (t->ndim != 1) {
+            char *p = suffixes[ns++];
+            int o = snprintf(p, 96, "size=(");
+            for (int d = 0; d < t->ndim && o < 90; d++)
+                o += snprintf(p + o, (size_t)(96 - o), d ? ", %" PRId64 : "%" PRId64, t->shape[d]);
+            snprintf(p + o, (size_t)(96 - o), t->ndim == 1 ? ",)" : ")");
+        }
+        ag__buf_str(&b, "[]");
+    } else {
+        bool summarize = t->numel > AG__THRESHOLD;
+        ag__fmt f;
+        ag__fmt_init(&f, t, summarize);
+        ag__tensor_str(&b, t, 0, 0, indent, summarize, &f);
+    }
+    if (t->dtype == AG_FLOAT64)
+        snprintf(suffixes[ns++], 96, "dtype=torch.float64");
+    if (t->grad_fn)
+        snprintf(suffixes[ns++], 96, "grad_fn=<%s>", t->grad_fn->kind->name);
+    else if (t->requires_grad)
+        snprintf(suffixes[ns++], 96, "requires_grad=True");
+    ag__add_suffixes(&b, suffixes, ns, indent);
+    if (b.oom) {
+        free(b.s);
+        return ag__error_null(AG_ENOMEM, "out of memory printing a tensor");
+    }
+    return b.s;
+}
+
+int ag_fprint(FILE *out, const ag_tensor *t) {
+    if (!out)
+        return ag__error(AG_EINVAL, "ag_fprint: FILE is NULL");
+    char *s = ag_to_string(t);
+    if (!s)
+        return ag_last_status() ? ag_last_status() : AG_EINVAL;
+    int rc = fprintf(out, "%s\n", s) < 0 ? ag__error(AG_EINVAL, "ag_fprint: write failed") : 0;
+    free(s);
+    return rc;
+}
+
+int ag_print(const ag_tensor *t) { return ag_fprint(stdout, t); }
