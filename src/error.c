@@ -49,8 +49,8 @@ const char *ag_strerror(int code) {
     switch (code) {
     case AG_OK:
         return "success";
-#define AG__ERRNO_CASE(name, c, msg)                                                               \
-    case AG_##name:                                                                                \
+#define AG__ERRNO_CASE(code, msg)                                                                  \
+    case code:                                                                                     \
         return msg;
         AG_ERRNO_MAP(AG__ERRNO_CASE)
 #undef AG__ERRNO_CASE
