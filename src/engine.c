@@ -267,10 +267,7 @@ static int ag__accumulate(ag_tensor *owner, const ag_tensor *grad) {
 /* ---- Running one node ----------------------------------------------------------------- */
 
 static ag_tensor *ag__zeros_in(ag_ctx *scratch, const ag_tensor *like) {
-    ag_tensor *g = ag__tensor_new(scratch, like->dtype, like->ndim, like->shape);
-    if (g)
-        memset(g->data, 0, g->storage->nbytes);
-    return g;
+    return ag__tensor_zeros_like_fast(scratch, like);
 }
 
 /* Tensor hooks in registration order; a hook's result replaces the gradient. */

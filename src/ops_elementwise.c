@@ -85,6 +85,31 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
         return ag_last_status();
     if (need_b && !(b = ag__saved_get(node, 1)))
         return ag_last_status();
+    if (dout->numel == 1 && (!a || a->numel == 1) && (!b || b->numel == 1)) {
+        /* one-element operands (every d then has one element too) */
+        for (int which = 0; which < 2; which++) {
+            ag_tensor *d = dinp[which];
+            if (!d)
+                continue;
+            if (d->dtype == AG_FLOAT32) {
+                float g = *(const float *)dout->data, x = a ? *(float *)a->data : 0, y = b ? *(float *)b->data : 1;
+                float v = op == AG__ADD ? g
+                          : op == AG__SUB ? (which ? -g : g)
+                          : op == AG__MUL ? (which ? g * x : g * y)
+                                          : (which ? -g * x / (y * y) : g / y);
+                *(float *)d->data += v;
+            } else {
+                double g = *(const double *)dout->data, x = a ? *(double *)a->data : 0,
+                       y = b ? *(double *)b->data : 1;
+                double v = op == AG__ADD ? g
+                           : op == AG__SUB ? (which ? -g : g)
+                           : op == AG__MUL ? (which ? g * x : g * y)
+                                           : (which ? -g * x / (y * y) : g / y);
+                *(double *)d->data += v;
+            }
+        }
+        return 0;
+    }
     for (int which = 0; which < 2; which++) {
         ag_tensor *d = dinp[which];
         if (!d)

@@ -81,6 +81,29 @@ ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t) {
     return ag__tensor_alloc(ctx, t->dtype, t->ndim, t->shape, false);
 }
 
+/* The engine's gradient buffers: like an existing (so valid) tensor, zeroed,
+ * with none of the argument checks and only the header fields set. */
+ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like) {
+    size_t nbytes = like->storage->nbytes;
+    size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
+    char *mem = ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + pad + nbytes);
+    if (!mem)
+        return NULL;
+    ag_tensor *t = (ag_tensor *)mem;
+    ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
+    uintptr_t data = (uintptr_t)(mem + AG__STRUCTS_SIZE);
+    if (pad)
+        data = (data + AG__ALIGN - 1) & ~(uintptr_t)(AG__ALIGN - 1);
+    st->data = (void *)data;
+    st->nbytes = nbytes;
+    atomic_init(&st->version, 0);
+    *t = (ag_tensor){.ctx = ctx, .storage = st, .data = st->data, .numel = like->numel, .ndim = like->ndim,
+                     .dtype = like->dtype};
+    memcpy(t->shape, like->shape, sizeof t->shape);
+    memset(st->data, 0, nbytes);
+    return t;
+}
+
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b) {
     if (a->ndim != b->ndim)
         return false;

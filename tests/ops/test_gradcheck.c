@@ -32,6 +32,11 @@ static const gc_case CASES[] = {
     {"div", 2, {2, 2}, {{3, 3}, {3, 3}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false},
     {"div", 2, {3, 2}, {{2, 1, 3}, {4, 1}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false},
     {"div", 2, {1, 1}, {{4}, {4}}, 0, 0, {AWAY_FROM_ZERO, AWAY_FROM_ZERO}, true},
+    /* one-element operands take a path of their own */
+    {"div", 2, {1, 0}, {{1}, {0}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false},
+    {"mul", 2, {0, 1}, {{0}, {1}}, 0, 0, {ANY, ANY}, false},
+    {"sub", 2, {1, 1}, {{1}, {1}}, 0, 0, {ANY, ANY}, false},
+    {"mul", 2, {1, 1}, {{1}, {1}}, 0, 0, {ANY, ANY}, true},
     {"add_scalar", 1, {2}, {{2, 3}}, 2.5, 0, {ANY}, false},
     {"mul_scalar", 1, {2}, {{2, 3}}, -1.5, 0, {ANY}, false},
     {"pow_scalar", 1, {1}, {{6}}, 2, 0, {ANY}, false},
