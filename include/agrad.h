@@ -149,9 +149,37 @@ AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t 
 AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);
 AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);
 
-/* In-place: bump the version counter; refused on a leaf that requires grad
- * while grad mode is on, as in PyTorch. */
+/* Neural-network ops. Index and target arrays are the caller's (copied
+ * where backward needs them); class targets are in [0, C). */
+AG_EXPORT ag_tensor *ag_abs(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_clamp(ag_ctx *, ag_tensor *a, double min, double max); /* NAN: no bound */
+AG_EXPORT ag_tensor *ag_maximum(ag_ctx *, ag_tensor *a, ag_tensor *b);         /* broadcasts */
+AG_EXPORT ag_tensor *ag_softmax(ag_ctx *, ag_tensor *a, int dim);
+AG_EXPORT ag_tensor *ag_log_softmax(ag_ctx *, ag_tensor *a, int dim);
+AG_EXPORT ag_tensor *ag_nll_loss(ag_ctx *, ag_tensor *logp, const int64_t *targets);        /* (N,C): mean */
+AG_EXPORT ag_tensor *ag_cross_entropy(ag_ctx *, ag_tensor *logits, const int64_t *targets); /* (N,C): mean */
+AG_EXPORT ag_tensor *ag_mse_loss(ag_ctx *, ag_tensor *a, ag_tensor *b);                     /* mean */
+/* x (..., in) @ w^T + b: w (out, in), b (out) or NULL. */
+AG_EXPORT ag_tensor *ag_linear(ag_ctx *, ag_tensor *x, ag_tensor *w, ag_tensor *b);
+/* (..., n, k) @ (..., k, m); the batch dimensions broadcast. */
+AG_EXPORT ag_tensor *ag_bmm(ag_ctx *, ag_tensor *a, ag_tensor *b);
+AG_EXPORT ag_tensor *ag_index_select(ag_ctx *, ag_tensor *a, int dim, const int64_t *index, int64_t n);
+AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n); /* (n, D) */
+AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);
+AG_EXPORT ag_tensor *ag_narrow(ag_ctx *, ag_tensor *a, int dim, int64_t start, int64_t length);
+AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* -1 keeps a size */
+
+/* In-place: bump the version counter. Refused on a leaf that requires grad
+ * while grad mode is on, as in PyTorch; on a tensor with history while grad
+ * mode is on they are not supported (AG_EUNSUPPORTED). other broadcasts to
+ * t's shape. */
 AG_EXPORT int ag_zero_(ag_tensor *t);
+AG_EXPORT int ag_fill_(ag_tensor *t, double value);
+AG_EXPORT int ag_add_(ag_tensor *t, const ag_tensor *other, double alpha); /* t += alpha * other */
+AG_EXPORT int ag_sub_(ag_tensor *t, const ag_tensor *other);
+AG_EXPORT int ag_mul_(ag_tensor *t, const ag_tensor *other);
+AG_EXPORT int ag_add_scalar_(ag_tensor *t, double s);
+AG_EXPORT int ag_mul_scalar_(ag_tensor *t, double s);
 
 /* ---- Backward --------------------------------------------------------------- */
 

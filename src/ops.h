@@ -1,19 +1,22 @@
 /* Private helpers shared by the op families (ops_*.c): argument checks,
- * broadcast strides and the strided walk over an output shape. */
+ * broadcast strides and the strided walk over an output shape, the
+ * broadcast-gradient reduction, and the matmul kernels (declared here so the
+ * tests can hold the fast kernel against the naive one). */
 #ifndef AG_OPS_H
 #define AG_OPS_H
 
 #include "internal.h"
 
-/* NULL ctx / NULL tensors / dtype mismatch, reported with the op's name.
- * Returns 0 when the arguments may be used. */
+/* NULL tensors (keeping the first error), NULL ctx and dtype mismatch,
+ * reported with the op's name. Returns 0 when the arguments may be used. */
 int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op);
 int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const char *op);
 
 /* A walk over an output shape with up to AG__ITER_OPS operands, each with
  * its own element strides (0 along broadcast dimensions). Dimensions of
  * size 1 are dropped and adjacent dimensions that are contiguous for every
- * operand are merged, so most walks are one flat loop. */
+ * operand are merged, so most walks are one flat loop; when every operand
+ * has either all the elements or one, the walk is one row at once. */
 #define AG__ITER_OPS 4
 typedef struct ag__iter {
     int ndim; /* >= 1 after ag__iter_init; the innermost is ndim - 1 */
@@ -25,8 +28,9 @@ typedef struct ag__iter {
 /* ops[k] is an operand whose shape broadcasts to (ndim, shape). */
 void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const ag_tensor *const *ops);
 
-/* Calls body(off0, off1, ..., inner_n, inner strides) for each innermost
- * row: the macro form keeps the inner loop visible to the compiler. */
+/* Runs the statement(s) in __VA_ARGS__ once per innermost row, with
+ * OFF[k] the element offset of operand k at the start of the row. The
+ * macro form keeps the row loop visible to the compiler. */
 #define AG__ITER_ROWS(it, OFF, ...)                                                                \
     do {                                                                                           \
         int64_t idx_[AG_MAX_DIMS] = {0};                                                           \
@@ -50,9 +54,39 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
         }                                                                                          \
     } while (0)
 
-/* dst += src where src's shape broadcasts to dst's or dst's to src's:
- * sums src over the dimensions dst broadcasts along (the backward of
- * broadcasting), or adds src across them. Same dtype. */
+/* dst += scale * src where src's shape broadcasts to dst's or dst's to
+ * src's: sums src over the dimensions dst was broadcast along (the backward
+ * of broadcasting), or adds src across the dimensions src is broadcast
+ * along (the backward of a reduction). Same dtype. */
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
+
+/* Matmul kernels (ops_linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or
+ * X^T as ta/tb say; lda/ldb/ldc are the row lengths of the stored
+ * matrices. The _ref kernels are the naive triple loop C += A @ B. */
+void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float *C, int64_t ldc);
+void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda,
+                     const double *B, int64_t ldb, double *C, int64_t ldc);
+void ag__gemm_ref_float(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
+void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
+
+static inline void ag__gemm_any(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
+                                int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc) {
+    if (dt == AG_FLOAT32)
+        ag__gemm_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+    else
+        ag__gemm_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+}
+
+/* (outer, n, inner) split of a tensor around dimension dim. */
+static inline void ag__split(const ag_tensor *a, int dim, int64_t *outer, int64_t *n, int64_t *inner) {
+    *outer = 1;
+    *inner = 1;
+    for (int d = 0; d < dim; d++)
+        *outer *= a->shape[d];
+    for (int d = dim + 1; d < a->ndim; d++)
+        *inner *= a->shape[d];
+    *n = a->ndim ? a->shape[dim] : 1;
+}
 
 #endif /* AG_OPS_H */

@@ -321,19 +321,7 @@ int ag_zero_grad(ag_tensor *t) {
     return 0;
 }
 
-int ag_zero_(ag_tensor *t) {
-    if (!t)
-        return ag__error(AG_EINVAL, "ag_zero_: got a NULL tensor");
-    if (ag__grad_enabled() && t->requires_grad) {
-        if (!t->grad_fn)
-            return ag__error(AG_ESTATE,
-                             "a leaf Variable that requires grad is being used in an in-place operation.");
-        return ag__error(AG_EUNSUPPORTED, "in-place operations on tensors with history are not supported");
-    }
-    memset(t->data, 0, t->storage->nbytes);
-    ag__bump_version(t);
-    return 0;
-}
+int ag_zero_(ag_tensor *t) { return ag_fill_(t, 0.0); }
 
 int ag_retain_grad(ag_tensor *t) {
     if (!t)
