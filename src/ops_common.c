@@ -46,6 +46,22 @@ int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const 
 }
 
 void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const ag_tensor *const *ops) {
+    it->nops = nops;
+    /* Every operand full-size or a single element (same shapes, a scalar
+     * against a tensor): one row, strides 1 or 0, no per-dimension work. */
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++)
+        numel *= shape[d];
+    bool flat = true;
+    for (int k = 0; k < nops; k++)
+        flat = flat && (ops[k]->numel == numel || ops[k]->numel == 1);
+    if (flat) {
+        it->ndim = 1;
+        it->shape[0] = numel;
+        for (int k = 0; k < nops; k++)
+            it->stride[k][0] = ops[k]->numel == numel ? 1 : 0;
+        return;
+    }
     /* Full strides first, aligned to the right as broadcasting aligns. */
     int64_t st[AG__ITER_OPS][AG_MAX_DIMS];
     for (int k = 0; k < nops; k++) {
@@ -58,8 +74,8 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
             s *= size;
         }
     }
-    /* Drop size-1 dimensions, merge dimension d into d+1 when every operand
-     * steps through d exactly as a continuation of d+1. */
+    /* Drop size-1 dimensions; merge dimension d into the kept one before it
+     * when every operand steps through that one as a continuation of d. */
     int n = 0;
     for (int d = 0; d < ndim; d++) {
         if (shape[d] == 1)
@@ -88,50 +104,37 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
         n = 1;
     }
     it->ndim = n;
-    it->nops = nops;
 }
 
+/* One row of dst += scale * src: d steps by sd, s by ss (each 0 or not). */
 #define AG__ADD_REDUCED(T)                                                                         \
+    static void ag__add_reduced_row_##T(T *d, int64_t sd, const T *s, int64_t ss, int64_t n, T scale) { \
+        if (sd == 1 && ss == 1) {                                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += s[i] * scale;              \
+        } else if (sd == 1 && ss == 0) { /* src broadcast along the row */                         \
+            const T v = s[0] * scale;                                                              \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += v;                         \
+        } else if (sd == 0) { /* dst broadcast along the row: sum it */                            \
+            double acc = 0;                                                                        \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                acc += s[i * ss];                                                                  \
+            d[0] += (T)acc * scale;                                                                \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                d[i * sd] += s[i * ss] * scale;                                                    \
+        }                                                                                          \
+    }                                                                                              \
     static void ag__add_reduced_##T(const ag__iter *it, T *dst, const T *src, T scale) {           \
         const int64_t n = it->shape[it->ndim - 1];                                                 \
         const int64_t sd = it->stride[0][it->ndim - 1], ss = it->stride[1][it->ndim - 1];          \
-        AG__ITER_ROWS(it, off, {                                                                   \
-            T *d = dst + off[0];                                                                   \
-            const T *s = src + off[1];                                                             \
-            if (sd == 1 && ss == 1) {                                                              \
-                _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += s[i] * scale;          \
-            } else if (sd == 0) {                                                                  \
-                T acc = 0;                                                                         \
-                for (int64_t i = 0; i < n; i++)                                                    \
-                    acc += s[i * ss];                                                              \
-                d[0] += acc * scale;                                                               \
-            } else {                                                                               \
-                for (int64_t i = 0; i < n; i++)                                                    \
-                    d[i * sd] += s[i * ss] * scale;                                                \
-            }                                                                                      \
-        });                                                                                        \
+        AG__ITER_ROWS(it, off, ag__add_reduced_row_##T(dst + off[0], sd, src + off[1], ss, n, scale)); \
     }
 AG__ADD_REDUCED(float)
 AG__ADD_REDUCED(double)
 
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale) {
-    if (dst->numel == src->numel) { /* same elements: a flat loop */
-        int64_t n = dst->numel;
-        if (dst->dtype == AG_FLOAT32) {
-            float *d = dst->data, sc = (float)scale;
-            const float *s = src->data;
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++)
-                d[i] += s[i] * sc;
-        } else {
-            double *d = dst->data;
-            const double *s = src->data;
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++)
-                d[i] += s[i] * scale;
-        }
+    if (dst->numel == 0 || src->numel == 0)
         return;
-    }
     /* Walk the larger of the two shapes; the smaller broadcasts into it. */
     const ag_tensor *big = dst->numel >= src->numel ? dst : src;
     const ag_tensor *ops[2] = {dst, src};
