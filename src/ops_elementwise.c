@@ -8,136 +8,156 @@
 #include <math.h>
 
 /* ==== Binary ops with broadcasting ==========================================
- * out = a OP b, out has the broadcast shape of a and b. */
+ * out = a OP b; out has the broadcast shape of a and b. */
 
 typedef enum { AG__ADD, AG__SUB, AG__MUL, AG__DIV } ag__binop;
 
-#define AG__BINARY_FWD(T)                                                                          \
-    static void ag__binary_fwd_##T(ag__binop op, const ag__iter *it, T *out, const T *a, const T *b) { \
-        const int last = it->ndim - 1;                                                             \
-        const int64_t n = it->shape[last];                                                         \
-        const int64_t sa = it->stride[1][last], sb = it->stride[2][last];                          \
-        AG__ITER_ROWS(it, off, {                                                                   \
-            T *o = out + off[0];                                                                   \
-            const T *x = a + off[1], *y = b + off[2];                                              \
-            if (sa == 1 && sb == 1) {                                                              \
-                switch (op) {                                                                      \
-                case AG__ADD: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] + y[i]; break; \
-                case AG__SUB: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] - y[i]; break; \
-                case AG__MUL: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * y[i]; break; \
-                case AG__DIV: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] / y[i]; break; \
-                }                                                                                  \
-            } else {                                                                               \
-                switch (op) {                                                                      \
-                case AG__ADD: for (int64_t i = 0; i < n; i++) o[i] = x[i * sa] + y[i * sb]; break;  \
-                case AG__SUB: for (int64_t i = 0; i < n; i++) o[i] = x[i * sa] - y[i * sb]; break;  \
-                case AG__MUL: for (int64_t i = 0; i < n; i++) o[i] = x[i * sa] * y[i * sb]; break;  \
-                case AG__DIV: for (int64_t i = 0; i < n; i++) o[i] = x[i * sa] / y[i * sb]; break;  \
-                }                                                                                  \
-            }                                                                                      \
-        });                                                                                        \
-    }
-AG__BINARY_FWD(float)
-AG__BINARY_FWD(double)
+#define AG__ADD_EXPR(x, y) ((x) + (y))
+#define AG__SUB_EXPR(x, y) ((x) - (y))
+#define AG__MUL_EXPR(x, y) ((x) * (y))
+#define AG__DIV_EXPR(x, y) ((x) / (y))
 
-/* Backward of input `which` (0: a, 1: b), summed back to its shape:
- *   add: da += g          db += g
- *   sub: da += g          db -= g
- *   mul: da += g * b      db += g * a
- *   div: da += g / b      db -= g * a / (b * b)
- * Walked over the output shape; d's strides are 0 along the dimensions it
- * was broadcast in, so contributions sum where they must. */
-#define AG__BINARY_BWD(T)                                                                          \
-    static void ag__binary_bwd_##T(ag__binop op, int which, const ag__iter *it, T *d, const T *g, const T *a, \
-                                   const T *b) {                                                   \
+/* One output row o[0:n] = x OP y, x stepping by sa and y by sb. out is
+ * never broadcast, so it always steps by 1; a stride of 0 is an operand
+ * broadcast along the row (a scalar against a tensor). */
+#define AG__BINARY_ROW(T, name, EXPR)                                                              \
+    static void ag__##name##_row_##T(T *restrict o, const T *x, int64_t sa, const T *y, int64_t sb, int64_t n) { \
+        if (sa == 1 && sb == 1) {                                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x[i], y[i]);           \
+        } else if (sa == 0 && sb == 1) {                                                           \
+            const T x0 = x[0];                                                                     \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x0, y[i]);             \
+        } else if (sa == 1 && sb == 0) {                                                           \
+            const T y0 = y[0];                                                                     \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x[i], y0);             \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                o[i] = EXPR(x[i * sa], y[i * sb]);                                                 \
+        }                                                                                          \
+    }
+#define AG__BINARY_ROWS(T)                                                                         \
+    AG__BINARY_ROW(T, add, AG__ADD_EXPR)                                                           \
+    AG__BINARY_ROW(T, sub, AG__SUB_EXPR)                                                           \
+    AG__BINARY_ROW(T, mul, AG__MUL_EXPR)                                                           \
+    AG__BINARY_ROW(T, div, AG__DIV_EXPR)                                                           \
+    static void ag__binary_fwd_##T(ag__binop op, const ag__iter *it, T *out, const T *a, const T *b) { \
+        void (*row)(T *restrict, const T *, int64_t, const T *, int64_t, int64_t) =                \
+            op == AG__ADD ? ag__add_row_##T : op == AG__SUB ? ag__sub_row_##T                      \
+                                          : op == AG__MUL ? ag__mul_row_##T : ag__div_row_##T;     \
         const int last = it->ndim - 1;                                                             \
-        const int64_t n = it->shape[last];                                                         \
-        const int64_t sd = it->stride[0][last], sg = it->stride[1][last];                          \
+        const int64_t n = it->shape[last], sa = it->stride[1][last], sb = it->stride[2][last];     \
+        AG__ITER_ROWS(it, off, row(out + off[0], a + off[1], sa, b + off[2], sb, n));              \
+    }
+AG__BINARY_ROWS(float)
+AG__BINARY_ROWS(double)
+
+/* Backward of mul and div (add and sub are ag__add_reduced with +-1), walked
+ * over out's shape with operands {d, g, a, b}. d's stride is 0 along the
+ * dimensions its input was broadcast in, so contributions sum there.
+ *   out = a * b:  da += g * b               db += g * a
+ *   out = a / b:  da += g / b               db += -g * ((a / b) / b)
+ * (div's db is grouped as PyTorch's div_tensor_other_backward groups it.) */
+#define AG__MUL_DA(g, x, y) ((g) * (y))
+#define AG__MUL_DB(g, x, y) ((g) * (x))
+#define AG__DIV_DA(g, x, y) ((g) / (y))
+#define AG__DIV_DB(g, x, y) (-(g) * (((x) / (y)) / (y)))
+
+#define AG__BINARY_BWD_ROW(T, name, EXPR)                                                          \
+    static void ag__##name##_bwd_row_##T(T *d, int64_t sd, const T *g, const T *x, int64_t sa, const T *y, \
+                                         int64_t sb, int64_t n) {                                 \
+        (void)x; /* mul's gradients read one of x, y */                                            \
+        (void)y;                                                                                   \
+        if (sd == 1 && sa == 1 && sb == 1) {                                                       \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += EXPR(g[i], x[i], y[i]);    \
+        } else if (sd == 0) { /* d broadcast along the row: sum the row */                         \
+            double acc = 0;                                                                        \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                acc += EXPR(g[i], x[i * sa], y[i * sb]);                                           \
+            d[0] += (T)acc;                                                                        \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                d[i * sd] += EXPR(g[i], x[i * sa], y[i * sb]);                                     \
+        }                                                                                          \
+    }
+typedef enum { AG__MUL_A, AG__MUL_B, AG__DIV_A, AG__DIV_B } ag__binop_grad;
+#define AG__BINARY_BWD(T)                                                                          \
+    AG__BINARY_BWD_ROW(T, mul_da, AG__MUL_DA)                                                      \
+    AG__BINARY_BWD_ROW(T, mul_db, AG__MUL_DB)                                                      \
+    AG__BINARY_BWD_ROW(T, div_da, AG__DIV_DA)                                                      \
+    AG__BINARY_BWD_ROW(T, div_db, AG__DIV_DB)                                                      \
+    static void ag__binary_bwd_##T(ag__binop_grad which, const ag__iter *it, T *d, const T *g, const T *a, \
+                                   const T *b) {                                                   \
+        void (*row)(T *, int64_t, const T *, const T *, int64_t, const T *, int64_t, int64_t) =    \
+            which == AG__MUL_A   ? ag__mul_da_bwd_row_##T                                          \
+            : which == AG__MUL_B ? ag__mul_db_bwd_row_##T                                          \
+            : which == AG__DIV_A ? ag__div_da_bwd_row_##T                                          \
+                                 : ag__div_db_bwd_row_##T;                                         \
+        const int last = it->ndim - 1;                                                             \
+        const int64_t n = it->shape[last], sd = it->stride[0][last];                               \
         const int64_t sa = it->stride[2][last], sb = it->stride[3][last];                          \
-        AG__ITER_ROWS(it, off, {                                                                   \
-            T *dd = d + off[0];                                                                    \
-            const T *gg = g + off[1], *x = a ? a + off[2] : NULL, *y = b ? b + off[3] : NULL;      \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                T gi = gg[i * sg], v;                                                              \
-                switch (op) {                                                                      \
-                case AG__ADD: v = gi; break;                                                       \
-                case AG__SUB: v = which ? -gi : gi; break;                                         \
-                case AG__MUL: v = which ? gi * x[i * sa] : gi * y[i * sb]; break;                  \
-                default: {                                                                         \
-                    T yi = y[i * sb];                                                              \
-                    v = which ? -gi * x[i * sa] / (yi * yi) : gi / yi;                             \
-                }                                                                                  \
-                }                                                                                  \
-                dd[i * sd] += v;                                                                   \
-            }                                                                                      \
-        });                                                                                        \
+        AG__ITER_ROWS(it, off, row(d + off[0], sd, g + off[1], a + off[2], sa, b + off[3], sb, n)); \
     }
 AG__BINARY_BWD(float)
 AG__BINARY_BWD(double)
 
+/* One-element operands (then every d has one element too): the formulas
+ * above without a walk, the common case of scalar chains. */
+#define AG__BINARY_BWD_ONE(T)                                                                      \
+    static void ag__binary_bwd_one_##T(ag__binop op, ag_tensor **dinp, const ag_tensor *dout, const ag_tensor *a, \
+                                       const ag_tensor *b) {                                       \
+        const T g = *(const T *)dout->data, x = a ? *(const T *)a->data : 0, y = b ? *(const T *)b->data : 1; \
+        if (dinp[0])                                                                               \
+            *(T *)dinp[0]->data += op == AG__MUL ? AG__MUL_DA(g, x, y) : op == AG__DIV ? AG__DIV_DA(g, x, y) : g; \
+        if (dinp[1])                                                                               \
+            *(T *)dinp[1]->data += op == AG__MUL   ? AG__MUL_DB(g, x, y)                           \
+                                   : op == AG__DIV ? AG__DIV_DB(g, x, y)                           \
+                                   : op == AG__SUB ? -g                                            \
+                                                   : g;                                            \
+    }
+AG__BINARY_BWD_ONE(float)
+AG__BINARY_BWD_ONE(double)
+
+/* Saved: slot 0 a, slot 1 b, only those the wanted gradients read (as
+ * PyTorch saves them): mul's da reads b and db reads a; div's da reads b,
+ * db reads a and b. */
 static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dout, ag_tensor **dinp) {
+    if (dout->numel == 0)
+        return 0;
     ag_tensor *a = NULL, *b = NULL;
-    /* What each gradient reads: mul's da needs b (saved in slot 1), db
-     * needs a (slot 0); div needs b for both and a for db. */
-    bool need_a = (op == AG__MUL && dinp[1]) || (op == AG__DIV && dinp[1]);
-    bool need_b = (op == AG__MUL && dinp[0]) || op == AG__DIV;
-    if (need_a && !(a = ag__saved_get(node, 0)))
+    if ((op == AG__MUL || op == AG__DIV) && dinp[1] && !(a = ag__saved_get(node, 0)))
         return ag_last_status();
-    if (need_b && !(b = ag__saved_get(node, 1)))
-        return ag_last_status();
-    if (dout->numel == 1 && (!a || a->numel == 1) && (!b || b->numel == 1)) {
-        /* one-element operands (every d then has one element too) */
-        for (int which = 0; which < 2; which++) {
-            ag_tensor *d = dinp[which];
-            if (!d)
-                continue;
-            if (d->dtype == AG_FLOAT32) {
-                float g = *(const float *)dout->data, x = a ? *(float *)a->data : 0, y = b ? *(float *)b->data : 1;
-                float v = op == AG__ADD ? g
-                          : op == AG__SUB ? (which ? -g : g)
-                          : op == AG__MUL ? (which ? g * x : g * y)
-                                          : (which ? -g * x / (y * y) : g / y);
-                *(float *)d->data += v;
-            } else {
-                double g = *(const double *)dout->data, x = a ? *(double *)a->data : 0,
-                       y = b ? *(double *)b->data : 1;
-                double v = op == AG__ADD ? g
-                           : op == AG__SUB ? (which ? -g : g)
-                           : op == AG__MUL ? (which ? g * x : g * y)
-                                           : (which ? -g * x / (y * y) : g / y);
-                *(double *)d->data += v;
-            }
-        }
+    if ((op == AG__MUL && dinp[0]) || op == AG__DIV) {
+        if (!(b = ag__saved_get(node, 1)))
+            return ag_last_status();
+    }
+    if (dout->numel == 1) {
+        if (dout->dtype == AG_FLOAT32)
+            ag__binary_bwd_one_float(op, dinp, dout, a, b);
+        else
+            ag__binary_bwd_one_double(op, dinp, dout, a, b);
+        return 0;
+    }
+    if (op == AG__ADD || op == AG__SUB) {
+        if (dinp[0])
+            ag__add_reduced(dinp[0], dout, 1.0);
+        if (dinp[1])
+            ag__add_reduced(dinp[1], dout, op == AG__ADD ? 1.0 : -1.0);
         return 0;
     }
     for (int which = 0; which < 2; which++) {
         ag_tensor *d = dinp[which];
         if (!d)
             continue;
-        if (op == AG__ADD || (op == AG__SUB && which == 0)) {
-            ag__add_reduced(d, dout, 1.0);
-            continue;
-        }
-        if (op == AG__SUB) {
-            ag__add_reduced(d, dout, -1.0);
-            continue;
-        }
-        const ag_tensor *ops[4] = {d, dout, a ? a : dout, b ? b : dout};
+        /* operands not read by this gradient walk along as dout */
+        const ag_tensor *x = a ? a : dout, *y = b ? b : dout;
+        const ag_tensor *ops[4] = {d, dout, x, y};
         ag__iter it;
-        if (d->numel == dout->numel && (!a || a->numel == dout->numel) && (!b || b->numel == dout->numel)) {
-            /* no broadcasting: one flat row */
-            it.ndim = 1;
-            it.nops = 4;
-            it.shape[0] = dout->numel;
-            for (int k = 0; k < 4; k++)
-                it.stride[k][0] = 1;
-        } else {
-            ag__iter_init(&it, dout->ndim, dout->shape, 4, ops);
-        }
+        ag__iter_init(&it, dout->ndim, dout->shape, 4, ops);
+        ag__binop_grad g = op == AG__MUL ? (which ? AG__MUL_B : AG__MUL_A) : (which ? AG__DIV_B : AG__DIV_A);
         if (d->dtype == AG_FLOAT32)
-            ag__binary_bwd_float(op, which, &it, d->data, dout->data, a ? a->data : NULL, b ? b->data : NULL);
+            ag__binary_bwd_float(g, &it, d->data, dout->data, x->data, y->data);
         else
-            ag__binary_bwd_double(op, which, &it, d->data, dout->data, a ? a->data : NULL, b ? b->data : NULL);
+            ag__binary_bwd_double(g, &it, d->data, dout->data, x->data, y->data);
     }
     return 0;
 }
@@ -164,7 +184,7 @@ static ag_tensor *ag__binary(ag_ctx *ctx, ag__binop op, ag_tensor *a, ag_tensor 
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, ndim, shape);
     if (!out)
         return NULL;
-    if (AG__LIKELY(a->numel == 1 && b->numel == 1 && out->numel == 1)) {
+    if (AG__LIKELY(out->numel == 1)) {
         /* one-element tensors: no walk to set up */
         if (a->dtype == AG_FLOAT32) {
             float x = *(float *)a->data, y = *(float *)b->data;
@@ -187,7 +207,6 @@ static ag_tensor *ag__binary(ag_ctx *ctx, ag__binop op, ag_tensor *a, ag_tensor 
         ag_node *node = ag__record(ctx, kind, out, 2, ins);
         if (!node)
             return NULL;
-        /* PyTorch saves only what the wanted gradients read. */
         if (op == AG__MUL) {
             if (b->requires_grad)
                 ag__save(node, 0, a, false);
@@ -202,10 +221,18 @@ static ag_tensor *ag__binary(ag_ctx *ctx, ag__binop op, ag_tensor *a, ag_tensor 
     return out;
 }
 
-ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return ag__binary(ctx, AG__ADD, a, b, "ag_add", &ag__add_kind); }
-ag_tensor *ag_sub(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return ag__binary(ctx, AG__SUB, a, b, "ag_sub", &ag__sub_kind); }
-ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return ag__binary(ctx, AG__MUL, a, b, "ag_mul", &ag__mul_kind); }
-ag_tensor *ag_div(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) { return ag__binary(ctx, AG__DIV, a, b, "ag_div", &ag__div_kind); }
+ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
+    return ag__binary(ctx, AG__ADD, a, b, "ag_add", &ag__add_kind);
+}
+ag_tensor *ag_sub(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
+    return ag__binary(ctx, AG__SUB, a, b, "ag_sub", &ag__sub_kind);
+}
+ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
+    return ag__binary(ctx, AG__MUL, a, b, "ag_mul", &ag__mul_kind);
+}
+ag_tensor *ag_div(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
+    return ag__binary(ctx, AG__DIV, a, b, "ag_div", &ag__div_kind);
+}
 
 /* ==== Unary ops ============================================================
  * out = f(a), same shape; backward reads the saved input or result. */
@@ -223,8 +250,46 @@ typedef enum {
     AG__POWS, /* a ** s */
 } ag__unop;
 
-#define AG__UNARY_FWD(T, SQRT, EXP, LOG, TANH, POW)                                                \
-    static void ag__unary_fwd_##T(ag__unop op, T *o, const T *x, int64_t n, T s) {                 \
+/* x ** s as PyTorch 1.13 computes it (Pow.cpp, PowKernel.cpp): exponents
+ * 0 and 1 are exact, 0.5, -0.5, -1, 2, 3 and -2 are spelled out with sqrt,
+ * division and products, the rest go through pow in double. The backward
+ * reuses it for x ** (s - 1), as PyTorch's pow_backward calls pow. */
+#define AG__POW(T, SQRT)                                                                           \
+    static inline T ag__pow1_##T(T x, double s) {                                                  \
+        if (s == 0)                                                                                \
+            return 1;                                                                              \
+        if (s == 1)                                                                                \
+            return x;                                                                              \
+        if (s == 0.5)                                                                              \
+            return SQRT(x);                                                                        \
+        if (s == -0.5)                                                                             \
+            return (T)1 / SQRT(x);                                                                 \
+        if (s == -1)                                                                               \
+            return (T)1 / x;                                                                       \
+        if (s == 2)                                                                                \
+            return x * x;                                                                          \
+        if (s == 3)                                                                                \
+            return x * x * x;                                                                      \
+        if (s == -2)                                                                               \
+            return (T)1 / (x * x);                                                                 \
+        return (T)pow((double)x, s);                                                               \
+    }                                                                                              \
+    static void ag__pow_fwd_##T(T *restrict o, const T *x, int64_t n, double s) {                  \
+        if (s == 2) {                                                                              \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * x[i];                \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                o[i] = ag__pow1_##T(x[i], s);                                                      \
+        }                                                                                          \
+    }
+AG__POW(float, sqrtf)
+AG__POW(double, sqrt)
+
+/* out = f(x) over n contiguous elements; s is the op's scalar. relu keeps
+ * nan and -0 as PyTorch's clamp_min(x, 0) does. */
+#define AG__UNARY_FWD(T, SQRT, EXP, LOG, TANH)                                                     \
+    static void ag__unary_fwd_##T(ag__unop op, T *restrict o, const T *x, int64_t n, double s) {   \
+        const T st = (T)s;                                                                         \
         switch (op) {                                                                              \
         case AG__NEG: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = -x[i]; break;     \
         case AG__SQRT: for (int64_t i = 0; i < n; i++) o[i] = SQRT(x[i]); break;                   \
@@ -232,55 +297,54 @@ typedef enum {
         case AG__LOG: for (int64_t i = 0; i < n; i++) o[i] = LOG(x[i]); break;                     \
         case AG__TANH: for (int64_t i = 0; i < n; i++) o[i] = TANH(x[i]); break;                   \
         case AG__SIGMOID: for (int64_t i = 0; i < n; i++) o[i] = (T)1 / ((T)1 + EXP(-x[i])); break; \
-        case AG__RELU: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] > 0 ? x[i] : (x[i] != x[i] ? x[i] : 0); break; \
-        case AG__ADDS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] + s; break; \
-        case AG__MULS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * s; break; \
+        case AG__RELU: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] < 0 ? (T)0 : x[i]; break; \
+        case AG__ADDS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] + st; break; \
+        case AG__MULS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * st; break; \
+        case AG__POWS: ag__pow_fwd_##T(o, x, n, s); break;                                         \
+        }                                                                                          \
+    }
+AG__UNARY_FWD(float, sqrtf, expf, logf, tanhf)
+AG__UNARY_FWD(double, sqrt, exp, log, tanh)
+
+/* Backward, with x the saved input and r the saved result where needed,
+ * each line under the forward it differentiates (PyTorch's formulas):
+ *   out = -x                  dx -= g
+ *   r = sqrt(x)               dx += g / (2 r)
+ *   r = exp(x)                dx += g r
+ *   out = log(x)              dx += g / x
+ *   r = tanh(x)               dx += g (1 - r^2)
+ *   r = 1 / (1 + exp(-x))     dx += g (1 - r) r
+ *   r = max(x, 0)             dx += r <= 0 ? 0 : g      (0 at the kink)
+ *   out = x + s               dx += g
+ *   out = x * s               dx += g s
+ *   out = x ** s              dx += g (s x^(s-1)), nothing when s == 0 */
+#define AG__UNARY_BWD(T)                                                                           \
+    static void ag__unary_bwd_##T(ag__unop op, T *d, const T *g, const T *x, const T *r, int64_t n, double s) { \
+        const T st = (T)s;                                                                         \
+        switch (op) {                                                                              \
+        case AG__NEG: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] -= g[i]; break;     \
+        case AG__SQRT: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] / (2 * r[i]); break; \
+        case AG__EXP: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * r[i]; break; \
+        case AG__LOG: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] / x[i]; break; \
+        case AG__TANH: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - r[i] * r[i]); break; \
+        case AG__SIGMOID: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - r[i]) * r[i]; break; \
+        case AG__RELU: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += r[i] <= 0 ? (T)0 : g[i]; break; \
+        case AG__ADDS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i]; break;    \
+        case AG__MULS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * st; break; \
         case AG__POWS:                                                                             \
+            if (s == 0)                                                                            \
+                break;                                                                             \
             if (s == 2) {                                                                          \
-                _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * x[i];            \
+                _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (st * x[i]);    \
             } else {                                                                               \
                 for (int64_t i = 0; i < n; i++)                                                    \
-                    o[i] = POW(x[i], s);                                                           \
+                    d[i] += g[i] * (st * ag__pow1_##T(x[i], s - 1));                               \
             }                                                                                      \
             break;                                                                                 \
         }                                                                                          \
     }
-AG__UNARY_FWD(float, sqrtf, expf, logf, tanhf, powf)
-AG__UNARY_FWD(double, sqrt, exp, log, tanh, pow)
-
-/* Backward, with x the saved input and r the saved result where needed:
- *   neg:     dx -= g                      (out = -x)
- *   sqrt:    dx += g / (2 r)              (r = sqrt(x))
- *   exp:     dx += g r                    (r = exp(x))
- *   log:     dx += g / x                  (out = log(x))
- *   tanh:    dx += g (1 - r^2)            (r = tanh(x))
- *   sigmoid: dx += g (1 - r) r            (r = 1 / (1 + exp(-x)))
- *   relu:    dx += r > 0 ? g : 0          (r = max(x, 0))
- *   adds:    dx += g                      (out = x + s)
- *   muls:    dx += g s                    (out = x * s)
- *   pows:    dx += g s x^(s-1), 0 if s==0 (out = x ** s) */
-#define AG__UNARY_BWD(T, POW)                                                                      \
-    static void ag__unary_bwd_##T(ag__unop op, T *d, const T *g, const T *x, const T *r, int64_t n, T s) { \
-        switch (op) {                                                                              \
-        case AG__NEG: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] -= g[i]; break;     \
-        case AG__SQRT: for (int64_t i = 0; i < n; i++) d[i] += g[i] / (2 * r[i]); break;           \
-        case AG__EXP: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * r[i]; break; \
-        case AG__LOG: for (int64_t i = 0; i < n; i++) d[i] += g[i] / x[i]; break;                  \
-        case AG__TANH: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - r[i] * r[i]); break; \
-        case AG__SIGMOID: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - r[i]) * r[i]; break; \
-        case AG__RELU: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += r[i] > 0 ? g[i] : 0; break; \
-        case AG__ADDS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i]; break;    \
-        case AG__MULS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * s; break; \
-        case AG__POWS:                                                                             \
-            if (s == 0)                                                                            \
-                break;                                                                             \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                d[i] += g[i] * (s * POW(x[i], s - 1));                                             \
-            break;                                                                                 \
-        }                                                                                          \
-    }
-AG__UNARY_BWD(float, powf)
-AG__UNARY_BWD(double, pow)
+AG__UNARY_BWD(float)
+AG__UNARY_BWD(double)
 
 /* Which saved tensor each backward reads: the input (slot 0), the result
  * (slot 1) or nothing. */
@@ -300,7 +364,7 @@ static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout,
         return ag_last_status();
     if (d->dtype == AG_FLOAT32)
         ag__unary_bwd_float(op, d->data, dout->data, x ? x->data : NULL, r ? r->data : NULL, d->numel,
-                            (float)node->scalar);
+                            node->scalar);
     else
         ag__unary_bwd_double(op, d->data, dout->data, x ? x->data : NULL, r ? r->data : NULL, d->numel,
                              node->scalar);
@@ -332,7 +396,7 @@ static ag_tensor *ag__unary(ag_ctx *ctx, ag__unop op, ag_tensor *a, double s, co
     if (!out)
         return NULL;
     if (a->dtype == AG_FLOAT32)
-        ag__unary_fwd_float(op, out->data, a->data, a->numel, (float)s);
+        ag__unary_fwd_float(op, out->data, a->data, a->numel, s);
     else
         ag__unary_fwd_double(op, out->data, a->data, a->numel, s);
     /* PyTorch wraps the scalar of x + s and x * s as a second operand that
