@@ -1,32 +1,28 @@
 /* Reductions: sum and mean over all elements or one dimension, and max over
- * all elements. Sums accumulate in double for both dtypes. */
+ * all elements. Sums accumulate in double for both dtypes; a mean is the sum
+ * divided by the count, as PyTorch computes it (sum, then div_). */
 #include "ops.h"
 
 #include <math.h>
 
-/* The reduced dimension splits a tensor into (outer, n, inner): element
- * (o, k, i) sits at (o * n + k) * inner + i. */
-static void ag__split_dim(const ag_tensor *a, int dim, int64_t *outer, int64_t *n, int64_t *inner) {
-    *outer = 1;
-    *inner = 1;
-    for (int d = 0; d < dim; d++)
-        *outer *= a->shape[d];
-    for (int d = dim + 1; d < a->ndim; d++)
-        *inner *= a->shape[d];
-    *n = a->ndim ? a->shape[dim] : 1;
-}
+/* The reduced dimension splits a tensor into (outer, n, inner) (ag__split):
+ * element (o, k, i) sits at (o * n + k) * inner + i. A reduction over all
+ * elements is the split (1, numel, 1). */
 
-#define AG__SUM_DIM_FWD(T)                                                                         \
-    /* out is (outer, inner) = sum over k of a (outer, n, inner), times scale */                   \
-    static void ag__sum_dim_fwd_##T(T *out, const T *a, int64_t outer, int64_t n, int64_t inner, double scale) { \
+/* ==== sum, sum_dim, mean, mean_dim ==============================================
+ * out (outer, inner) = sum over k of a (outer, n, inner), divided by div
+ * (1 for sums, n for means). */
+#define AG__SUM_DIM(T)                                                                             \
+    static void ag__sum_dim_fwd_##T(T *out, const T *a, int64_t outer, int64_t n, int64_t inner, T div) { \
         for (int64_t o = 0; o < outer; o++) {                                                      \
             if (inner == 1) {                                                                      \
+                const T *src = a + o * n;                                                          \
                 double acc = 0;                                                                    \
-                for (int64_t k = 0; k < n; k++)                                                    \
-                    acc += a[o * n + k];                                                           \
-                out[o] = (T)(acc * scale);                                                         \
+                _Pragma("omp simd reduction(+ : acc)") for (int64_t k = 0; k < n; k++) acc += src[k]; \
+                out[o] = (T)acc / div;                                                             \
                 continue;                                                                          \
             }                                                                                      \
+            /* rows of inner elements: add whole rows so the loop vectorizes */                    \
             T *row = out + o * inner;                                                              \
             for (int64_t i = 0; i < inner; i++)                                                    \
                 row[i] = 0;                                                                        \
@@ -34,42 +30,49 @@ static void ag__split_dim(const ag_tensor *a, int dim, int64_t *outer, int64_t *
                 const T *src = a + (o * n + k) * inner;                                            \
                 _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) row[i] += src[i];          \
             }                                                                                      \
-            if (scale != 1.0)                                                                      \
+            if (div != 1)                                                                          \
                 for (int64_t i = 0; i < inner; i++)                                                \
-                    row[i] = (T)(row[i] * scale);                                                  \
+                    row[i] /= div;                                                                 \
         }                                                                                          \
-    }
-AG__SUM_DIM_FWD(float)
-AG__SUM_DIM_FWD(double)
-
-/* Backward of out = scale * sum_k a[o, k, i]:  da[o, k, i] += scale * g[o, i] */
-#define AG__SUM_DIM_BWD(T)                                                                         \
-    static void ag__sum_dim_bwd_##T(T *da, const T *g, int64_t outer, int64_t n, int64_t inner, double scale) { \
-        for (int64_t o = 0; o < outer; o++)                                                        \
+    }                                                                                              \
+    /* out[o, i] = sum_k a[o, k, i] / div   =>   da[o, k, i] += g[o, i] / div */                  \
+    static void ag__sum_dim_bwd_##T(T *da, const T *g, int64_t outer, int64_t n, int64_t inner, T div) { \
+        for (int64_t o = 0; o < outer; o++) {                                                      \
+            const T *gg = g + o * inner;                                                           \
+            if (inner == 1) {                                                                      \
+                const T v = gg[0] / div;                                                           \
+                T *d = da + o * n;                                                                 \
+                _Pragma("omp simd") for (int64_t k = 0; k < n; k++) d[k] += v;                     \
+                continue;                                                                          \
+            }                                                                                      \
             for (int64_t k = 0; k < n; k++) {                                                      \
                 T *d = da + (o * n + k) * inner;                                                   \
-                const T *gg = g + o * inner;                                                       \
-                const T s = (T)scale;                                                              \
-                _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) d[i] += gg[i] * s;         \
+                _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) d[i] += gg[i] / div;       \
             }                                                                                      \
+        }                                                                                          \
     }
-AG__SUM_DIM_BWD(float)
-AG__SUM_DIM_BWD(double)
+AG__SUM_DIM(float)
+AG__SUM_DIM(double)
 
-/* iarg[0]: dim (normalised, -1 for all elements); scalar: 1 or 1/n. */
+/* iarg[0]: the reduced dim (normalised), -1 for all elements; scalar: the
+ * divisor (1 for sums, the count for means). mean_dim saves its input, as
+ * PyTorch 1.13's MeanBackward1 does (so it cannot run twice without
+ * retain_graph, and an in-place change of the input is caught); the other
+ * three save sizes only and may run again. */
 static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
-    if (!d || d->numel == 0)
+    if (!d)
         return 0;
-    if (node->iarg[0] < 0) { /* all elements: the one gradient spreads */
-        ag__add_reduced(d, dout, node->scalar);
+    if (node->num_saved && !ag__saved_get(node, 0))
+        return ag_last_status();
+    if (d->numel == 0)
         return 0;
-    }
-    int64_t outer, n, inner;
-    ag__split_dim(d, (int)node->iarg[0], &outer, &n, &inner);
+    int64_t outer = 1, n = d->numel, inner = 1;
+    if (node->iarg[0] >= 0)
+        ag__split(d, (int)node->iarg[0], &outer, &n, &inner);
     if (d->dtype == AG_FLOAT32)
-        ag__sum_dim_bwd_float(d->data, dout->data, outer, n, inner, node->scalar);
+        ag__sum_dim_bwd_float(d->data, dout->data, outer, n, inner, (float)node->scalar);
     else
         ag__sum_dim_bwd_double(d->data, dout->data, outer, n, inner, node->scalar);
     return 0;
@@ -94,7 +97,7 @@ static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool 
         if (a->ndim == 0)
             d = -1; /* a 0-dim tensor reduces to itself */
         else
-            ag__split_dim(a, d, &outer, &n, &inner);
+            ag__split(a, d, &outer, &n, &inner);
         for (int k = 0; k < a->ndim; k++) {
             if (k == d && !keepdim)
                 continue;
@@ -104,13 +107,13 @@ static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool 
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, ndim, shape);
     if (!out)
         return NULL;
-    /* mean of nothing is nan, as in PyTorch */
-    double scale = mean ? (n > 0 ? 1.0 / (double)n : NAN) : 1.0;
+    /* the mean of nothing is 0 / 0 = nan, as in PyTorch */
+    double div = mean ? (double)n : 1.0;
     if (out->numel > 0) {
         if (a->dtype == AG_FLOAT32)
-            ag__sum_dim_fwd_float(out->data, a->data, outer, n, inner, scale);
+            ag__sum_dim_fwd_float(out->data, a->data, outer, n, inner, (float)div);
         else
-            ag__sum_dim_fwd_double(out->data, a->data, outer, n, inner, scale);
+            ag__sum_dim_fwd_double(out->data, a->data, outer, n, inner, div);
     }
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins)) {
@@ -118,12 +121,16 @@ static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool 
         if (!node)
             return NULL;
         node->iarg[0] = d;
-        node->scalar = scale;
+        node->scalar = div;
+        if (kind == &ag__mean1_kind)
+            ag__save(node, 0, a, false);
     }
     return out;
 }
 
-ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *a) { return ag__reduce(ctx, a, true, 0, false, false, "ag_sum", &ag__sum0_kind); }
+ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *a) {
+    return ag__reduce(ctx, a, true, 0, false, false, "ag_sum", &ag__sum0_kind);
+}
 ag_tensor *ag_mean(ag_ctx *ctx, ag_tensor *a) {
     return ag__reduce(ctx, a, true, 0, false, true, "ag_mean", &ag__mean0_kind);
 }
@@ -135,31 +142,43 @@ ag_tensor *ag_mean_dim(ag_ctx *ctx, ag_tensor *a, int dim, bool keepdim) {
 }
 
 /* ==== max over all elements ====================================================
- * out = max(a) (nan if any element is nan). Backward, as PyTorch 1.13's
- * evenly_distribute_backward: the gradient is split evenly among the
- * elements equal to the maximum (all nan elements when it is nan). */
+ * r = max(a), nan if any element is nan. Backward, as PyTorch 1.13's
+ * evenly_distribute_backward(grad, a, r):
+ *   mask = (a == r) | (isnan(a) & isnan(r));  da += mask * (g / mask.sum())
+ * so ties share the gradient evenly. */
+#define AG__MAX(T)                                                                                 \
+    static T ag__max_fwd_##T(const T *a, int64_t n) {                                              \
+        T m = a[0];                                                                                \
+        for (int64_t i = 1; i < n && !isnan(m); i++)                                               \
+            if (isnan(a[i]) || a[i] > m)                                                           \
+                m = a[i];                                                                          \
+        return m;                                                                                  \
+    }                                                                                              \
+    static void ag__max_bwd_##T(T *da, T g, const T *a, T r, int64_t n) {                         \
+        const bool r_nan = isnan(r);                                                               \
+        int64_t count = 0;                                                                         \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            count += a[i] == r || (r_nan && isnan(a[i]));                                          \
+        const T share = g / (T)count;                                                              \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            if (a[i] == r || (r_nan && isnan(a[i])))                                               \
+                da[i] += share;                                                                    \
+    }
+AG__MAX(float)
+AG__MAX(double)
 
 static int ag__max_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
     if (!d)
         return 0;
-    ag_tensor *a = ag__saved_get(node, 0), *r = ag__saved_get(node, 1);
-    if (!a || !r)
+    ag_tensor *a, *r;
+    if (!(a = ag__saved_get(node, 0)) || !(r = ag__saved_get(node, 1)))
         return ag_last_status();
-    double m = ag__load(r, 0), g = ag__load(dout, 0);
-    bool is_nan = isnan(m);
-    int64_t count = 0;
-    for (int64_t i = 0; i < a->numel; i++) {
-        double v = ag__load(a, i);
-        count += is_nan ? isnan(v) : v == m;
-    }
-    double share = g / (double)count;
-    for (int64_t i = 0; i < a->numel; i++) {
-        double v = ag__load(a, i);
-        if (is_nan ? isnan(v) : v == m)
-            ag__store(d, i, ag__load(d, i) + share);
-    }
+    if (d->dtype == AG_FLOAT32)
+        ag__max_bwd_float(d->data, *(const float *)dout->data, a->data, *(const float *)r->data, a->numel);
+    else
+        ag__max_bwd_double(d->data, *(const double *)dout->data, a->data, *(const double *)r->data, a->numel);
     return 0;
 }
 
@@ -175,13 +194,10 @@ ag_tensor *ag_max(ag_ctx *ctx, ag_tensor *a) {
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, 0, NULL);
     if (!out)
         return NULL;
-    double m = ag__load(a, 0);
-    for (int64_t i = 1; i < a->numel && !isnan(m); i++) {
-        double v = ag__load(a, i);
-        if (isnan(v) || v > m)
-            m = v;
-    }
-    ag__store(out, 0, m);
+    if (a->dtype == AG_FLOAT32)
+        *(float *)out->data = ag__max_fwd_float(a->data, a->numel);
+    else
+        *(double *)out->data = ag__max_fwd_double(a->data, a->numel);
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins)) {
         ag_node *node = ag__record(ctx, &ag__max_kind, out, 1, ins);
