@@ -10,12 +10,23 @@
 static int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(node);
     AG__UNUSED(scratch);
-    if (!dinp[0])
+    ag_tensor *d = dinp[0];
+    if (!d)
         return 0;
-    ag_tensor flat = *dout; /* dout's elements in dinp's shape */
-    flat.ndim = dinp[0]->ndim;
-    memcpy(flat.shape, dinp[0]->shape, sizeof flat.shape);
-    ag__add_reduced(dinp[0], &flat, 1.0);
+    /* the same elements in the same order: add flat */
+    if (d->dtype == AG_FLOAT32) {
+        float *dd = d->data;
+        const float *g = dout->data;
+#pragma omp simd
+        for (int64_t i = 0; i < d->numel; i++)
+            dd[i] += g[i];
+    } else {
+        double *dd = d->data;
+        const double *g = dout->data;
+#pragma omp simd
+        for (int64_t i = 0; i < d->numel; i++)
+            dd[i] += g[i];
+    }
     return 0;
 }
 
@@ -40,9 +51,18 @@ static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, i
         }
         out[d] = shape[d];
     }
-    if (infer >= 0 && known != 0 && a->numel % known == 0)
+    if (infer >= 0 && known == 0 && a->numel == 0) {
+        /* as in PyTorch's infer_size: the -1 could be anything */
+        char s[200];
+        ag__shape_str(s, sizeof s, ndim, shape);
+        return ag__error(AG_ESHAPE,
+                         "cannot reshape tensor of 0 elements into shape %s because the unspecified dimension "
+                         "size -1 can be any value and is ambiguous",
+                         s);
+    }
+    if (infer >= 0 && known > 0 && a->numel % known == 0) {
         out[infer] = a->numel / known;
-    else if (infer >= 0 || known != a->numel) {
+    } else if (infer >= 0 || known != a->numel) {
         char s[200];
         ag__shape_str(s, sizeof s, ndim, shape);
         return ag__error(AG_ESHAPE, "shape '%s' is invalid for input of size %" PRId64, s, a->numel);
@@ -76,9 +96,30 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
 /* ==== transpose ==============================================================
  * out = a with dims d0 and d1 swapped (copied);  da += transpose(g, d0, d1). */
 
-/* dst (shape of src with d0, d1 swapped) op= src; add selects += over =. */
+/* dst (shape of src with d0, d1 swapped) op= src; add selects += over =.
+ * Swapping the last two dims is a batch of matrix transposes, done in
+ * tiles so both sides stay in cache; other pairs walk src in order. */
+#define AG__TRANSPOSE_TILE 32
 #define AG__TRANSPOSE(T)                                                                           \
-    static void ag__transpose_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) { \
+    static void ag__transpose_2d_##T(T *dst, const T *src, int64_t batch, int64_t rows, int64_t cols, bool add) { \
+        for (int64_t b = 0; b < batch; b++) {                                                      \
+            const T *s = src + b * rows * cols;                                                    \
+            T *d = dst + b * rows * cols;                                                          \
+            for (int64_t r0 = 0; r0 < rows; r0 += AG__TRANSPOSE_TILE)                              \
+                for (int64_t c0 = 0; c0 < cols; c0 += AG__TRANSPOSE_TILE) {                        \
+                    int64_t r1 = r0 + AG__TRANSPOSE_TILE < rows ? r0 + AG__TRANSPOSE_TILE : rows;   \
+                    int64_t c1 = c0 + AG__TRANSPOSE_TILE < cols ? c0 + AG__TRANSPOSE_TILE : cols;   \
+                    for (int64_t c = c0; c < c1; c++)                                              \
+                        for (int64_t r = r0; r < r1; r++) {                                        \
+                            if (add)                                                               \
+                                d[c * rows + r] += s[r * cols + c];                                \
+                            else                                                                   \
+                                d[c * rows + r] = s[r * cols + c];                                 \
+                        }                                                                          \
+                }                                                                                  \
+        }                                                                                          \
+    }                                                                                              \
+    static void ag__transpose_nd_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) { \
         int64_t dst_shape[AG_MAX_DIMS], dst_stride[AG_MAX_DIMS], walk_stride[AG_MAX_DIMS];         \
         int nd = s->ndim;                                                                          \
         for (int d = 0; d < nd; d++)                                                               \
@@ -105,6 +146,16 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
                 off -= walk_stride[d] * (idx[d] - 1);                                              \
                 idx[d] = 0;                                                                        \
             }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    static void ag__transpose_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) { \
+        int nd = s->ndim, lo = d0 < d1 ? d0 : d1, hi = d0 < d1 ? d1 : d0;                          \
+        if (nd >= 2 && lo == nd - 2 && hi == nd - 1) {                                             \
+            int64_t rows = s->shape[nd - 2], cols = s->shape[nd - 1];                              \
+            int64_t batch = rows > 0 && cols > 0 ? s->numel / (rows * cols) : 0;                   \
+            ag__transpose_2d_##T(dst, src, batch, rows, cols, add);                                \
+        } else {                                                                                   \
+            ag__transpose_nd_##T(dst, src, s, d0, d1, add);                                        \
         }                                                                                          \
     }
 AG__TRANSPOSE(float)
@@ -139,7 +190,7 @@ ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
     if (!out)
         return NULL;
     if (a->ndim == 0)
-        memcpy(out->data, a->data, a->storage->nbytes);
+        memcpy(out->data, a->data, (size_t)a->numel * ag__dtype_size(a->dtype));
     else
         ag__transpose_into(out, a, d0, d1, false);
     ag_tensor *ins[1] = {a};
@@ -171,7 +222,7 @@ ag_tensor *ag_clone(ag_ctx *ctx, ag_tensor *a) {
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, a->shape);
     if (!out)
         return NULL;
-    memcpy(out->data, a->data, a->storage->nbytes);
+    memcpy(out->data, a->data, (size_t)a->numel * ag__dtype_size(a->dtype));
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__clone_kind, out, 1, ins))
         return NULL;
