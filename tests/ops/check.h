@@ -1,8 +1,8 @@
 /* Shared by the op tests: running an op by name (so one table of cases
  * drives the gradient check, the golden test and the error test) and
  * tensor comparison that reports the caller's line. */
-#ifndef OPS_CHECK_H
-#define OPS_CHECK_H
+#ifndef AG_TESTS_OPS_CHECK_H
+#define AG_TESTS_OPS_CHECK_H
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -69,9 +69,10 @@ static inline ag_tensor *run_op(ag_ctx *ctx, const char *op, ag_tensor **in, dou
     return NULL;
 }
 
-/* a and b have the same shape and |a - b| <= atol + rtol |b| everywhere. */
-static inline void check_close(const ag_tensor *a, const ag_tensor *b, double rtol, double atol, const char *what,
-                               const char *file, int line) {
+/* a and b have the same shape and |a - b| <= atol + rtol |b| everywhere
+ * (nan matching nan); what names the comparison in the failure message. */
+static inline void check_tensor_close(const ag_tensor *a, const ag_tensor *b, double rtol, double atol,
+                                      const char *what, const char *file, int line) {
     if (!a || !b) {
         print_error("%s: %s is NULL (%s)\n", what, a ? "expected" : "result", ag_last_error());
         _fail(file, line);
@@ -94,6 +95,8 @@ static inline void check_close(const ag_tensor *a, const ag_tensor *b, double rt
         }
     }
 }
-#define assert_close(a, b, rtol, atol, what) check_close((a), (b), (rtol), (atol), (what), __FILE__, __LINE__)
+#define assert_tensor_close_msg(a, b, rtol, atol, what)                                            \
+    check_tensor_close((a), (b), (rtol), (atol), (what), __FILE__, __LINE__)
+#define assert_tensor_close(a, b, rtol, atol) check_tensor_close((a), (b), (rtol), (atol), #a, __FILE__, __LINE__)
 
-#endif
+#endif /* AG_TESTS_OPS_CHECK_H */

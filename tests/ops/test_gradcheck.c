@@ -2,7 +2,7 @@
  * L = sum(op(inputs) * w) from ag_backward against central differences
  * (L(x + h) - L(x - h)) / 2h for each input element. Broadcasting cases,
  * shared inputs and every reduction variant included. */
-#include "ops_check.h"
+#include "check.h"
 
 #define H 1e-6
 

@@ -1,7 +1,7 @@
 /* Op error paths: NULL operands keep the first error, NULL contexts, dtype
  * and shape mismatches with PyTorch's messages, bad dims, reshape and
  * matmul errors. No error may crash or return a half-built tensor. */
-#include "ops_check.h"
+#include "check.h"
 
 static void expect(ag_tensor *t, int code, const char *prefix) {
     assert_null(t);
