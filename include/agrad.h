@@ -226,6 +226,14 @@ AG_EXPORT int ag_optim_step(ag_optim *opt);
 AG_EXPORT int ag_optim_zero_grad(ag_optim *opt); /* zeroes every parameter's .grad */
 AG_EXPORT int ag_zero_grads(ag_tensor *const *params, int n);
 
+/* ---- Trace ------------------------------------------------------------------------
+ * Records every backward node that runs (name, thread, start, end) until
+ * stopped, and writes it as Chrome trace JSON, viewable in Perfetto or
+ * chrome://tracing. Setting AG_TRACE=path in the environment traces the
+ * whole process and writes the file at exit. */
+AG_EXPORT int ag_trace_start(void);
+AG_EXPORT int ag_trace_stop(const char *path); /* writes the JSON; NULL: discard */
+
 /* ---- Threads and determinism ------------------------------------------------ */
 
 AG_EXPORT int ag_set_num_threads(int n); /* default: all cores, or AG_NUM_THREADS */

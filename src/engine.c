@@ -439,7 +439,14 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
     ag__heap_push(t, 0);
     while (t->heap_n > 0) {
         int32_t idx = ag__heap_pop(t);
-        if ((rc = ag__run_node(t, idx, keep_graph)))
+        if (AG__UNLIKELY(atomic_load_explicit(&ag__tracing, memory_order_relaxed))) {
+            uint64_t t0 = ag__now_ns();
+            rc = ag__run_node(t, idx, keep_graph);
+            ag__trace_record(t->nodes[idx]->kind->name, t0, ag__now_ns());
+        } else {
+            rc = ag__run_node(t, idx, keep_graph);
+        }
+        if (rc)
             goto out;
     }
 out:

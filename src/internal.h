@@ -171,6 +171,11 @@ void ag__node_release(ag_node *node);
 int ag__node_check_released(const ag_node *node);
 bool ag__node_has_saved(const ag_node *node);
 
+/* ---- Trace (trace.c) ----------------------------------------------------------- */
+extern _Atomic bool ag__tracing;
+uint64_t ag__now_ns(void);
+void ag__trace_record(const char *name, uint64_t start_ns, uint64_t end_ns);
+
 /* ---- Grad mode and settings (settings.c) ------------------------------------ */
 bool ag__grad_enabled(void);
 

@@ -4,6 +4,7 @@
 #include "core_check.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -393,6 +394,37 @@ static void test_graph_dot(void **state) {
     assert_int_equal(ag_graph_dot(NULL, stdout), AG_EINVAL);
 }
 
+/* A traced backward writes one complete event per node run, with its name. */
+static void test_trace(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = leaf(VEC(ctx, AG_FLOAT32, 1, 2));
+    ag_tensor *y = ag_sum(ctx, ag_exp(ctx, ag_mul_scalar(ctx, x, 2)));
+    assert_ok(ag_trace_start());
+    assert_ok(ag_backward(y, NULL, NULL));
+    char path[] = "/tmp/agrad_trace_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_ok(ag_trace_stop(path));
+    FILE *f = fopen(path, "r");
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    unlink(path);
+    assert_non_null(strstr(buf, "{\"traceEvents\":["));
+    int events = 0;
+    for (char *p = buf; (p = strstr(p, "\"ph\":\"X\"")); p++)
+        events++;
+    assert_int_equal(events, 4); /* Sum, Exp, Mul, AccumulateGrad */
+    assert_non_null(strstr(buf, "\"name\":\"ExpBackward0\""));
+    assert_non_null(strstr(buf, "\"name\":\"AccumulateGrad\""));
+    /* off again: nothing recorded, and a bad path is an error */
+    assert_ok(ag_backward(ag_sum(ctx, ag_mul_scalar(ctx, x, 2)), NULL, NULL));
+    assert_ok(ag_trace_start());
+    assert_int_equal(ag_trace_stop("/nonexistent-dir/trace.json"), AG_EINVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_accumulates_across_calls, setup_ctx, teardown_ctx),
@@ -411,6 +443,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_nested_backward, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_no_heap_calls_when_warm, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_graph_dot, setup_ctx, teardown_ctx),
+        cmocka_unit_test_setup_teardown(test_trace, setup_ctx, teardown_ctx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
