@@ -1,12 +1,28 @@
 /* Finite-difference gradient check of every op in float64: the gradient of
- * L = sum(op(inputs) * w) from ag_backward against central differences
- * (L(x + h) - L(x - h)) / 2h for each input element. Broadcasting cases,
- * shared inputs and every reduction variant included. */
+ * L = sum(op(inputs) * w), w random so every output element matters, from
+ * ag_backward against central differences (L(x + h) - L(x - h)) / 2h for
+ * each input element, with per-op tolerances. Broadcasting, 0-dim operands,
+ * shared inputs, every reduction variant and graphs where one tensor feeds
+ * several ops included; then the points finite differences cannot judge
+ * (max's ties, relu's kink, pow's 0 exponent) against PyTorch's definitions,
+ * and the blocked matmul kernel against the naive one. */
 #include "check.h"
+
+#include "ops.h" /* the matmul kernels */
+
+#include <stdlib.h>
 
 #define H 1e-6
 
 typedef enum { ANY, POSITIVE, AWAY_FROM_ZERO } domain;
+
+/* |backward - finite difference| <= atol + rtol |finite difference| */
+typedef struct {
+    double rtol, atol;
+} tol;
+#define SMOOTH {1e-6, 1e-7}  /* the error of the difference itself */
+#define STEEP {1e-5, 1e-6}   /* 1/x, sqrt, negative powers near 0.5 */
+#define SUMMED {1e-6, 1e-6}  /* larger losses: more rounding in L */
 
 typedef struct {
     const char *op;
@@ -16,65 +32,99 @@ typedef struct {
     double a0, a1;
     domain dom[2];
     bool same_input; /* op(x, x): both operands are one tensor */
+    tol tol;
 } gc_case;
 
 static const gc_case CASES[] = {
-    {"add", 2, {2, 2}, {{3, 4}, {3, 4}}, 0, 0, {ANY, ANY}, false},
-    {"add", 2, {2, 2}, {{3, 1}, {1, 4}}, 0, 0, {ANY, ANY}, false},
-    {"add", 2, {3, 1}, {{2, 3, 4}, {4}}, 0, 0, {ANY, ANY}, false},
-    {"add", 2, {0, 2}, {{0}, {2, 3}}, 0, 0, {ANY, ANY}, false},
-    {"sub", 2, {1, 3}, {{4}, {2, 1, 4}}, 0, 0, {ANY, ANY}, false},
-    {"sub", 2, {2, 2}, {{2, 3}, {2, 3}}, 0, 0, {ANY, ANY}, true},
-    {"mul", 2, {2, 2}, {{2, 3}, {2, 3}}, 0, 0, {ANY, ANY}, false},
-    {"mul", 2, {3, 2}, {{2, 3, 4}, {3, 1}}, 0, 0, {ANY, ANY}, false},
-    {"mul", 2, {2, 2}, {{3, 3}, {3, 3}}, 0, 0, {ANY, ANY}, true},
-    {"mul", 2, {0, 1}, {{0}, {5}}, 0, 0, {ANY, ANY}, false},
-    {"div", 2, {2, 2}, {{3, 3}, {3, 3}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false},
-    {"div", 2, {3, 2}, {{2, 1, 3}, {4, 1}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false},
-    {"div", 2, {1, 1}, {{4}, {4}}, 0, 0, {AWAY_FROM_ZERO, AWAY_FROM_ZERO}, true},
-    /* one-element operands take a path of their own */
-    {"div", 2, {1, 0}, {{1}, {0}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false},
-    {"mul", 2, {0, 1}, {{0}, {1}}, 0, 0, {ANY, ANY}, false},
-    {"sub", 2, {1, 1}, {{1}, {1}}, 0, 0, {ANY, ANY}, false},
-    {"mul", 2, {1, 1}, {{1}, {1}}, 0, 0, {ANY, ANY}, true},
-    {"add_scalar", 1, {2}, {{2, 3}}, 2.5, 0, {ANY}, false},
-    {"mul_scalar", 1, {2}, {{2, 3}}, -1.5, 0, {ANY}, false},
-    {"pow_scalar", 1, {1}, {{6}}, 2, 0, {ANY}, false},
-    {"pow_scalar", 1, {2}, {{2, 2}}, 3, 0, {ANY}, false},
-    {"pow_scalar", 1, {1}, {{5}}, 0.5, 0, {POSITIVE}, false},
-    {"pow_scalar", 1, {1}, {{5}}, -1.5, 0, {POSITIVE}, false},
-    {"pow_scalar", 1, {1}, {{4}}, 0, 0, {ANY}, false},
-    {"neg", 1, {2}, {{3, 2}}, 0, 0, {ANY}, false},
-    {"sqrt", 1, {2}, {{3, 2}}, 0, 0, {POSITIVE}, false},
-    {"exp", 1, {1}, {{7}}, 0, 0, {ANY}, false},
-    {"log", 1, {2}, {{2, 4}}, 0, 0, {POSITIVE}, false},
-    {"tanh", 1, {2}, {{2, 5}}, 0, 0, {ANY}, false},
-    {"sigmoid", 1, {2}, {{2, 5}}, 0, 0, {ANY}, false},
-    {"relu", 1, {2}, {{3, 4}}, 0, 0, {AWAY_FROM_ZERO}, false},
-    {"sum", 1, {2}, {{3, 4}}, 0, 0, {ANY}, false},
-    {"sum", 1, {0}, {{0}}, 0, 0, {ANY}, false},
-    {"sum_dim", 1, {2}, {{3, 4}}, 0, 0, {ANY}, false},
-    {"sum_dim", 1, {2}, {{3, 4}}, 1, 1, {ANY}, false},
-    {"sum_dim", 1, {3}, {{2, 3, 4}}, -2, 0, {ANY}, false},
-    {"sum_dim", 1, {3}, {{2, 3, 4}}, 2, 1, {ANY}, false},
-    {"mean", 1, {2}, {{4, 5}}, 0, 0, {ANY}, false},
-    {"mean_dim", 1, {3}, {{2, 3, 4}}, 2, 0, {ANY}, false},
-    {"mean_dim", 1, {3}, {{2, 3, 4}}, 0, 1, {ANY}, false},
-    {"mean_dim", 1, {2}, {{3, 4}}, -1, 1, {ANY}, false},
-    {"max", 1, {2}, {{3, 4}}, 0, 0, {ANY}, false},
-    {"matmul", 2, {2, 2}, {{3, 5}, {5, 2}}, 0, 0, {ANY, ANY}, false},
-    {"matmul", 2, {2, 2}, {{1, 7}, {7, 1}}, 0, 0, {ANY, ANY}, false},
-    {"matmul", 2, {2, 2}, {{4, 4}, {4, 4}}, 0, 0, {ANY, ANY}, true},
-    {"reshape", 1, {2}, {{2, 6}}, 3, 4, {ANY}, false},
-    {"reshape", 1, {3}, {{2, 3, 2}}, -1, 3, {ANY}, false},
-    {"transpose", 1, {2}, {{3, 4}}, 0, 1, {ANY}, false},
-    {"transpose", 1, {3}, {{2, 3, 4}}, 0, -1, {ANY}, false},
-    {"transpose", 1, {3}, {{2, 3, 4}}, 1, 2, {ANY}, false},
-    {"clone", 1, {2}, {{2, 2}}, 0, 0, {ANY}, false},
+    {"add", 2, {2, 2}, {{3, 4}, {3, 4}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"add", 2, {2, 2}, {{3, 1}, {1, 4}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"add", 2, {3, 1}, {{2, 3, 4}, {4}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"add", 2, {0, 2}, {{0}, {2, 3}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"add", 2, {2, 0}, {{2, 3}, {0}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"add", 2, {0, 0}, {{0}, {0}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"add", 2, {2, 2}, {{2, 3}, {2, 3}}, 0, 0, {ANY, ANY}, true, SMOOTH},
+    {"sub", 2, {1, 3}, {{4}, {2, 1, 4}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"sub", 2, {3, 2}, {{2, 3, 1}, {3, 4}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"sub", 2, {2, 2}, {{2, 3}, {2, 3}}, 0, 0, {ANY, ANY}, true, SMOOTH},
+    {"sub", 2, {2, 0}, {{2, 3}, {0}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"sub", 2, {1, 1}, {{1}, {1}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"mul", 2, {2, 2}, {{2, 3}, {2, 3}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"mul", 2, {3, 2}, {{2, 3, 4}, {3, 1}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"mul", 2, {3, 2}, {{4, 1, 3}, {2, 1}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"mul", 2, {2, 2}, {{3, 3}, {3, 3}}, 0, 0, {ANY, ANY}, true, SMOOTH},
+    {"mul", 2, {0, 1}, {{0}, {5}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"mul", 2, {0, 1}, {{0}, {1}}, 0, 0, {ANY, ANY}, false, SMOOTH},
+    {"mul", 2, {1, 1}, {{1}, {1}}, 0, 0, {ANY, ANY}, true, SMOOTH},
+    {"div", 2, {2, 2}, {{3, 3}, {3, 3}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false, STEEP},
+    {"div", 2, {3, 2}, {{2, 1, 3}, {4, 1}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false, STEEP},
+    {"div", 2, {1, 1}, {{4}, {4}}, 0, 0, {AWAY_FROM_ZERO, AWAY_FROM_ZERO}, true, STEEP},
+    {"div", 2, {2, 0}, {{2, 3}, {0}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false, STEEP},
+    {"div", 2, {0, 2}, {{0}, {2, 2}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false, STEEP},
+    {"div", 2, {1, 0}, {{1}, {0}}, 0, 0, {ANY, AWAY_FROM_ZERO}, false, STEEP},
+    {"add_scalar", 1, {2}, {{2, 3}}, 2.5, 0, {ANY}, false, SMOOTH},
+    {"add_scalar", 1, {0}, {{0}}, -1, 0, {ANY}, false, SMOOTH},
+    {"mul_scalar", 1, {2}, {{2, 3}}, -1.5, 0, {ANY}, false, SMOOTH},
+    {"mul_scalar", 1, {0}, {{0}}, 3, 0, {ANY}, false, SMOOTH},
+    {"pow_scalar", 1, {1}, {{6}}, 2, 0, {ANY}, false, SMOOTH},
+    {"pow_scalar", 1, {2}, {{2, 2}}, 3, 0, {ANY}, false, SMOOTH},
+    {"pow_scalar", 1, {1}, {{3}}, 1, 0, {ANY}, false, SMOOTH},
+    {"pow_scalar", 1, {1}, {{4}}, 0, 0, {ANY}, false, SMOOTH},
+    {"pow_scalar", 1, {1}, {{5}}, 0.5, 0, {POSITIVE}, false, STEEP},
+    {"pow_scalar", 1, {1}, {{5}}, -0.5, 0, {POSITIVE}, false, STEEP},
+    {"pow_scalar", 1, {1}, {{5}}, -1, 0, {AWAY_FROM_ZERO}, false, STEEP},
+    {"pow_scalar", 1, {1}, {{5}}, -2, 0, {AWAY_FROM_ZERO}, false, STEEP},
+    {"pow_scalar", 1, {1}, {{5}}, -1.5, 0, {POSITIVE}, false, STEEP},
+    {"pow_scalar", 1, {2}, {{2, 3}}, 2.5, 0, {POSITIVE}, false, STEEP},
+    {"pow_scalar", 1, {0}, {{0}}, 3, 0, {ANY}, false, SMOOTH},
+    {"neg", 1, {2}, {{3, 2}}, 0, 0, {ANY}, false, SMOOTH},
+    {"sqrt", 1, {2}, {{3, 2}}, 0, 0, {POSITIVE}, false, STEEP},
+    {"exp", 1, {1}, {{7}}, 0, 0, {ANY}, false, SMOOTH},
+    {"exp", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
+    {"log", 1, {2}, {{2, 4}}, 0, 0, {POSITIVE}, false, STEEP},
+    {"tanh", 1, {2}, {{2, 5}}, 0, 0, {ANY}, false, SMOOTH},
+    {"sigmoid", 1, {2}, {{2, 5}}, 0, 0, {ANY}, false, SMOOTH},
+    {"relu", 1, {2}, {{3, 4}}, 0, 0, {AWAY_FROM_ZERO}, false, SMOOTH},
+    {"relu", 1, {0}, {{0}}, 0, 0, {AWAY_FROM_ZERO}, false, SMOOTH},
+    {"sum", 1, {2}, {{3, 4}}, 0, 0, {ANY}, false, SMOOTH},
+    {"sum", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
+    {"sum_dim", 1, {2}, {{3, 4}}, 0, 0, {ANY}, false, SMOOTH},
+    {"sum_dim", 1, {2}, {{3, 4}}, 1, 1, {ANY}, false, SMOOTH},
+    {"sum_dim", 1, {3}, {{2, 3, 4}}, -2, 0, {ANY}, false, SMOOTH},
+    {"sum_dim", 1, {3}, {{2, 3, 4}}, 2, 1, {ANY}, false, SMOOTH},
+    {"sum_dim", 1, {3}, {{2, 3, 4}}, -3, 1, {ANY}, false, SMOOTH},
+    {"sum_dim", 1, {0}, {{0}}, -1, 1, {ANY}, false, SMOOTH},
+    {"mean", 1, {2}, {{4, 5}}, 0, 0, {ANY}, false, SMOOTH},
+    {"mean", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
+    {"mean_dim", 1, {3}, {{2, 3, 4}}, 2, 0, {ANY}, false, SMOOTH},
+    {"mean_dim", 1, {3}, {{2, 3, 4}}, 0, 1, {ANY}, false, SMOOTH},
+    {"mean_dim", 1, {3}, {{2, 3, 4}}, 1, 0, {ANY}, false, SMOOTH},
+    {"mean_dim", 1, {2}, {{3, 4}}, -1, 1, {ANY}, false, SMOOTH},
+    {"mean_dim", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
+    {"max", 1, {2}, {{3, 4}}, 0, 0, {ANY}, false, SMOOTH},
+    {"max", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
+    {"matmul", 2, {2, 2}, {{3, 5}, {5, 2}}, 0, 0, {ANY, ANY}, false, SUMMED},
+    {"matmul", 2, {2, 2}, {{1, 7}, {7, 1}}, 0, 0, {ANY, ANY}, false, SUMMED},
+    {"matmul", 2, {2, 2}, {{5, 1}, {1, 4}}, 0, 0, {ANY, ANY}, false, SUMMED},
+    {"matmul", 2, {2, 2}, {{2, 40}, {40, 3}}, 0, 0, {ANY, ANY}, false, SUMMED},
+    {"matmul", 2, {2, 2}, {{4, 4}, {4, 4}}, 0, 0, {ANY, ANY}, true, SUMMED},
+    {"reshape", 1, {2}, {{2, 6}}, 3, 4, {ANY}, false, SMOOTH},
+    {"reshape", 1, {3}, {{2, 3, 2}}, -1, 3, {ANY}, false, SMOOTH},
+    {"reshape", 1, {1}, {{6}}, 2, -1, {ANY}, false, SMOOTH},
+    {"reshape", 1, {0}, {{0}}, 1, 1, {ANY}, false, SMOOTH},
+    {"transpose", 1, {2}, {{3, 4}}, 0, 1, {ANY}, false, SMOOTH},
+    {"transpose", 1, {3}, {{2, 3, 4}}, 0, -1, {ANY}, false, SMOOTH},
+    {"transpose", 1, {3}, {{2, 3, 4}}, 1, 2, {ANY}, false, SMOOTH},
+    {"transpose", 1, {3}, {{2, 3, 4}}, -1, -2, {ANY}, false, SMOOTH},
+    {"transpose", 1, {4}, {{2, 3, 2, 3}}, 1, 3, {ANY}, false, SMOOTH},
+    {"transpose", 1, {2}, {{2, 3}}, 1, 1, {ANY}, false, SMOOTH},
+    {"transpose", 1, {0}, {{0}}, 0, -1, {ANY}, false, SMOOTH},
+    {"clone", 1, {2}, {{2, 2}}, 0, 0, {ANY}, false, SMOOTH},
+    {"clone", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
 };
 
 static ag_tensor *make_input(ag_ctx *ctx, int ndim, const int64_t *shape, domain dom) {
     ag_tensor *t = ag_randn(ctx, AG_FLOAT64, ndim, shape);
+    assert_non_null(t);
     double *p = ag_mutable_data_ptr(t);
     for (int64_t i = 0; i < ag_numel(t); i++) {
         if (dom == POSITIVE)
@@ -85,93 +135,263 @@ static ag_tensor *make_input(ag_ctx *ctx, int ndim, const int64_t *shape, domain
     return t;
 }
 
-/* L = sum(op(in) * w), evaluated without recording. */
-static double loss(ag_ctx *ctx, const gc_case *c, ag_tensor **in, ag_tensor *w) {
-    bool prev = ag_set_grad_enabled(false);
-    ag_tensor *out = run_op(ctx, c->op, in, c->a0, c->a1);
-    double l = ag_item(ag_sum(ctx, ag_mul(ctx, out, w)));
-    ag_set_grad_enabled(prev);
-    return l;
+static ag_tensor *randn_like(ag_ctx *ctx, const ag_tensor *t) {
+    int64_t shape[AG_MAX_DIMS];
+    for (int d = 0; d < ag_ndim(t); d++)
+        shape[d] = ag_size(t, d);
+    return ag_randn(ctx, AG_FLOAT64, ag_ndim(t), shape);
 }
 
-static void test_gradcheck_all_ops(void **state) {
+/* The function under test: out = f(in) in ctx. */
+typedef ag_tensor *(*build_fn)(ag_ctx *ctx, ag_tensor **in, const void *arg);
+
+/* Backward of L = sum(f(in) * w) against central differences for each
+ * element of in[0..nin); label names the case in a failure. */
+static void gradcheck(const char *label, build_fn f, const void *arg, ag_tensor **in, int nin, tol t) {
+    ag_ctx *ctx = ag_ctx_new(), *tmp = ag_ctx_new();
+    ag_tensor *out = f(ctx, in, arg);
+    if (!out)
+        fail_msg("%s: %s", label, ag_last_error());
+    ag_tensor *w = randn_like(ctx, out);
+    if (ag_backward(ag_sum(ctx, ag_mul(ctx, out, w)), NULL, NULL) != 0)
+        fail_msg("%s: backward: %s", label, ag_last_error());
+    for (int i = 0; i < nin; i++) {
+        ag_tensor *g = ag_grad(in[i]);
+        if (ag_numel(in[i]) > 0)
+            assert_non_null(g);
+        /* perturbed in place after the backward, which no longer needs it */
+        double *x = (double *)ag_data_ptr(in[i]);
+        for (int64_t e = 0; e < ag_numel(in[i]); e++) {
+            double x0 = x[e], l[2];
+            bool prev = ag_set_grad_enabled(false);
+            for (int s = 0; s < 2; s++) {
+                x[e] = s ? x0 - H : x0 + H;
+                l[s] = ag_item(ag_sum(tmp, ag_mul(tmp, f(tmp, in, arg), w)));
+            }
+            ag_set_grad_enabled(prev);
+            x[e] = x0;
+            ag_ctx_reset(tmp);
+            double num = (l[0] - l[1]) / (2 * H), ana = ag_get(g, e);
+            if (!(fabs(num - ana) <= t.atol + t.rtol * fabs(num)))
+                fail_msg("%s: input %d element %lld: backward %.12g, finite difference %.12g", label, i,
+                         (long long)e, ana, num);
+        }
+    }
+    ag_ctx_free(tmp);
+    ag_ctx_free(ctx);
+}
+
+static ag_tensor *build_case(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    const gc_case *c = arg;
+    return run_op(ctx, c->op, in, c->a0, c->a1);
+}
+
+static void test_gradcheck_every_op(void **state) {
     (void)state;
     ag_manual_seed(2024);
     for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) {
         const gc_case *c = &CASES[k];
-        ag_ctx *ctx = ag_ctx_new(), *tmp = ag_ctx_new();
+        ag_ctx *ctx = ag_ctx_new();
         ag_tensor *in[2] = {NULL, NULL};
         for (int i = 0; i < c->nin; i++) {
             in[i] = c->same_input && i == 1 ? in[0] : make_input(ctx, c->ndim[i], c->shape[i], c->dom[i]);
             assert_int_equal(ag_requires_grad_(in[i], true), 0);
         }
-        ag_tensor *out = run_op(ctx, c->op, in, c->a0, c->a1);
-        if (!out)
-            fail_msg("case %zu (%s): %s", k, c->op, ag_last_error());
-        ag_tensor *w = ag_randn(ctx, AG_FLOAT64, ag_ndim(out), NULL);
-        if (ag_ndim(out) > 0) {
-            int64_t shape[AG_MAX_DIMS];
-            for (int d = 0; d < ag_ndim(out); d++)
-                shape[d] = ag_size(out, d);
-            w = ag_randn(ctx, AG_FLOAT64, ag_ndim(out), shape);
-        }
-        if (ag_backward(ag_sum(ctx, ag_mul(ctx, out, w)), NULL, NULL))
-            fail_msg("case %zu (%s): backward: %s", k, c->op, ag_last_error());
-        int distinct = c->same_input ? 1 : c->nin;
-        for (int i = 0; i < distinct; i++) {
-            double *x = (double *)ag_data_ptr(in[i]); /* perturbed without a version bump: nothing is saved */
-            ag_tensor *g = ag_grad(in[i]);
-            if (ag_numel(in[i]) > 0)
-                assert_non_null(g);
-            for (int64_t e = 0; e < ag_numel(in[i]); e++) {
-                double x0 = x[e];
-                x[e] = x0 + H;
-                double lp = loss(tmp, c, in, w);
-                x[e] = x0 - H;
-                double lm = loss(tmp, c, in, w);
-                x[e] = x0;
-                ag_ctx_reset(tmp);
-                double num = (lp - lm) / (2 * H), ana = ag_get(g, e);
-                if (!(fabs(num - ana) <= 1e-6 + 1e-5 * fabs(num)))
-                    fail_msg("case %zu (%s) input %d element %lld: backward %.12g, finite difference %.12g", k,
-                             c->op, i, (long long)e, ana, num);
-            }
-        }
-        ag_ctx_free(tmp);
+        char label[64];
+        snprintf(label, sizeof label, "case %zu (%s)", k, c->op);
+        gradcheck(label, build_case, c, in, c->same_input ? 1 : c->nin, c->tol);
         ag_ctx_free(ctx);
     }
 }
 
+/* Graphs where one tensor feeds several ops (its gradient is the sum over
+ * its uses) and ops feed each other. */
+static ag_tensor *build_shared(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    (void)arg;
+    ag_tensor *x = in[0], *y = in[1]; /* (3, 4) and (3, 1) */
+    /* (x * x + exp(x)) / (1 + y^2) - tanh(x) * sum_dim(y, 0, keepdim) */
+    ag_tensor *num = ag_add(ctx, ag_mul(ctx, x, x), ag_exp(ctx, x));
+    ag_tensor *den = ag_add_scalar(ctx, ag_pow_scalar(ctx, y, 2), 1);
+    return ag_sub(ctx, ag_div(ctx, num, den), ag_mul(ctx, ag_tanh(ctx, x), ag_sum_dim(ctx, y, 0, true)));
+}
+
+static ag_tensor *build_mlp(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    (void)arg;
+    ag_tensor *x = in[0], *w = in[1];
+    /* mean_dim(sigmoid(x @ w) * reshape(transpose(x @ w)), 1) over a view */
+    ag_tensor *h = ag_matmul(ctx, x, w); /* (3, 3) */
+    ag_tensor *t = ag_transpose(ctx, h, 0, 1);
+    ag_tensor *v = ag_reshape(ctx, ag_clone(ctx, t), 2, (int64_t[]){3, -1});
+    return ag_mean_dim(ctx, ag_mul(ctx, ag_sigmoid(ctx, h), v), 1, false);
+}
+
+static void test_gradcheck_shared_producers(void **state) {
+    (void)state;
+    ag_manual_seed(7);
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *xy[2] = {make_input(ctx, 2, (int64_t[]){3, 4}, ANY), make_input(ctx, 2, (int64_t[]){3, 1}, ANY)};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ag_requires_grad_(xy[i], true), 0);
+    gradcheck("shared producers", build_shared, NULL, xy, 2, (tol)SMOOTH);
+
+    ag_tensor *mlp[2] = {make_input(ctx, 2, (int64_t[]){3, 5}, ANY), make_input(ctx, 2, (int64_t[]){5, 3}, ANY)};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ag_requires_grad_(mlp[i], true), 0);
+    gradcheck("matmul chain", build_mlp, NULL, mlp, 2, (tol)SUMMED);
+    ag_ctx_free(ctx);
+}
+
 /* max with ties: the gradient is split evenly among the maxima, as PyTorch
- * 1.13 does (a finite difference is undefined there). */
+ * 1.13's evenly_distribute_backward does (a finite difference is undefined
+ * there); with nan the nan elements share it. */
 static void test_max_ties_split_evenly(void **state) {
     (void)state;
     ag_ctx *ctx = ag_ctx_new();
-    ag_tensor *x = ag_tensor_from(ctx, AG_FLOAT64, 1, (int64_t[]){5}, (double[]){1, 3, -2, 3, 3});
-    ag_requires_grad_(x, true);
-    assert_int_equal(ag_backward(ag_mul_scalar(ctx, ag_max(ctx, x), 6), NULL, NULL), 0);
-    const double want[] = {0, 2, 0, 2, 2};
+    for (int dt = AG_FLOAT32; dt <= AG_FLOAT64; dt++) {
+        const double v[] = {1, 3, -2, 3, 3};
+        ag_tensor *x = dt == AG_FLOAT64 ? ag_tensor_from(ctx, dt, 1, (int64_t[]){5}, v)
+                                        : ag_tensor_from(ctx, dt, 1, (int64_t[]){5}, (float[]){1, 3, -2, 3, 3});
+        assert_int_equal(ag_requires_grad_(x, true), 0);
+        ag_tensor *m = ag_max(ctx, x);
+        assert_true(ag_item(m) == 3);
+        assert_int_equal(ag_backward(ag_mul_scalar(ctx, m, 6), NULL, NULL), 0);
+        const double want[] = {0, 2, 0, 2, 2};
+        for (int i = 0; i < 5; i++)
+            assert_true(ag_get(ag_grad(x), i) == want[i]);
+    }
+    ag_tensor *x = ag_tensor_from(ctx, AG_FLOAT64, 1, (int64_t[]){4}, (double[]){1, NAN, 3, NAN});
+    assert_int_equal(ag_requires_grad_(x, true), 0);
+    ag_tensor *m = ag_max(ctx, x);
+    assert_true(isnan(ag_item(m)));
+    assert_int_equal(ag_backward(m, NULL, NULL), 0);
+    const double want[] = {0, 0.5, 0, 0.5};
+    for (int i = 0; i < 4; i++)
+        assert_true(ag_get(ag_grad(x), i) == want[i]);
+    ag_ctx_free(ctx);
+}
+
+/* relu at exactly 0 (and -0) has gradient 0, at nan the gradient passes, as
+ * PyTorch's threshold_backward(grad, result, 0) decides on the result. */
+static void test_relu_kink(void **state) {
+    (void)state;
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *x = ag_tensor_from(ctx, AG_FLOAT32, 1, (int64_t[]){5}, (float[]){-1, 0, -0.0f, 2, NAN});
+    assert_int_equal(ag_requires_grad_(x, true), 0);
+    ag_tensor *r = ag_relu(ctx, x);
+    assert_true(signbit(ag_get(r, 2))); /* -0 stays -0, as clamp_min keeps it */
+    assert_true(isnan(ag_get(r, 4)));
+    assert_int_equal(ag_backward(ag_sum(ctx, r), NULL, NULL), 0);
+    const double want[] = {0, 0, 0, 1, 1};
     for (int i = 0; i < 5; i++)
         assert_true(ag_get(ag_grad(x), i) == want[i]);
     ag_ctx_free(ctx);
 }
 
-/* relu at exactly 0 has gradient 0, as PyTorch's threshold_backward. */
-static void test_relu_kink(void **state) {
+/* x ** 0 has gradient 0 everywhere, even where s * x^(s-1) would be nan
+ * (x = 0 gives 0 * inf); x ** 1 passes the gradient through. */
+static void test_pow_special_exponents(void **state) {
     (void)state;
     ag_ctx *ctx = ag_ctx_new();
-    ag_tensor *x = ag_tensor_from(ctx, AG_FLOAT32, 1, (int64_t[]){3}, (float[]){-1, 0, 2});
-    ag_requires_grad_(x, true);
-    assert_int_equal(ag_backward(ag_sum(ctx, ag_relu(ctx, x)), NULL, NULL), 0);
-    assert_true(ag_get(ag_grad(x), 0) == 0 && ag_get(ag_grad(x), 1) == 0 && ag_get(ag_grad(x), 2) == 1);
+    ag_tensor *x = ag_tensor_from(ctx, AG_FLOAT64, 1, (int64_t[]){3}, (double[]){0, -2, INFINITY});
+    assert_int_equal(ag_requires_grad_(x, true), 0);
+    ag_tensor *y = ag_pow_scalar(ctx, x, 0);
+    for (int i = 0; i < 3; i++)
+        assert_true(ag_get(y, i) == 1);
+    assert_int_equal(ag_backward(ag_sum(ctx, y), NULL, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_true(ag_get(ag_grad(x), i) == 0);
+    assert_int_equal(ag_zero_grad(x), 0);
+    assert_int_equal(ag_backward(ag_sum(ctx, ag_pow_scalar(ctx, x, 1)), NULL, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_true(ag_get(ag_grad(x), i) == 1);
     ag_ctx_free(ctx);
+}
+
+/* The blocked matmul kernel, in each of its transpose modes, against the
+ * naive triple loop, with sizes that cross its block edges; and ag_matmul's
+ * forward and gradients against the reference computed by hand. */
+static void fill(double *p, float *pf, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        pf[i] = (float)(p[i] = (double)rand() / RAND_MAX - 0.5);
+}
+
+static void transpose_into(double *dst, const double *src, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            dst[c * rows + r] = src[r * cols + c];
+}
+
+static void test_matmul_kernel_matches_reference(void **state) {
+    (void)state;
+    srand(11);
+    const int64_t sizes[][3] = {{1, 1, 1}, {3, 5, 2}, {67, 300, 130}, {129, 257, 1}, {2, 1, 513}, {0, 4, 3}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+        size_t na = (size_t)(m * k), nb = (size_t)(k * n), nc = (size_t)(m * n);
+        double *A = malloc((na + 1) * 8), *B = malloc((nb + 1) * 8), *At = malloc((na + 1) * 8);
+        double *Bt = malloc((nb + 1) * 8), *C = calloc(nc + 1, 8), *R = calloc(nc + 1, 8);
+        float *Af = malloc((na + 1) * 4), *Bf = malloc((nb + 1) * 4), *Cf = calloc(nc + 1, 4);
+        float *Rf = calloc(nc + 1, 4);
+        fill(A, Af, (int64_t)na);
+        fill(B, Bf, (int64_t)nb);
+        transpose_into(At, A, m, k);
+        transpose_into(Bt, B, k, n);
+        ag__gemm_ref_double(m, n, k, A, B, R);
+        ag__gemm_ref_float(m, n, k, Af, Bf, Rf);
+        for (int mode = 0; mode < 3; mode++) { /* A @ B, A @ (B^T)^T, (A^T)^T @ B */
+            bool ta = mode == 2, tb = mode == 1;
+            for (size_t i = 0; i < nc; i++)
+                C[i] = 1; /* the kernels add into C */
+            ag__gemm_double(ta, tb, m, n, k, ta ? At : A, ta ? m : k, tb ? Bt : B, tb ? k : n, C, n);
+            for (size_t i = 0; i < nc; i++)
+                if (!(fabs(C[i] - 1 - R[i]) <= 1e-12 * (1 + (double)k)))
+                    fail_msg("gemm %lldx%lldx%lld mode %d: C[%zu] = %.17g, reference %.17g", (long long)m,
+                             (long long)n, (long long)k, mode, i, C[i] - 1, R[i]);
+        }
+        ag__gemm_float(false, false, m, n, k, Af, k, Bf, n, Cf, n);
+        for (size_t i = 0; i < nc; i++)
+            assert_true(fabsf(Cf[i] - Rf[i]) <= 1e-5f * (1 + (float)k));
+
+        /* ag_matmul: out = A @ B, dA = W @ B^T, dB = A^T @ W */
+        if (m * n * k > 0 && m * n * k < 100000) {
+            ag_ctx *ctx = ag_ctx_new();
+            ag_tensor *a = ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){m, k}, A);
+            ag_tensor *b = ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){k, n}, B);
+            ag_requires_grad_(a, true);
+            ag_requires_grad_(b, true);
+            ag_tensor *w = ag_randn(ctx, AG_FLOAT64, 2, (int64_t[]){m, n});
+            ag_tensor *out = ag_matmul(ctx, a, b);
+            assert_tensor_close(out, ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){m, n}, R), 1e-12, 1e-12);
+            assert_int_equal(ag_backward(ag_sum(ctx, ag_mul(ctx, out, w)), NULL, NULL), 0);
+            double *da = calloc(na, 8), *db = calloc(nb, 8);
+            const double *W = ag_data_ptr(w);
+            ag__gemm_ref_double(m, k, n, W, Bt, da);
+            ag__gemm_ref_double(k, n, m, At, W, db);
+            assert_tensor_close(ag_grad(a), ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){m, k}, da), 1e-12,
+                                1e-12);
+            assert_tensor_close(ag_grad(b), ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){k, n}, db), 1e-12,
+                                1e-12);
+            free(da);
+            free(db);
+            ag_ctx_free(ctx);
+        }
+        double *dbl[] = {A, B, At, Bt, C, R};
+        float *flt[] = {Af, Bf, Cf, Rf};
+        for (size_t i = 0; i < 6; i++)
+            free(dbl[i]);
+        for (size_t i = 0; i < 4; i++)
+            free(flt[i]);
+    }
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gradcheck_all_ops),
+        cmocka_unit_test(test_gradcheck_every_op),
+        cmocka_unit_test(test_gradcheck_shared_producers),
         cmocka_unit_test(test_max_ties_split_evenly),
         cmocka_unit_test(test_relu_kink),
+        cmocka_unit_test(test_pow_special_exponents),
+        cmocka_unit_test(test_matmul_kernel_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
