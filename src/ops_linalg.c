@@ -8,6 +8,8 @@
 
 #define AG__MM_BLOCK_K 128
 #define AG__MM_BLOCK_N 256
+#define AG__MM_PANEL_ROWS 64 /* B^T kernel: 64 rows x 256 of B, 128 KB of doubles */
+#define AG__MM_PANEL_K 256
 
 /* C (m,n) += op(A) @ op(B), op(X) = X or X^T as the flags say; lda/ldb/ldc
  * are row lengths of the stored matrices. */
@@ -30,19 +32,32 @@
                     }                                                                              \
                 }                                                                                  \
             }                                                                                      \
+        } else if (!ta) {                                                                          \
+            /* C[i, j] += dot(A[i, p0:p1], B[j, p0:p1]): a panel of B's rows stays in cache while  \
+             * every row of A passes over it */                                                    \
+            for (int64_t j0 = 0; j0 < n; j0 += AG__MM_PANEL_ROWS) {                                \
+                int64_t j1 = j0 + AG__MM_PANEL_ROWS < n ? j0 + AG__MM_PANEL_ROWS : n;               \
+                for (int64_t p0 = 0; p0 < k; p0 += AG__MM_PANEL_K) {                               \
+                    int64_t p1 = p0 + AG__MM_PANEL_K < k ? p0 + AG__MM_PANEL_K : k;                 \
+                    for (int64_t i = 0; i < m; i++) {                                              \
+                        const T *a = A + i * lda;                                                  \
+                        for (int64_t j = j0; j < j1; j++) {                                        \
+                            const T *b = B + j * ldb;                                              \
+                            T acc = 0;                                                             \
+                            _Pragma("omp simd reduction(+ : acc)") for (int64_t p = p0; p < p1; p++) acc += a[p] * b[p]; \
+                            C[i * ldc + j] += acc;                                                 \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
         } else {                                                                                   \
-            /* C[i, j] += dot(op(A)[i, :], B[j, :]) */                                             \
+            /* both transposed (no op needs it yet): C[i, j] += sum_p A[p, i] B[j, p] */           \
             for (int64_t i = 0; i < m; i++)                                                        \
                 for (int64_t j = 0; j < n; j++) {                                                  \
                     const T *b = B + j * ldb;                                                      \
                     T acc = 0;                                                                     \
-                    if (!ta) {                                                                     \
-                        const T *a = A + i * lda;                                                  \
-                        _Pragma("omp simd reduction(+ : acc)") for (int64_t p = 0; p < k; p++) acc += a[p] * b[p]; \
-                    } else {                                                                       \
-                        for (int64_t p = 0; p < k; p++)                                            \
-                            acc += A[p * lda + i] * b[p];                                          \
-                    }                                                                              \
+                    for (int64_t p = 0; p < k; p++)                                                \
+                        acc += A[p * lda + i] * b[p];                                              \
                     C[i * ldc + j] += acc;                                                         \
                 }                                                                                  \
         }                                                                                          \
@@ -60,14 +75,6 @@
 AG__GEMM(float)
 AG__GEMM(double)
 
-static void ag__gemm(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
-                     const void *B, int64_t ldb, void *C, int64_t ldc) {
-    if (dt == AG_FLOAT32)
-        ag__gemm_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-    else
-        ag__gemm_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-}
-
 /* out = a @ b:  da (m,k) += g (m,n) @ b^T (n,k);  db (k,n) += a^T (k,m) @ g (m,n) */
 static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(scratch);
@@ -76,13 +83,13 @@ static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **din
         ag_tensor *b = ag__saved_get(node, 1);
         if (!b)
             return ag_last_status();
-        ag__gemm(dout->dtype, false, true, m, k, n, dout->data, n, b->data, n, dinp[0]->data, k);
+        ag__gemm_any(dout->dtype, false, true, m, k, n, dout->data, n, b->data, n, dinp[0]->data, k);
     }
     if (dinp[1]) {
         ag_tensor *a = ag__saved_get(node, 0);
         if (!a)
             return ag_last_status();
-        ag__gemm(dout->dtype, true, false, k, n, m, a->data, k, dout->data, n, dinp[1]->data, n);
+        ag__gemm_any(dout->dtype, true, false, k, n, m, a->data, k, dout->data, n, dinp[1]->data, n);
     }
     return 0;
 }
@@ -105,7 +112,7 @@ ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (!out)
         return NULL;
     memset(out->data, 0, out->storage->nbytes);
-    ag__gemm(a->dtype, false, false, m, n, k, a->data, k, b->data, n, out->data, n);
+    ag__gemm_any(a->dtype, false, false, m, n, k, a->data, k, b->data, n, out->data, n);
     ag_tensor *ins[2] = {a, b};
     if (ag__needs_grad(2, ins)) {
         ag_node *node = ag__record(ctx, &ag__mm_kind, out, 2, ins);
