@@ -69,12 +69,17 @@ static inline ag_tensor *run_op(ag_ctx *ctx, const char *op, ag_tensor **in, dou
     return NULL;
 }
 
-/* a and b have the same shape and |a - b| <= atol + rtol |b| everywhere
- * (nan matching nan); what names the comparison in the failure message. */
+/* a and b have the same dtype and shape and |a - b| <= atol + rtol |b|
+ * everywhere (equal infinities and nan matching nan pass); what names the
+ * comparison in the failure message. */
 static inline void check_tensor_close(const ag_tensor *a, const ag_tensor *b, double rtol, double atol,
                                       const char *what, const char *file, int line) {
     if (!a || !b) {
         print_error("%s: %s is NULL (%s)\n", what, a ? "expected" : "result", ag_last_error());
+        _fail(file, line);
+    }
+    if (ag_tensor_dtype(a) != ag_tensor_dtype(b)) {
+        print_error("%s: dtype differs\n", what);
         _fail(file, line);
     }
     if (ag_ndim(a) != ag_ndim(b) || ag_numel(a) != ag_numel(b)) {
@@ -89,7 +94,7 @@ static inline void check_tensor_close(const ag_tensor *a, const ag_tensor *b, do
         }
     for (int64_t i = 0; i < ag_numel(a); i++) {
         double x = ag_get(a, i), y = ag_get(b, i);
-        if (!(fabs(x - y) <= atol + rtol * fabs(y)) && !(isnan(x) && isnan(y))) {
+        if (!(x == y || fabs(x - y) <= atol + rtol * fabs(y)) && !(isnan(x) && isnan(y))) {
             print_error("%s: element %lld: got %.17g, expected %.17g\n", what, (long long)i, x, y);
             _fail(file, line);
         }
