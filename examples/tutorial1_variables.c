@@ -3,14 +3,19 @@
  * Prints what the notebook prints under PyTorch 1.13. */
 #include "common.h"
 
-static ag_ctx *ctx;
-static ag_tensor *zGrad;
+/* Where the hook keeps what it captures: the context the copy goes to and
+ * the copy (zGrad in the notebook). */
+struct capture {
+    ag_ctx *ctx;
+    ag_tensor *grad;
+};
 
-/* def extract(z): global zGrad; zGrad = z  (the grad lives until backward
- * ends, so keep a copy) */
+/* def extract(z): global zGrad; zGrad = z
+ * The grad a hook is given lives only until the backward ends, so keep a
+ * copy in a context of ours. */
 static ag_tensor *extract(ag_tensor *grad, void *user_data) {
-    (void)user_data;
-    zGrad = T(ag_clone(ctx, grad));
+    struct capture *cap = user_data;
+    cap->grad = T(ag_clone(cap->ctx, grad));
     return NULL;
 }
 
@@ -32,7 +37,7 @@ static void state(ag_tensor *y, ag_tensor *z, ag_tensor *out) {
 }
 
 int main(void) {
-    ctx = must(ag_ctx_new());
+    ag_ctx *ctx = must(ag_ctx_new());
     const int64_t shape[] = {2, 2};
     ag_tensor *x = T(ag_tensor_from(ctx, AG_FLOAT32, 2, shape, (float[]){1, 2, 3, 4}));
     show(NULL, x);
@@ -55,13 +60,15 @@ int main(void) {
     show(NULL, out);
     state(y, z, out);
 
-    zGrad = T(ag_zeros(ctx, AG_FLOAT32, 2, shape));
-    ok(ag_register_hook(z, extract, NULL));
+    struct capture zGrad = {ctx, T(ag_zeros(ctx, AG_FLOAT32, 2, shape))};
+    /* The notebook shows the handle's repr (<RemovableHandle at 0x...>),
+     * which has no C counterpart: left out here and in the PyTorch script. */
+    ok(ag_register_hook(z, extract, &zGrad));
     ok(ag_backward(out, NULL, NULL));
 
     state(y, z, out);
     printf("\n");
-    show(NULL, zGrad);
+    show(NULL, zGrad.grad);
     show(NULL, T(ag_detach(out)));
     ag_ctx_free(ctx);
     return 0;
