@@ -1,6 +1,9 @@
 /* requires_grad, grad_fn, mean, requires_grad_(), backward with a gradient
  * and no_grad, in C. Random draws of the notebook are fixed to the values
- * it shows; prints what the notebook prints under PyTorch 1.13. */
+ * it shows; prints what the notebook prints under PyTorch 1.13. The numpy
+ * cell on dot products and print(out.size) (the repr of a Python bound
+ * method) have no C counterpart and are left out here and in the PyTorch
+ * script. */
 #include "common.h"
 
 #include <string.h>

@@ -14,6 +14,8 @@ print(z)
 z.backward()
 print(x.grad)
 
+# The notebook shows a stray "None" before x.grad, left from an earlier run
+# of the cell; the code as written prints four lines.
 x = torch.tensor([-0.1240, -0.8386, 0.2818], requires_grad=True)
 print(x)
 y = x + 2
