@@ -6,6 +6,21 @@
 
 #include <inttypes.h>
 
+#ifdef AG_HAVE_CBLAS
+#include <cblas.h>
+#include <pthread.h>
+
+/* OpenBLAS must never start a team of threads of its own inside ours: the
+ * serial build is linked where Debian has it, and any other build found at
+ * run time is told to use one thread. */
+void openblas_set_num_threads(int);
+static pthread_once_t ag__blas_once = PTHREAD_ONCE_INIT;
+static void ag__blas_init(void) { openblas_set_num_threads(1); }
+
+/* Below this many multiply-adds the call overhead of CBLAS is not worth it. */
+#define AG__BLAS_MIN_WORK (32 * 32 * 32)
+#endif
+
 #define AG__MM_BLOCK_K 128
 #define AG__MM_BLOCK_N 256
 #define AG__MM_PANEL_ROWS 64 /* B^T kernel: 64 rows x 256 of B, 128 KB of doubles */
@@ -14,7 +29,7 @@
 /* C (m,n) += op(A) @ op(B), op(X) = X or X^T as the flags say; lda/ldb/ldc
  * are row lengths of the stored matrices. */
 #define AG__GEMM(T)                                                                                \
-    void ag__gemm_##T(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *A, int64_t lda, const T *B, \
+    static void ag__gemm_c_##T(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *A, int64_t lda, const T *B, \
                       int64_t ldb, T *C, int64_t ldc) {                                            \
         if (!tb) {                                                                                 \
             /* C[i, j0:j1] += A(i, p) * B[p, j0:j1], blocked over p and j */                       \
@@ -74,6 +89,34 @@
     }
 AG__GEMM(float)
 AG__GEMM(double)
+
+/* C += op(A) @ op(B): CBLAS for products big enough to pay for the call,
+ * the C kernel otherwise (and always when built without CBLAS). */
+void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float *C, int64_t ldc) {
+#ifdef AG_HAVE_CBLAS
+    if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
+        pthread_once(&ag__blas_once, ag__blas_init);
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                    (int)k, 1.0f, A, (int)lda, B, (int)ldb, 1.0f, C, (int)ldc);
+        return;
+    }
+#endif
+    ag__gemm_c_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+}
+
+void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda,
+                     const double *B, int64_t ldb, double *C, int64_t ldc) {
+#ifdef AG_HAVE_CBLAS
+    if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
+        pthread_once(&ag__blas_once, ag__blas_init);
+        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                    (int)k, 1.0, A, (int)lda, B, (int)ldb, 1.0, C, (int)ldc);
+        return;
+    }
+#endif
+    ag__gemm_c_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+}
 
 /* out = a @ b:  da (m,k) += g (m,n) @ b^T (n,k);  db (k,n) += a^T (k,m) @ g (m,n) */
 static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
