@@ -5,6 +5,8 @@
 #include "core_check.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #ifndef NTHREADS
 #define NTHREADS 8
@@ -51,12 +53,27 @@ static void test_shared_leaves_exact_sums(void **state) {
     assert_ok(ag_requires_grad_(v, true));
     pthread_t th[NTHREADS];
     worker_arg args[NTHREADS];
+    assert_int_equal(ag_trace_start(), 0); /* the trace is shared by every thread too */
     for (int i = 0; i < NTHREADS; i++) {
         args[i] = (worker_arg){.w = w, .v = v, .id = i};
         assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
     }
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(th[i], NULL);
+    char path[] = "/tmp/agrad_threads_trace_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(ag_trace_stop(path), 0);
+    FILE *f = fopen(path, "r");
+    long events = 0;
+    for (int c, prev = 0; (c = fgetc(f)) != EOF; prev = c)
+        events += prev == '\n' && c == '{';
+    fclose(f);
+    unlink(path);
+    /* per backward: Add, Sum, MulScalar(w), AccumulateGrad(w), MulScalar, Sum,
+     * MulScalar, Mul, AccumulateGrad(v) = 9 nodes */
+    assert_int_equal(events, 9L * NTHREADS * ITERS);
     for (int i = 0; i < NTHREADS; i++) {
         if (args[i].failures)
             print_error("thread %d: %d failures: %s\n", i, args[i].failures, args[i].why);
