@@ -233,23 +233,45 @@ static void ag__tensor_str(ag__buf *b, const ag_tensor *t, int dim, int64_t off,
 
 /* ---- _str_intern and _add_suffixes --------------------------------------------- */
 
-static void ag__add_suffixes(ag__buf *b, char suffixes[][96], int n, int indent) {
-    const char *nl = strrchr(b->s, '\n');
-    long last_line_len = (long)b->len - (nl ? (long)(nl - b->s) : -1) + 1;
-    for (int i = 0; i < n; i++) {
-        long len = (long)strlen(suffixes[i]);
-        if (last_line_len + len + 2 > AG__LINEWIDTH) {
-            ag__buf_str(b, ",\n");
-            ag__buf_spaces(b, indent);
-            ag__buf_str(b, suffixes[i]);
-            last_line_len = indent + len;
-        } else {
-            ag__buf_str(b, ", ");
-            ag__buf_str(b, suffixes[i]);
-            last_line_len += len + 2;
-        }
+/* _add_suffixes decides for each suffix in turn, from the length of the last
+ * line so far, whether it goes after ", " or on a new line at the indent; so
+ * each suffix is placed as soon as it is known. */
+typedef struct {
+    ag__buf *b;
+    long last_line_len; /* as _add_suffixes counts it: one more than the line's length */
+    int indent;
+} ag__suffixes;
+
+static void ag__suffixes_init(ag__suffixes *sx, ag__buf *b, int indent) {
+    const char *nl = b->s ? strrchr(b->s, '\n') : NULL;
+    sx->b = b;
+    sx->last_line_len = (long)b->len - (nl ? (long)(nl - b->s) : -1) + 1;
+    sx->indent = indent;
+}
+
+static void ag__suffix_add(ag__suffixes *sx, const char *s, size_t n) {
+    if (sx->last_line_len + (long)n + 2 > AG__LINEWIDTH) {
+        ag__buf_str(sx->b, ",\n");
+        ag__buf_spaces(sx->b, sx->indent);
+        sx->last_line_len = sx->indent + (long)n;
+    } else {
+        ag__buf_str(sx->b, ", ");
+        sx->last_line_len += (long)n + 2;
     }
-    ag__buf_str(b, ")");
+    ag__buf_put(sx->b, s, n);
+}
+
+/* A suffix made of pieces ("grad_fn=<", the node's name, ">"). */
+static void ag__suffix_cat(ag__suffixes *sx, const char *a, const char *b, const char *c) {
+    ag__buf s = {0};
+    ag__buf_str(&s, a);
+    ag__buf_str(&s, b);
+    ag__buf_str(&s, c);
+    if (s.oom)
+        sx->b->oom = true;
+    else
+        ag__suffix_add(sx, s.s, s.len);
+    free(s.s);
 }
 
 char *ag_to_string(const ag_tensor *t) {
@@ -257,31 +279,31 @@ char *ag_to_string(const ag_tensor *t) {
         return ag__null_arg("ag_to_string");
     ag__buf b = {0};
     const int indent = 7; /* strlen("tensor(") */
-    char suffixes[4][96];
-    int ns = 0;
     ag__buf_str(&b, "tensor(");
+    bool summarize = t->numel > AG__THRESHOLD;
     if (t->numel == 0) {
-        if (t->ndim != 1) {
-            char *p = suffixes[ns++];
-            int o = snprintf(p, 96, "size=(");
-            for (int d = 0; d < t->ndim && o < 90; d++)
-                o += snprintf(p + o, (size_t)(96 - o), d ? ", %" PRId64 : "%" PRId64, t->shape[d]);
-            snprintf(p + o, (size_t)(96 - o), t->ndim == 1 ? ",)" : ")");
-        }
         ag__buf_str(&b, "[]");
     } else {
-        bool summarize = t->numel > AG__THRESHOLD;
         ag__fmt f;
         ag__fmt_init(&f, t, summarize);
         ag__tensor_str(&b, t, 0, 0, indent, summarize, &f);
     }
-    if (t->dtype == AG_FLOAT64)
-        snprintf(suffixes[ns++], 96, "dtype=torch.float64");
+    ag__suffixes sx;
+    ag__suffixes_init(&sx, &b, indent);
+    if (t->numel == 0 && t->ndim != 1) {
+        /* str(tuple(shape)): only the 1-d empty tensor goes without it */
+        char dims[AG_MAX_DIMS * 24] = "";
+        for (int d = 0, o = 0; d < t->ndim; d++)
+            o += snprintf(dims + o, sizeof dims - (size_t)o, d ? ", %" PRId64 : "%" PRId64, t->shape[d]);
+        ag__suffix_cat(&sx, "size=(", dims, ")");
+    }
+    if (t->dtype == AG_FLOAT64) /* not the default dtype */
+        ag__suffix_cat(&sx, "dtype=torch.float64", "", "");
     if (t->grad_fn)
-        snprintf(suffixes[ns++], 96, "grad_fn=<%s>", t->grad_fn->kind->name);
+        ag__suffix_cat(&sx, "grad_fn=<", t->grad_fn->kind->name, ">");
     else if (t->requires_grad)
-        snprintf(suffixes[ns++], 96, "requires_grad=True");
-    ag__add_suffixes(&b, suffixes, ns, indent);
+        ag__suffix_cat(&sx, "requires_grad=True", "", "");
+    ag__buf_str(&b, ")");
     if (b.oom) {
         free(b.s);
         return ag__error_null(AG_ENOMEM, "out of memory printing a tensor");
