@@ -37,6 +37,11 @@ void *ag__null_arg(const char *fn) {
     return NULL;
 }
 
+int ag__null_code(const char *fn) {
+    ag__null_arg(fn);
+    return ag__last_code < 0 ? ag__last_code : AG_EINVAL;
+}
+
 const char *ag_last_error(void) { return ag__last_msg; }
 int ag_last_status(void) { return ag__last_code; }
 

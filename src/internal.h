@@ -24,6 +24,7 @@ int ag__error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void *ag__error_null(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A NULL tensor argument: keep the first error if one is set, else report. */
 void *ag__null_arg(const char *fn);
+int ag__null_code(const char *fn); /* the same, returning the kept (or new) code */
 const char *ag__dtype_torch_name(ag_dtype dt); /* "torch.FloatTensor" */
 const char *ag__dtype_scalar_name(ag_dtype dt); /* "Float" / "Double" */
 size_t ag__dtype_size(ag_dtype dt);

@@ -176,13 +176,13 @@ ag_tensor *ag_scalar(ag_ctx *ctx, ag_dtype dt, double value) { return ag_full(ct
 
 int ag_ndim(const ag_tensor *t) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_ndim: got a NULL tensor");
+        return ag__null_code("ag_ndim");
     return t->ndim;
 }
 
 int64_t ag_size(const ag_tensor *t, int dim) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_size: got a NULL tensor");
+        return ag__null_code("ag_size");
     int d = 0;
     if (ag__normalize_dim(dim, t->ndim, &d))
         return AG_EINVAL;
@@ -191,13 +191,13 @@ int64_t ag_size(const ag_tensor *t, int dim) {
 
 int64_t ag_numel(const ag_tensor *t) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_numel: got a NULL tensor");
+        return ag__null_code("ag_numel");
     return t->numel;
 }
 
 ag_dtype ag_tensor_dtype(const ag_tensor *t) {
     if (!t) {
-        ag__error(AG_EINVAL, "ag_tensor_dtype: got a NULL tensor");
+        ag__null_code("ag_tensor_dtype");
         return AG_DTYPE_COUNT;
     }
     return t->dtype;
@@ -270,7 +270,7 @@ bool ag_is_leaf(const ag_tensor *t) { return t && t->grad_fn == NULL; }
 
 int ag_requires_grad_(ag_tensor *t, bool on) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_requires_grad_: got a NULL tensor");
+        return ag__null_code("ag_requires_grad_");
     if (t->grad_fn) {
         if (!on)
             return ag__error(AG_ESTATE,
@@ -300,7 +300,7 @@ ag_tensor *ag_grad(const ag_tensor *t) {
 
 int ag_set_grad(ag_tensor *t, ag_tensor *g) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_set_grad: got a NULL tensor");
+        return ag__null_code("ag_set_grad");
     if (g) {
         if (g->dtype != t->dtype)
             return ag__error(AG_EDTYPE, "assigned grad has data of a different type");
@@ -313,7 +313,7 @@ int ag_set_grad(ag_tensor *t, ag_tensor *g) {
 
 int ag_zero_grad(ag_tensor *t) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_zero_grad: got a NULL tensor");
+        return ag__null_code("ag_zero_grad");
     if (t->grad) {
         memset(t->grad->data, 0, t->grad->storage->nbytes);
         ag__bump_version(t->grad);
@@ -325,7 +325,7 @@ int ag_zero_(ag_tensor *t) { return ag_fill_(t, 0.0); }
 
 int ag_retain_grad(ag_tensor *t) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_retain_grad: got a NULL tensor");
+        return ag__null_code("ag_retain_grad");
     if (!t->requires_grad)
         return ag__error(AG_ESTATE, "can't retain_grad on Tensor that has requires_grad=False");
     if (t->grad_fn) /* a leaf keeps its grad anyway */
@@ -354,7 +354,7 @@ ag_tensor *ag_detach(ag_tensor *t) {
 
 int ag_register_hook(ag_tensor *t, ag_hook_fn fn, void *user_data) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_register_hook: got a NULL tensor");
+        return ag__null_code("ag_register_hook");
     if (!fn)
         return ag__error(AG_EINVAL, "ag_register_hook: hook function is NULL");
     if (!t->requires_grad)
@@ -375,7 +375,7 @@ int ag_register_hook(ag_tensor *t, ag_hook_fn fn, void *user_data) {
 
 int ag_remove_hook(ag_tensor *t, int handle) {
     if (!t)
-        return ag__error(AG_EINVAL, "ag_remove_hook: got a NULL tensor");
+        return ag__null_code("ag_remove_hook");
     for (ag__hook **p = &t->hooks; *p; p = &(*p)->next) {
         if ((*p)->handle == handle) {
             *p = (*p)->next;

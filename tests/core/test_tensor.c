@@ -96,6 +96,11 @@ static void test_null_keeps_first_error(void **state) {
     assert_null(r);
     assert_error(AG_ESHAPE,
                  "The size of tensor a (3) must match the size of tensor b (4) at non-singleton dimension 0");
+    /* accessors and state setters given that NULL keep the first error too */
+    assert_int_equal(ag_requires_grad_(r, true), AG_ESHAPE);
+    assert_int_equal(ag_ndim(r), AG_ESHAPE);
+    assert_int_equal(ag_retain_grad(r), AG_ESHAPE);
+    assert_int_equal(ag_last_status(), AG_ESHAPE);
     ag_clear_error();
     assert_string_equal(ag_last_error(), "");
     assert_int_equal(ag_last_status(), AG_OK);
