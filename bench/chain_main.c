@@ -15,9 +15,8 @@
 
 static int pytorch_chain(int length, int reps, double *fwd, double *bwd) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 %s/bench/pytorch/chain.py --length %d --reps %d 2>/dev/null", AGRAD_SOURCE_ROOT,
-             length, reps);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/pytorch/chain.py --length %d --reps %d 2>/dev/null",
+             AGRAD_SOURCE_ROOT, length, reps);
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;
@@ -62,8 +61,8 @@ int main(int argc, char **argv) {
         return 1;
     double tf = 0, tb = 0;
     bool have_torch = torch && pytorch_chain(length, reps, &tf, &tb) == 0;
-    printf("one-element chain: y = (y * w) + b, %d links, %d nodes, median of %d runs, 1 thread\n", length,
-           r.nodes, reps);
+    printf("one-element chain: y = (y * w) + b, %d links, %d nodes, median of %d runs, 1 thread\n", length, r.nodes,
+           reps);
     printf("%-10s %16s %18s\n", "impl", "forward ns/op", "backward ns/node");
     printf("%-10s %16.1f %18.1f\n", "agrad", r.fwd_ns_per_op, r.bwd_ns_per_node);
     if (have_torch) {
@@ -78,12 +77,14 @@ int main(int argc, char **argv) {
             perror(json);
             return 1;
         }
-        fprintf(f, "[{\"workload\": \"chain1\", \"impl\": \"agrad\", \"threads\": 1, \"length\": %d, "
-                   "\"fwd_ns_per_op\": %.2f, \"bwd_ns_per_node\": %.2f}",
+        fprintf(f,
+                "[{\"workload\": \"chain1\", \"impl\": \"agrad\", \"threads\": 1, \"length\": %d, "
+                "\"fwd_ns_per_op\": %.2f, \"bwd_ns_per_node\": %.2f}",
                 length, r.fwd_ns_per_op, r.bwd_ns_per_node);
         if (have_torch)
-            fprintf(f, ",\n {\"workload\": \"chain1\", \"impl\": \"pytorch\", \"threads\": 1, \"length\": %d, "
-                       "\"fwd_ns_per_op\": %.2f, \"bwd_ns_per_node\": %.2f}",
+            fprintf(f,
+                    ",\n {\"workload\": \"chain1\", \"impl\": \"pytorch\", \"threads\": 1, \"length\": %d, "
+                    "\"fwd_ns_per_op\": %.2f, \"bwd_ns_per_node\": %.2f}",
                     length, tf, tb);
         fprintf(f, "]\n");
         fclose(f);

@@ -132,12 +132,12 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            fprintf(stderr, "fashion_mnist: %s\n", ag_last_error());                              \
-            exit(1);                                                                               \
-        }                                                                                          \
+#define CHECK(x)                                                                                                       \
+    do {                                                                                                               \
+        if (!(x)) {                                                                                                    \
+            fprintf(stderr, "fashion_mnist: %s\n", ag_last_error());                                                   \
+            exit(1);                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 /* nn.Linear's initialisation: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias. */
@@ -214,7 +214,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quiet"))
             quiet = true;
         else {
-            fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--batch N] [--lr X] [--limit N] [--seed N] [--quiet]\n",
+            fprintf(stderr,
+                    "usage: %s [--data DIR] [--epochs N] [--batch N] [--lr X] [--limit N] [--seed N] [--quiet]\n",
                     argv[0]);
             return 2;
         }
@@ -227,8 +228,9 @@ int main(int argc, char **argv) {
     dataset train = {0}, test = {0};
     if (load(dir, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", limit, &train, err, sizeof err) ||
         load(dir, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", limit, &test, err, sizeof err)) {
-        fprintf(stderr, "fashion_mnist: %s\n(install Debian's dataset-fashion-mnist, or point --data at a folder "
-                        "with the four IDX files)\n",
+        fprintf(stderr,
+                "fashion_mnist: %s\n(install Debian's dataset-fashion-mnist, or point --data at a folder "
+                "with the four IDX files)\n",
                 err);
         return 1;
     }
@@ -238,9 +240,8 @@ int main(int argc, char **argv) {
     ag_manual_seed(seed);
     ag_ctx *params = ag_ctx_new(), *step = ag_ctx_new();
     CHECK(params && step);
-    mlp m = {
-        uniform_param(params, 2, (int64_t[]){256, 784}, 784), uniform_param(params, 1, (int64_t[]){256}, 784),
-        uniform_param(params, 2, (int64_t[]){10, 256}, 256), uniform_param(params, 1, (int64_t[]){10}, 256)};
+    mlp m = {uniform_param(params, 2, (int64_t[]){256, 784}, 784), uniform_param(params, 1, (int64_t[]){256}, 784),
+             uniform_param(params, 2, (int64_t[]){10, 256}, 256), uniform_param(params, 1, (int64_t[]){10}, 256)};
     ag_tensor *plist[] = {m.w1, m.b1, m.w2, m.b2};
     ag_optim *opt = ag_adam_new(params, plist, 4, &(ag_adam_opts){.lr = lr});
     CHECK(opt);
@@ -286,8 +287,8 @@ int main(int argc, char **argv) {
         double acc = evaluate(&m, &test, 1000, step);
         if (!quiet)
             fprintf(stderr, "\n");
-        printf("epoch %d  loss %.4f  test accuracy %.2f%%  time %.2f s\n", epoch, loss_sum / (double)steps,
-               100 * acc, dt);
+        printf("epoch %d  loss %.4f  test accuracy %.2f%%  time %.2f s\n", epoch, loss_sum / (double)steps, 100 * acc,
+               dt);
         fflush(stdout);
     }
     printf("mean epoch time %.2f s\n", total_time / epochs);

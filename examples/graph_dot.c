@@ -32,7 +32,9 @@ int main(int argc, char **argv) {
         goto fail;
     printf("wrote %s\n", path);
     char png[4096], cmd[8300];
-    snprintf(png, sizeof png, "%.*s.png", (int)(strlen(path) > 4 && !strcmp(path + strlen(path) - 4, ".dot") ? strlen(path) - 4 : strlen(path)), path);
+    snprintf(png, sizeof png, "%.*s.png",
+             (int)(strlen(path) > 4 && !strcmp(path + strlen(path) - 4, ".dot") ? strlen(path) - 4 : strlen(path)),
+             path);
     snprintf(cmd, sizeof cmd, "command -v dot >/dev/null 2>&1 && dot -Tpng '%s' -o '%s'", path, png);
     if (system(cmd) == 0)
         printf("wrote %s\n", png);

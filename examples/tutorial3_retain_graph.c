@@ -36,8 +36,7 @@ int main(void) {
     z = T(ag_mul(ctx, y, y));
     show(NULL, z);
 
-    ag_tensor *gradient =
-        T(ag_tensor_from(ctx, AG_FLOAT32, 2, s22, (float[]){-0.8349f, -0.0071f, -1.6825f, 1.6321f}));
+    ag_tensor *gradient = T(ag_tensor_from(ctx, AG_FLOAT32, 2, s22, (float[]){-0.8349f, -0.0071f, -1.6825f, 1.6321f}));
     ok(ag_backward(y, gradient, NULL));
     show(NULL, ag_grad(x));
     ag_ctx_free(ctx);

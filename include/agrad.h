@@ -37,12 +37,12 @@ enum {
     AG_ERRNO_COUNT = 7
 };
 
-#define AG_ERRNO_MAP(X)                                                        \
-    X(AG_EINVAL, "invalid argument")                                           \
-    X(AG_ESHAPE, "shapes do not fit")                                          \
-    X(AG_EDTYPE, "dtypes do not fit")                                          \
-    X(AG_ENOMEM, "out of memory")                                              \
-    X(AG_ESTATE, "wrong state (graph freed, version mismatch, leaf misuse)")   \
+#define AG_ERRNO_MAP(X)                                                                                                \
+    X(AG_EINVAL, "invalid argument")                                                                                   \
+    X(AG_ESHAPE, "shapes do not fit")                                                                                  \
+    X(AG_EDTYPE, "dtypes do not fit")                                                                                  \
+    X(AG_ENOMEM, "out of memory")                                                                                      \
+    X(AG_ESTATE, "wrong state (graph freed, version mismatch, leaf misuse)")                                           \
     X(AG_EUNSUPPORTED, "not supported")
 
 typedef enum { AG_FLOAT32, AG_FLOAT64, AG_DTYPE_COUNT } ag_dtype;
@@ -53,8 +53,8 @@ typedef struct ag_node ag_node;
 
 /* ---- Errors ------------------------------------------------------------ */
 
-AG_EXPORT const char *ag_last_error(void);  /* thread-local; "" when none */
-AG_EXPORT int ag_last_status(void);         /* code of the last error, or AG_OK */
+AG_EXPORT const char *ag_last_error(void); /* thread-local; "" when none */
+AG_EXPORT int ag_last_status(void);        /* code of the last error, or AG_OK */
 AG_EXPORT void ag_clear_error(void);
 AG_EXPORT const char *ag_strerror(int code); /* static text for a code */
 
@@ -67,15 +67,14 @@ AG_EXPORT size_t ag_ctx_bytes(const ag_ctx *ctx); /* bytes handed out since the 
 
 /* ---- Creating and reading tensors ---------------------------------------- */
 
-AG_EXPORT ag_tensor *ag_tensor_from(ag_ctx *, ag_dtype, int ndim, const int64_t *shape,
-                                    const void *data); /* copies */
+AG_EXPORT ag_tensor *ag_tensor_from(ag_ctx *, ag_dtype, int ndim, const int64_t *shape, const void *data); /* copies */
 AG_EXPORT ag_tensor *ag_zeros(ag_ctx *, ag_dtype, int ndim, const int64_t *shape);
 AG_EXPORT ag_tensor *ag_ones(ag_ctx *, ag_dtype, int ndim, const int64_t *shape);
 AG_EXPORT ag_tensor *ag_full(ag_ctx *, ag_dtype, int ndim, const int64_t *shape, double value);
 AG_EXPORT ag_tensor *ag_rand(ag_ctx *, ag_dtype, int ndim, const int64_t *shape);  /* U[0,1) */
 AG_EXPORT ag_tensor *ag_randn(ag_ctx *, ag_dtype, int ndim, const int64_t *shape); /* N(0,1) */
-AG_EXPORT ag_tensor *ag_scalar(ag_ctx *, ag_dtype, double value);                   /* 0-dim */
-AG_EXPORT void ag_manual_seed(uint64_t seed); /* seeds this thread's generator */
+AG_EXPORT ag_tensor *ag_scalar(ag_ctx *, ag_dtype, double value);                  /* 0-dim */
+AG_EXPORT void ag_manual_seed(uint64_t seed);                                      /* seeds this thread's generator */
 
 AG_EXPORT int ag_ndim(const ag_tensor *);
 AG_EXPORT int64_t ag_size(const ag_tensor *, int dim); /* negative dim counts from the end */
@@ -83,8 +82,8 @@ AG_EXPORT int64_t ag_numel(const ag_tensor *);
 AG_EXPORT ag_dtype ag_tensor_dtype(const ag_tensor *);
 AG_EXPORT double ag_item(const ag_tensor *); /* one-element tensors only; NAN + error otherwise */
 AG_EXPORT double ag_get(const ag_tensor *, int64_t flat_index);
-AG_EXPORT const void *ag_data_ptr(const ag_tensor *); /* contiguous, row-major */
-AG_EXPORT void *ag_mutable_data_ptr(ag_tensor *);     /* counts as an in-place change */
+AG_EXPORT const void *ag_data_ptr(const ag_tensor *);                       /* contiguous, row-major */
+AG_EXPORT void *ag_mutable_data_ptr(ag_tensor *);                           /* counts as an in-place change */
 AG_EXPORT int ag_copy_to(const ag_tensor *, void *out, ag_dtype out_dtype); /* numel elements */
 
 /* ---- Printing, as PyTorch prints ----------------------------------------- */
@@ -101,8 +100,8 @@ AG_EXPORT bool ag_is_leaf(const ag_tensor *);
 AG_EXPORT ag_tensor *ag_grad(const ag_tensor *); /* NULL when there is none */
 AG_EXPORT int ag_zero_grad(ag_tensor *);         /* t.grad.zero_(); no-op without grad */
 AG_EXPORT int ag_set_grad(ag_tensor *, ag_tensor *grad_or_null);
-AG_EXPORT int ag_retain_grad(ag_tensor *); /* keep a non-leaf's grad */
-AG_EXPORT ag_tensor *ag_detach(ag_tensor *); /* shares storage, no history */
+AG_EXPORT int ag_retain_grad(ag_tensor *);        /* keep a non-leaf's grad */
+AG_EXPORT ag_tensor *ag_detach(ag_tensor *);      /* shares storage, no history */
 AG_EXPORT uint32_t ag_version(const ag_tensor *); /* t._version */
 
 AG_EXPORT const ag_node *ag_grad_fn(const ag_tensor *); /* NULL for leaves */
@@ -143,7 +142,7 @@ AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_mean_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
-AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a); /* all elements, 0-dim */
+AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                  /* all elements, 0-dim */
 AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b); /* 2-D x 2-D */
 AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
 AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);
@@ -206,7 +205,7 @@ typedef struct ag_optim ag_optim;
 
 typedef struct ag_sgd_opts {
     double lr;
-    double momentum;     /* 0: plain SGD */
+    double momentum; /* 0: plain SGD */
     double dampening;
     double weight_decay; /* L2, added to the gradient */
     bool nesterov;

@@ -174,9 +174,7 @@ static void ag__task_clear(ag__task *t) {
 
 /* ---- Ready heap: latest-created first (PyTorch's ReadyQueue order) ------------ */
 
-static inline bool ag__before(const ag__task *t, int32_t a, int32_t b) {
-    return t->nodes[a]->seq > t->nodes[b]->seq;
-}
+static inline bool ag__before(const ag__task *t, int32_t a, int32_t b) { return t->nodes[a]->seq > t->nodes[b]->seq; }
 
 static void ag__heap_push(ag__task *t, int32_t i) {
     size_t k = t->heap_n++;
@@ -216,7 +214,8 @@ static int32_t ag__heap_pop(ag__task *t) {
  * different application threads) may accumulate into at once. */
 #define AG__GRAD_LOCKS 64
 static pthread_mutex_t ag__grad_locks[AG__GRAD_LOCKS] = {
-#define AG__L4 PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER
+#define AG__L4                                                                                                         \
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER
 #define AG__L16 AG__L4, AG__L4, AG__L4, AG__L4
     AG__L16, AG__L16, AG__L16, AG__L16
 #undef AG__L16
@@ -422,8 +421,7 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
     if (!root_node)
         return AG_ENOMEM;
     if (ag__depth >= AG__MAX_NESTING)
-        return ag__error(AG_ESTATE, "backward nested more than %d deep (backward called from hooks)",
-                         AG__MAX_NESTING);
+        return ag__error(AG_ESTATE, "backward nested more than %d deep (backward called from hooks)", AG__MAX_NESTING);
     ag__task *t = &ag__tasks[ag__depth++];
     bool keep_graph = opts && opts->retain_graph;
     bool prev_grad_mode = ag_set_grad_enabled(false);

@@ -54,8 +54,8 @@ const char *ag_strerror(int code) {
     switch (code) {
     case AG_OK:
         return "success";
-#define AG__ERRNO_CASE(code, msg)                                                                  \
-    case code:                                                                                     \
+#define AG__ERRNO_CASE(code, msg)                                                                                      \
+    case code:                                                                                                         \
         return msg;
         AG_ERRNO_MAP(AG__ERRNO_CASE)
 #undef AG__ERRNO_CASE
@@ -64,9 +64,7 @@ const char *ag_strerror(int code) {
     }
 }
 
-const char *ag__dtype_torch_name(ag_dtype dt) {
-    return dt == AG_FLOAT64 ? "torch.DoubleTensor" : "torch.FloatTensor";
-}
+const char *ag__dtype_torch_name(ag_dtype dt) { return dt == AG_FLOAT64 ? "torch.DoubleTensor" : "torch.FloatTensor"; }
 
 const char *ag__dtype_scalar_name(ag_dtype dt) { return dt == AG_FLOAT64 ? "Double" : "Float"; }
 

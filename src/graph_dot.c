@@ -36,8 +36,9 @@ static void ag__dot_label(FILE *out, long id, const ag_node *node, bool is_root)
     const ag_tensor *t = node->out;
     ag__shape_str(shape, sizeof shape, t->ndim, t->shape);
     if (node->kind == &ag__accumulate_grad_kind)
-        fprintf(out, "  n%ld [label=\"AccumulateGrad\\nleaf %s %s\", shape=box, style=filled, fillcolor=\"#cde6ff\"];\n",
-                id, ag__dtype_scalar_name(t->dtype), shape);
+        fprintf(out,
+                "  n%ld [label=\"AccumulateGrad\\nleaf %s %s\", shape=box, style=filled, fillcolor=\"#cde6ff\"];\n", id,
+                ag__dtype_scalar_name(t->dtype), shape);
     else
         fprintf(out, "  n%ld [label=\"%s\\n%s\"%s];\n", id, node->kind->name, shape,
                 is_root ? ", style=filled, fillcolor=\"#ffe0b0\"" : "");

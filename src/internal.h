@@ -24,8 +24,8 @@ int ag__error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void *ag__error_null(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A NULL tensor argument: keep the first error if one is set, else report. */
 void *ag__null_arg(const char *fn);
-int ag__null_code(const char *fn); /* the same, returning the kept (or new) code */
-const char *ag__dtype_torch_name(ag_dtype dt); /* "torch.FloatTensor" */
+int ag__null_code(const char *fn);              /* the same, returning the kept (or new) code */
+const char *ag__dtype_torch_name(ag_dtype dt);  /* "torch.FloatTensor" */
 const char *ag__dtype_scalar_name(ag_dtype dt); /* "Float" / "Double" */
 size_t ag__dtype_size(ag_dtype dt);
 
@@ -81,7 +81,7 @@ struct ag_tensor {
 /* A tensor with uninitialised data (numel elements of dt), in ctx. */
 ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
 ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
-ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t); /* same dtype/shape, uninitialised */
+ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t);               /* same dtype/shape, uninitialised */
 ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like); /* zeroed; no checks */
 int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out);
 int ag__normalize_dim(int dim, int ndim, int *out); /* PyTorch's "Dimension out of range" */
@@ -140,13 +140,13 @@ struct ag_node {
     int num_next;
     /* saved for backward */
     int num_saved;
-    bool saved_scalar; /* a wrapped scalar counts as saved, as in PyTorch */
+    bool saved_scalar;     /* a wrapped scalar counts as saved, as in PyTorch */
     _Atomic bool released; /* saved state freed by a backward without retain_graph */
     ag__saved saved[AG__MAX_SAVED];
     /* op attributes */
     double scalar;
     int64_t iarg[4];
-    void *attr; /* op-specific, in the node's ctx */
+    void *attr;      /* op-specific, in the node's ctx */
     ag_node *next[]; /* num_next edges */
 };
 

@@ -38,27 +38,27 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
 /* Runs the statement(s) in __VA_ARGS__ once per innermost row, with
  * OFF[k] the element offset of operand k at the start of the row. The
  * macro form keeps the row loop visible to the compiler. */
-#define AG__ITER_ROWS(it, OFF, ...)                                                                \
-    do {                                                                                           \
-        int64_t idx_[AG_MAX_DIMS] = {0};                                                           \
-        int64_t OFF[AG__ITER_OPS] = {0};                                                           \
-        const int last_ = (it)->ndim - 1;                                                          \
-        int64_t rows_ = 1;                                                                         \
-        for (int d_ = 0; d_ < last_; d_++)                                                         \
-            rows_ *= (it)->shape[d_];                                                              \
-        for (int64_t r_ = 0; r_ < rows_; r_++) {                                                   \
-            __VA_ARGS__;                                                                           \
-            for (int d_ = last_ - 1; d_ >= 0; d_--) {                                              \
-                if (++idx_[d_] < (it)->shape[d_]) {                                                \
-                    for (int k_ = 0; k_ < (it)->nops; k_++)                                        \
-                        OFF[k_] += (it)->stride[k_][d_];                                           \
-                    break;                                                                         \
-                }                                                                                  \
-                for (int k_ = 0; k_ < (it)->nops; k_++)                                            \
-                    OFF[k_] -= (it)->stride[k_][d_] * (idx_[d_] - 1);                              \
-                idx_[d_] = 0;                                                                      \
-            }                                                                                      \
-        }                                                                                          \
+#define AG__ITER_ROWS(it, OFF, ...)                                                                                    \
+    do {                                                                                                               \
+        int64_t idx_[AG_MAX_DIMS] = {0};                                                                               \
+        int64_t OFF[AG__ITER_OPS] = {0};                                                                               \
+        const int last_ = (it)->ndim - 1;                                                                              \
+        int64_t rows_ = 1;                                                                                             \
+        for (int d_ = 0; d_ < last_; d_++)                                                                             \
+            rows_ *= (it)->shape[d_];                                                                                  \
+        for (int64_t r_ = 0; r_ < rows_; r_++) {                                                                       \
+            __VA_ARGS__;                                                                                               \
+            for (int d_ = last_ - 1; d_ >= 0; d_--) {                                                                  \
+                if (++idx_[d_] < (it)->shape[d_]) {                                                                    \
+                    for (int k_ = 0; k_ < (it)->nops; k_++)                                                            \
+                        OFF[k_] += (it)->stride[k_][d_];                                                               \
+                    break;                                                                                             \
+                }                                                                                                      \
+                for (int k_ = 0; k_ < (it)->nops; k_++)                                                                \
+                    OFF[k_] -= (it)->stride[k_][d_] * (idx_[d_] - 1);                                                  \
+                idx_[d_] = 0;                                                                                          \
+            }                                                                                                          \
+        }                                                                                                              \
     } while (0)
 
 /* dst += scale * src where src's shape broadcasts to dst's or dst's to
@@ -72,8 +72,8 @@ void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
  * matrices. The _ref kernels are the naive triple loop C += A @ B. */
 void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
                     int64_t ldb, float *C, int64_t ldc);
-void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda,
-                     const double *B, int64_t ldb, double *C, int64_t ldc);
+void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
+                     int64_t ldb, double *C, int64_t ldc);
 void ag__gemm_ref_float(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
 void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
 

@@ -107,27 +107,27 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
 }
 
 /* One row of dst += scale * src: d steps by sd, s by ss (each 0 or not). */
-#define AG__ADD_REDUCED(T)                                                                         \
-    static void ag__add_reduced_row_##T(T *d, int64_t sd, const T *s, int64_t ss, int64_t n, T scale) { \
-        if (sd == 1 && ss == 1) {                                                                  \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += s[i] * scale;              \
-        } else if (sd == 1 && ss == 0) { /* src broadcast along the row */                         \
-            const T v = s[0] * scale;                                                              \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += v;                         \
-        } else if (sd == 0) { /* dst broadcast along the row: sum it */                            \
-            double acc = 0;                                                                        \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                acc += s[i * ss];                                                                  \
-            d[0] += (T)acc * scale;                                                                \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                d[i * sd] += s[i * ss] * scale;                                                    \
-        }                                                                                          \
-    }                                                                                              \
-    static void ag__add_reduced_##T(const ag__iter *it, T *dst, const T *src, T scale) {           \
-        const int64_t n = it->shape[it->ndim - 1];                                                 \
-        const int64_t sd = it->stride[0][it->ndim - 1], ss = it->stride[1][it->ndim - 1];          \
-        AG__ITER_ROWS(it, off, ag__add_reduced_row_##T(dst + off[0], sd, src + off[1], ss, n, scale)); \
+#define AG__ADD_REDUCED(T)                                                                                             \
+    static void ag__add_reduced_row_##T(T *d, int64_t sd, const T *s, int64_t ss, int64_t n, T scale) {                \
+        if (sd == 1 && ss == 1) {                                                                                      \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += s[i] * scale;                                  \
+        } else if (sd == 1 && ss == 0) { /* src broadcast along the row */                                             \
+            const T v = s[0] * scale;                                                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += v;                                             \
+        } else if (sd == 0) { /* dst broadcast along the row: sum it */                                                \
+            double acc = 0;                                                                                            \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                acc += s[i * ss];                                                                                      \
+            d[0] += (T)acc * scale;                                                                                    \
+        } else {                                                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                d[i * sd] += s[i * ss] * scale;                                                                        \
+        }                                                                                                              \
+    }                                                                                                                  \
+    static void ag__add_reduced_##T(const ag__iter *it, T *dst, const T *src, T scale) {                               \
+        const int64_t n = it->shape[it->ndim - 1];                                                                     \
+        const int64_t sd = it->stride[0][it->ndim - 1], ss = it->stride[1][it->ndim - 1];                              \
+        AG__ITER_ROWS(it, off, ag__add_reduced_row_##T(dst + off[0], sd, src + off[1], ss, n, scale));                 \
     }
 AG__ADD_REDUCED(float)
 AG__ADD_REDUCED(double)

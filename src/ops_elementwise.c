@@ -20,33 +20,34 @@ typedef enum { AG__ADD, AG__SUB, AG__MUL, AG__DIV } ag__binop;
 /* One output row o[0:n] = x OP y, x stepping by sa and y by sb. out is
  * never broadcast, so it always steps by 1; a stride of 0 is an operand
  * broadcast along the row (a scalar against a tensor). */
-#define AG__BINARY_ROW(T, name, EXPR)                                                              \
-    static void ag__##name##_row_##T(T *restrict o, const T *x, int64_t sa, const T *y, int64_t sb, int64_t n) { \
-        if (sa == 1 && sb == 1) {                                                                  \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x[i], y[i]);           \
-        } else if (sa == 0 && sb == 1) {                                                           \
-            const T x0 = x[0];                                                                     \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x0, y[i]);             \
-        } else if (sa == 1 && sb == 0) {                                                           \
-            const T y0 = y[0];                                                                     \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x[i], y0);             \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                o[i] = EXPR(x[i * sa], y[i * sb]);                                                 \
-        }                                                                                          \
+#define AG__BINARY_ROW(T, name, EXPR)                                                                                  \
+    static void ag__##name##_row_##T(T *restrict o, const T *x, int64_t sa, const T *y, int64_t sb, int64_t n) {       \
+        if (sa == 1 && sb == 1) {                                                                                      \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x[i], y[i]);                               \
+        } else if (sa == 0 && sb == 1) {                                                                               \
+            const T x0 = x[0];                                                                                         \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x0, y[i]);                                 \
+        } else if (sa == 1 && sb == 0) {                                                                               \
+            const T y0 = y[0];                                                                                         \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = EXPR(x[i], y0);                                 \
+        } else {                                                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                o[i] = EXPR(x[i * sa], y[i * sb]);                                                                     \
+        }                                                                                                              \
     }
-#define AG__BINARY_ROWS(T)                                                                         \
-    AG__BINARY_ROW(T, add, AG__ADD_EXPR)                                                           \
-    AG__BINARY_ROW(T, sub, AG__SUB_EXPR)                                                           \
-    AG__BINARY_ROW(T, mul, AG__MUL_EXPR)                                                           \
-    AG__BINARY_ROW(T, div, AG__DIV_EXPR)                                                           \
-    static void ag__binary_fwd_##T(ag__binop op, const ag__iter *it, T *out, const T *a, const T *b) { \
-        void (*row)(T *restrict, const T *, int64_t, const T *, int64_t, int64_t) =                \
-            op == AG__ADD ? ag__add_row_##T : op == AG__SUB ? ag__sub_row_##T                      \
-                                          : op == AG__MUL ? ag__mul_row_##T : ag__div_row_##T;     \
-        const int last = it->ndim - 1;                                                             \
-        const int64_t n = it->shape[last], sa = it->stride[1][last], sb = it->stride[2][last];     \
-        AG__ITER_ROWS(it, off, row(out + off[0], a + off[1], sa, b + off[2], sb, n));              \
+#define AG__BINARY_ROWS(T)                                                                                             \
+    AG__BINARY_ROW(T, add, AG__ADD_EXPR)                                                                               \
+    AG__BINARY_ROW(T, sub, AG__SUB_EXPR)                                                                               \
+    AG__BINARY_ROW(T, mul, AG__MUL_EXPR)                                                                               \
+    AG__BINARY_ROW(T, div, AG__DIV_EXPR)                                                                               \
+    static void ag__binary_fwd_##T(ag__binop op, const ag__iter *it, T *out, const T *a, const T *b) {                 \
+        void (*row)(T *restrict, const T *, int64_t, const T *, int64_t, int64_t) = op == AG__ADD   ? ag__add_row_##T  \
+                                                                                    : op == AG__SUB ? ag__sub_row_##T  \
+                                                                                    : op == AG__MUL ? ag__mul_row_##T  \
+                                                                                                    : ag__div_row_##T; \
+        const int last = it->ndim - 1;                                                                                 \
+        const int64_t n = it->shape[last], sa = it->stride[1][last], sb = it->stride[2][last];                         \
+        AG__ITER_ROWS(it, off, row(out + off[0], a + off[1], sa, b + off[2], sb, n));                                  \
     }
 AG__BINARY_ROWS(float)
 AG__BINARY_ROWS(double)
@@ -62,57 +63,57 @@ AG__BINARY_ROWS(double)
 #define AG__DIV_DA(g, x, y) ((g) / (y))
 #define AG__DIV_DB(g, x, y) (-(g) * (((x) / (y)) / (y)))
 
-#define AG__BINARY_BWD_ROW(T, name, EXPR)                                                          \
-    static void ag__##name##_bwd_row_##T(T *d, int64_t sd, const T *g, const T *x, int64_t sa, const T *y, \
-                                         int64_t sb, int64_t n) {                                 \
-        (void)x; /* mul's gradients read one of x, y */                                            \
-        (void)y;                                                                                   \
-        if (sd == 1 && sa == 1 && sb == 1) {                                                       \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += EXPR(g[i], x[i], y[i]);    \
-        } else if (sd == 0) { /* d broadcast along the row: sum the row */                         \
-            double acc = 0;                                                                        \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                acc += EXPR(g[i], x[i * sa], y[i * sb]);                                           \
-            d[0] += (T)acc;                                                                        \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                d[i * sd] += EXPR(g[i], x[i * sa], y[i * sb]);                                     \
-        }                                                                                          \
+#define AG__BINARY_BWD_ROW(T, name, EXPR)                                                                              \
+    static void ag__##name##_bwd_row_##T(T *d, int64_t sd, const T *g, const T *x, int64_t sa, const T *y, int64_t sb, \
+                                         int64_t n) {                                                                  \
+        (void)x; /* mul's gradients read one of x, y */                                                                \
+        (void)y;                                                                                                       \
+        if (sd == 1 && sa == 1 && sb == 1) {                                                                           \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += EXPR(g[i], x[i], y[i]);                        \
+        } else if (sd == 0) { /* d broadcast along the row: sum the row */                                             \
+            double acc = 0;                                                                                            \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                acc += EXPR(g[i], x[i * sa], y[i * sb]);                                                               \
+            d[0] += (T)acc;                                                                                            \
+        } else {                                                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                d[i * sd] += EXPR(g[i], x[i * sa], y[i * sb]);                                                         \
+        }                                                                                                              \
     }
 typedef enum { AG__MUL_A, AG__MUL_B, AG__DIV_A, AG__DIV_B } ag__binop_grad;
-#define AG__BINARY_BWD(T)                                                                          \
-    AG__BINARY_BWD_ROW(T, mul_da, AG__MUL_DA)                                                      \
-    AG__BINARY_BWD_ROW(T, mul_db, AG__MUL_DB)                                                      \
-    AG__BINARY_BWD_ROW(T, div_da, AG__DIV_DA)                                                      \
-    AG__BINARY_BWD_ROW(T, div_db, AG__DIV_DB)                                                      \
-    static void ag__binary_bwd_##T(ag__binop_grad which, const ag__iter *it, T *d, const T *g, const T *a, \
-                                   const T *b) {                                                   \
-        void (*row)(T *, int64_t, const T *, const T *, int64_t, const T *, int64_t, int64_t) =    \
-            which == AG__MUL_A   ? ag__mul_da_bwd_row_##T                                          \
-            : which == AG__MUL_B ? ag__mul_db_bwd_row_##T                                          \
-            : which == AG__DIV_A ? ag__div_da_bwd_row_##T                                          \
-                                 : ag__div_db_bwd_row_##T;                                         \
-        const int last = it->ndim - 1;                                                             \
-        const int64_t n = it->shape[last], sd = it->stride[0][last];                               \
-        const int64_t sa = it->stride[2][last], sb = it->stride[3][last];                          \
-        AG__ITER_ROWS(it, off, row(d + off[0], sd, g + off[1], a + off[2], sa, b + off[3], sb, n)); \
+#define AG__BINARY_BWD(T)                                                                                              \
+    AG__BINARY_BWD_ROW(T, mul_da, AG__MUL_DA)                                                                          \
+    AG__BINARY_BWD_ROW(T, mul_db, AG__MUL_DB)                                                                          \
+    AG__BINARY_BWD_ROW(T, div_da, AG__DIV_DA)                                                                          \
+    AG__BINARY_BWD_ROW(T, div_db, AG__DIV_DB)                                                                          \
+    static void ag__binary_bwd_##T(ag__binop_grad which, const ag__iter *it, T *d, const T *g, const T *a,             \
+                                   const T *b) {                                                                       \
+        void (*row)(T *, int64_t, const T *, const T *, int64_t, const T *, int64_t, int64_t) =                        \
+            which == AG__MUL_A   ? ag__mul_da_bwd_row_##T                                                              \
+            : which == AG__MUL_B ? ag__mul_db_bwd_row_##T                                                              \
+            : which == AG__DIV_A ? ag__div_da_bwd_row_##T                                                              \
+                                 : ag__div_db_bwd_row_##T;                                                             \
+        const int last = it->ndim - 1;                                                                                 \
+        const int64_t n = it->shape[last], sd = it->stride[0][last];                                                   \
+        const int64_t sa = it->stride[2][last], sb = it->stride[3][last];                                              \
+        AG__ITER_ROWS(it, off, row(d + off[0], sd, g + off[1], a + off[2], sa, b + off[3], sb, n));                    \
     }
 AG__BINARY_BWD(float)
 AG__BINARY_BWD(double)
 
 /* One-element operands (then every d has one element too): the formulas
  * above without a walk, the common case of scalar chains. */
-#define AG__BINARY_BWD_ONE(T)                                                                      \
-    static void ag__binary_bwd_one_##T(ag__binop op, ag_tensor **dinp, const ag_tensor *dout, const ag_tensor *a, \
-                                       const ag_tensor *b) {                                       \
-        const T g = *(const T *)dout->data, x = a ? *(const T *)a->data : 0, y = b ? *(const T *)b->data : 1; \
-        if (dinp[0])                                                                               \
-            *(T *)dinp[0]->data += op == AG__MUL ? AG__MUL_DA(g, x, y) : op == AG__DIV ? AG__DIV_DA(g, x, y) : g; \
-        if (dinp[1])                                                                               \
-            *(T *)dinp[1]->data += op == AG__MUL   ? AG__MUL_DB(g, x, y)                           \
-                                   : op == AG__DIV ? AG__DIV_DB(g, x, y)                           \
-                                   : op == AG__SUB ? -g                                            \
-                                                   : g;                                            \
+#define AG__BINARY_BWD_ONE(T)                                                                                          \
+    static void ag__binary_bwd_one_##T(ag__binop op, ag_tensor **dinp, const ag_tensor *dout, const ag_tensor *a,      \
+                                       const ag_tensor *b) {                                                           \
+        const T g = *(const T *)dout->data, x = a ? *(const T *)a->data : 0, y = b ? *(const T *)b->data : 1;          \
+        if (dinp[0])                                                                                                   \
+            *(T *)dinp[0]->data += op == AG__MUL ? AG__MUL_DA(g, x, y) : op == AG__DIV ? AG__DIV_DA(g, x, y) : g;      \
+        if (dinp[1])                                                                                                   \
+            *(T *)dinp[1]->data += op == AG__MUL   ? AG__MUL_DB(g, x, y)                                               \
+                                   : op == AG__DIV ? AG__DIV_DB(g, x, y)                                               \
+                                   : op == AG__SUB ? -g                                                                \
+                                                   : g;                                                                \
     }
 AG__BINARY_BWD_ONE(float)
 AG__BINARY_BWD_ONE(double)
@@ -162,11 +163,11 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
     return 0;
 }
 
-#define AG__BINARY_NODE(lname, OP, Name)                                                           \
-    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) { \
-        AG__UNUSED(scratch);                                                                       \
-        return ag__binary_backward(OP, node, dout, dinp);                                          \
-    }                                                                                              \
+#define AG__BINARY_NODE(lname, OP, Name)                                                                               \
+    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {       \
+        AG__UNUSED(scratch);                                                                                           \
+        return ag__binary_backward(OP, node, dout, dinp);                                                              \
+    }                                                                                                                  \
     static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward};
 AG__BINARY_NODE(add, AG__ADD, "AddBackward0")
 AG__BINARY_NODE(sub, AG__SUB, "SubBackward0")
@@ -254,54 +255,79 @@ typedef enum {
  * 0 and 1 are exact, 0.5, -0.5, -1, 2, 3 and -2 are spelled out with sqrt,
  * division and products, the rest go through pow in double. The backward
  * reuses it for x ** (s - 1), as PyTorch's pow_backward calls pow. */
-#define AG__POW(T, SQRT)                                                                           \
-    static inline T ag__pow1_##T(T x, double s) {                                                  \
-        if (s == 0)                                                                                \
-            return 1;                                                                              \
-        if (s == 1)                                                                                \
-            return x;                                                                              \
-        if (s == 0.5)                                                                              \
-            return SQRT(x);                                                                        \
-        if (s == -0.5)                                                                             \
-            return (T)1 / SQRT(x);                                                                 \
-        if (s == -1)                                                                               \
-            return (T)1 / x;                                                                       \
-        if (s == 2)                                                                                \
-            return x * x;                                                                          \
-        if (s == 3)                                                                                \
-            return x * x * x;                                                                      \
-        if (s == -2)                                                                               \
-            return (T)1 / (x * x);                                                                 \
-        return (T)pow((double)x, s);                                                               \
-    }                                                                                              \
-    static void ag__pow_fwd_##T(T *restrict o, const T *x, int64_t n, double s) {                  \
-        if (s == 2) {                                                                              \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * x[i];                \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                o[i] = ag__pow1_##T(x[i], s);                                                      \
-        }                                                                                          \
+#define AG__POW(T, SQRT)                                                                                               \
+    static inline T ag__pow1_##T(T x, double s) {                                                                      \
+        if (s == 0)                                                                                                    \
+            return 1;                                                                                                  \
+        if (s == 1)                                                                                                    \
+            return x;                                                                                                  \
+        if (s == 0.5)                                                                                                  \
+            return SQRT(x);                                                                                            \
+        if (s == -0.5)                                                                                                 \
+            return (T)1 / SQRT(x);                                                                                     \
+        if (s == -1)                                                                                                   \
+            return (T)1 / x;                                                                                           \
+        if (s == 2)                                                                                                    \
+            return x * x;                                                                                              \
+        if (s == 3)                                                                                                    \
+            return x * x * x;                                                                                          \
+        if (s == -2)                                                                                                   \
+            return (T)1 / (x * x);                                                                                     \
+        return (T)pow((double)x, s);                                                                                   \
+    }                                                                                                                  \
+    static void ag__pow_fwd_##T(T *restrict o, const T *x, int64_t n, double s) {                                      \
+        if (s == 2) {                                                                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * x[i];                                    \
+        } else {                                                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                o[i] = ag__pow1_##T(x[i], s);                                                                          \
+        }                                                                                                              \
     }
 AG__POW(float, sqrtf)
 AG__POW(double, sqrt)
 
 /* out = f(x) over n contiguous elements; s is the op's scalar. relu keeps
  * nan and -0 as PyTorch's clamp_min(x, 0) does. */
-#define AG__UNARY_FWD(T, SQRT, EXP, LOG, TANH)                                                     \
-    static void ag__unary_fwd_##T(ag__unop op, T *restrict o, const T *x, int64_t n, double s) {   \
-        const T st = (T)s;                                                                         \
-        switch (op) {                                                                              \
-        case AG__NEG: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = -x[i]; break;     \
-        case AG__SQRT: for (int64_t i = 0; i < n; i++) o[i] = SQRT(x[i]); break;                   \
-        case AG__EXP: for (int64_t i = 0; i < n; i++) o[i] = EXP(x[i]); break;                     \
-        case AG__LOG: for (int64_t i = 0; i < n; i++) o[i] = LOG(x[i]); break;                     \
-        case AG__TANH: for (int64_t i = 0; i < n; i++) o[i] = TANH(x[i]); break;                   \
-        case AG__SIGMOID: for (int64_t i = 0; i < n; i++) o[i] = (T)1 / ((T)1 + EXP(-x[i])); break; \
-        case AG__RELU: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] < 0 ? (T)0 : x[i]; break; \
-        case AG__ADDS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] + st; break; \
-        case AG__MULS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * st; break; \
-        case AG__POWS: ag__pow_fwd_##T(o, x, n, s); break;                                         \
-        }                                                                                          \
+#define AG__UNARY_FWD(T, SQRT, EXP, LOG, TANH)                                                                         \
+    static void ag__unary_fwd_##T(ag__unop op, T *restrict o, const T *x, int64_t n, double s) {                       \
+        const T st = (T)s;                                                                                             \
+        switch (op) {                                                                                                  \
+        case AG__NEG:                                                                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = -x[i];                                          \
+            break;                                                                                                     \
+        case AG__SQRT:                                                                                                 \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                o[i] = SQRT(x[i]);                                                                                     \
+            break;                                                                                                     \
+        case AG__EXP:                                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                o[i] = EXP(x[i]);                                                                                      \
+            break;                                                                                                     \
+        case AG__LOG:                                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                o[i] = LOG(x[i]);                                                                                      \
+            break;                                                                                                     \
+        case AG__TANH:                                                                                                 \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                o[i] = TANH(x[i]);                                                                                     \
+            break;                                                                                                     \
+        case AG__SIGMOID:                                                                                              \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                o[i] = (T)1 / ((T)1 + EXP(-x[i]));                                                                     \
+            break;                                                                                                     \
+        case AG__RELU:                                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] < 0 ? (T)0 : x[i];                         \
+            break;                                                                                                     \
+        case AG__ADDS:                                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] + st;                                      \
+            break;                                                                                                     \
+        case AG__MULS:                                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = x[i] * st;                                      \
+            break;                                                                                                     \
+        case AG__POWS:                                                                                                 \
+            ag__pow_fwd_##T(o, x, n, s);                                                                               \
+            break;                                                                                                     \
+        }                                                                                                              \
     }
 AG__UNARY_FWD(float, sqrtf, expf, logf, tanhf)
 AG__UNARY_FWD(double, sqrt, exp, log, tanh)
@@ -318,30 +344,48 @@ AG__UNARY_FWD(double, sqrt, exp, log, tanh)
  *   out = x + s               dx += g
  *   out = x * s               dx += g s
  *   out = x ** s              dx += g (s x^(s-1)), nothing when s == 0 */
-#define AG__UNARY_BWD(T)                                                                           \
-    static void ag__unary_bwd_##T(ag__unop op, T *d, const T *g, const T *x, const T *r, int64_t n, double s) { \
-        const T st = (T)s;                                                                         \
-        switch (op) {                                                                              \
-        case AG__NEG: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] -= g[i]; break;     \
-        case AG__SQRT: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] / (2 * r[i]); break; \
-        case AG__EXP: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * r[i]; break; \
-        case AG__LOG: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] / x[i]; break; \
-        case AG__TANH: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - r[i] * r[i]); break; \
-        case AG__SIGMOID: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - r[i]) * r[i]; break; \
-        case AG__RELU: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += r[i] <= 0 ? (T)0 : g[i]; break; \
-        case AG__ADDS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i]; break;    \
-        case AG__MULS: _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * st; break; \
-        case AG__POWS:                                                                             \
-            if (s == 0)                                                                            \
-                break;                                                                             \
-            if (s == 2) {                                                                          \
-                _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (st * x[i]);    \
-            } else {                                                                               \
-                for (int64_t i = 0; i < n; i++)                                                    \
-                    d[i] += g[i] * (st * ag__pow1_##T(x[i], s - 1));                               \
-            }                                                                                      \
-            break;                                                                                 \
-        }                                                                                          \
+#define AG__UNARY_BWD(T)                                                                                               \
+    static void ag__unary_bwd_##T(ag__unop op, T *d, const T *g, const T *x, const T *r, int64_t n, double s) {        \
+        const T st = (T)s;                                                                                             \
+        switch (op) {                                                                                                  \
+        case AG__NEG:                                                                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] -= g[i];                                          \
+            break;                                                                                                     \
+        case AG__SQRT:                                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] / (2 * r[i]);                             \
+            break;                                                                                                     \
+        case AG__EXP:                                                                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * r[i];                                   \
+            break;                                                                                                     \
+        case AG__LOG:                                                                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] / x[i];                                   \
+            break;                                                                                                     \
+        case AG__TANH:                                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - r[i] * r[i]);                      \
+            break;                                                                                                     \
+        case AG__SIGMOID:                                                                                              \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - r[i]) * r[i];                      \
+            break;                                                                                                     \
+        case AG__RELU:                                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += r[i] <= 0 ? (T)0 : g[i];                       \
+            break;                                                                                                     \
+        case AG__ADDS:                                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i];                                          \
+            break;                                                                                                     \
+        case AG__MULS:                                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * st;                                     \
+            break;                                                                                                     \
+        case AG__POWS:                                                                                                 \
+            if (s == 0)                                                                                                \
+                break;                                                                                                 \
+            if (s == 2) {                                                                                              \
+                _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += g[i] * (st * x[i]);                        \
+            } else {                                                                                                   \
+                for (int64_t i = 0; i < n; i++)                                                                        \
+                    d[i] += g[i] * (st * ag__pow1_##T(x[i], s - 1));                                                   \
+            }                                                                                                          \
+            break;                                                                                                     \
+        }                                                                                                              \
     }
 AG__UNARY_BWD(float)
 AG__UNARY_BWD(double)
@@ -363,19 +407,17 @@ static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout,
     if (ag__unop_saves_result(op) && !(r = ag__saved_get(node, 1)))
         return ag_last_status();
     if (d->dtype == AG_FLOAT32)
-        ag__unary_bwd_float(op, d->data, dout->data, x ? x->data : NULL, r ? r->data : NULL, d->numel,
-                            node->scalar);
+        ag__unary_bwd_float(op, d->data, dout->data, x ? x->data : NULL, r ? r->data : NULL, d->numel, node->scalar);
     else
-        ag__unary_bwd_double(op, d->data, dout->data, x ? x->data : NULL, r ? r->data : NULL, d->numel,
-                             node->scalar);
+        ag__unary_bwd_double(op, d->data, dout->data, x ? x->data : NULL, r ? r->data : NULL, d->numel, node->scalar);
     return 0;
 }
 
-#define AG__UNARY_NODE(lname, OP, Name)                                                            \
-    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) { \
-        AG__UNUSED(scratch);                                                                       \
-        return ag__unary_backward(OP, node, dout, dinp);                                           \
-    }                                                                                              \
+#define AG__UNARY_NODE(lname, OP, Name)                                                                                \
+    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {       \
+        AG__UNUSED(scratch);                                                                                           \
+        return ag__unary_backward(OP, node, dout, dinp);                                                               \
+    }                                                                                                                  \
     static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward};
 AG__UNARY_NODE(neg, AG__NEG, "NegBackward0")
 AG__UNARY_NODE(sqrt, AG__SQRT, "SqrtBackward0")

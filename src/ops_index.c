@@ -143,8 +143,8 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
             return ag__error_null(AG_EDTYPE, "ag_cat: expected all tensors to have dtype %s, got %s at position %d",
                                   ag__dtype_scalar_name(first->dtype), ag__dtype_scalar_name(x->dtype), t);
         if (x->ndim != first->ndim)
-            return ag__error_null(AG_ESHAPE,
-                                  "Tensors must have same number of dimensions: got %d and %d", first->ndim, x->ndim);
+            return ag__error_null(AG_ESHAPE, "Tensors must have same number of dimensions: got %d and %d", first->ndim,
+                                  x->ndim);
         for (int k = 0; k < x->ndim; k++)
             if (k != d && x->shape[k] != first->shape[k])
                 return ag__error_null(AG_ESHAPE,
@@ -210,13 +210,16 @@ ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t 
         return NULL;
     int64_t size = a->shape[d];
     if (start < -size || start > size)
-        return ag__error_null(AG_EINVAL, "start out of range (expected to be in range of [%" PRId64 ", %" PRId64
-                                         "], but got %" PRId64 ")", -size, size, start);
+        return ag__error_null(AG_EINVAL,
+                              "start out of range (expected to be in range of [%" PRId64 ", %" PRId64
+                              "], but got %" PRId64 ")",
+                              -size, size, start);
     if (start < 0)
         start += size;
     if (length < 0 || start + length > size)
-        return ag__error_null(AG_EINVAL, "start (%" PRId64 ") + length (%" PRId64 ") exceeds dimension size (%" PRId64
-                                         ").", start, length, size);
+        return ag__error_null(AG_EINVAL,
+                              "start (%" PRId64 ") + length (%" PRId64 ") exceeds dimension size (%" PRId64 ").", start,
+                              length, size);
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[d] = length;
@@ -268,8 +271,10 @@ ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) 
         int64_t want = shape[k], have = ad >= 0 ? a->shape[ad] : 1;
         if (want == -1) {
             if (ad < 0)
-                return ag__error_null(AG_EINVAL, "The expanded size of the tensor (-1) isn't allowed in a leading, "
-                                                 "non-existing dimension %d", k);
+                return ag__error_null(AG_EINVAL,
+                                      "The expanded size of the tensor (-1) isn't allowed in a leading, "
+                                      "non-existing dimension %d",
+                                      k);
             want = have;
         }
         if (want < 0 || (have != 1 && want != have)) {
@@ -300,9 +305,9 @@ ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) 
  *   da[batch_a] += g @ b^T    db[batch_b] += a^T @ g  (summed over broadcast) */
 
 typedef struct {
-    int bnd;                      /* batch dims of the result */
-    int64_t bshape[AG_MAX_DIMS];  /* batch shape of the result */
-    int64_t nb;                   /* number of result matrices */
+    int bnd;                     /* batch dims of the result */
+    int64_t bshape[AG_MAX_DIMS]; /* batch shape of the result */
+    int64_t nb;                  /* number of result matrices */
     int64_t n, k, m;
 } ag__bmm_dims;
 

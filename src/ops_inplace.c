@@ -10,8 +10,7 @@ static int ag__inplace_check(ag_tensor *t, const ag_tensor *other, const char *o
         return ag__error(AG_EINVAL, "%s: got a NULL tensor", op);
     if (ag__grad_enabled()) {
         if (t->requires_grad && !t->grad_fn)
-            return ag__error(AG_ESTATE,
-                             "a leaf Variable that requires grad is being used in an in-place operation.");
+            return ag__error(AG_ESTATE, "a leaf Variable that requires grad is being used in an in-place operation.");
         if (t->grad_fn || (other && other->requires_grad))
             return ag__error(AG_EUNSUPPORTED,
                              "%s: in-place operations that would be recorded in the graph are not supported; "

@@ -28,64 +28,65 @@ static void ag__blas_init(void) { openblas_set_num_threads(1); }
 
 /* C (m,n) += op(A) @ op(B), op(X) = X or X^T as the flags say; lda/ldb/ldc
  * are row lengths of the stored matrices. */
-#define AG__GEMM(T)                                                                                \
+#define AG__GEMM(T)                                                                                                    \
     static void ag__gemm_c_##T(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *A, int64_t lda, const T *B, \
-                      int64_t ldb, T *C, int64_t ldc) {                                            \
-        if (!tb) {                                                                                 \
-            /* C[i, j0:j1] += A(i, p) * B[p, j0:j1], blocked over p and j */                       \
-            for (int64_t j0 = 0; j0 < n; j0 += AG__MM_BLOCK_N) {                                   \
-                int64_t j1 = j0 + AG__MM_BLOCK_N < n ? j0 + AG__MM_BLOCK_N : n;                     \
-                for (int64_t p0 = 0; p0 < k; p0 += AG__MM_BLOCK_K) {                               \
-                    int64_t p1 = p0 + AG__MM_BLOCK_K < k ? p0 + AG__MM_BLOCK_K : k;                 \
-                    for (int64_t i = 0; i < m; i++) {                                              \
-                        T *c = C + i * ldc;                                                        \
-                        for (int64_t p = p0; p < p1; p++) {                                        \
-                            const T aip = ta ? A[p * lda + i] : A[i * lda + p];                    \
-                            const T *b = B + p * ldb;                                              \
-                            _Pragma("omp simd") for (int64_t j = j0; j < j1; j++) c[j] += aip * b[j]; \
-                        }                                                                          \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-        } else if (!ta) {                                                                          \
-            /* C[i, j] += dot(A[i, p0:p1], B[j, p0:p1]): a panel of B's rows stays in cache while  \
-             * every row of A passes over it */                                                    \
-            for (int64_t j0 = 0; j0 < n; j0 += AG__MM_PANEL_ROWS) {                                \
-                int64_t j1 = j0 + AG__MM_PANEL_ROWS < n ? j0 + AG__MM_PANEL_ROWS : n;               \
-                for (int64_t p0 = 0; p0 < k; p0 += AG__MM_PANEL_K) {                               \
-                    int64_t p1 = p0 + AG__MM_PANEL_K < k ? p0 + AG__MM_PANEL_K : k;                 \
-                    for (int64_t i = 0; i < m; i++) {                                              \
-                        const T *a = A + i * lda;                                                  \
-                        for (int64_t j = j0; j < j1; j++) {                                        \
-                            const T *b = B + j * ldb;                                              \
-                            T acc = 0;                                                             \
-                            _Pragma("omp simd reduction(+ : acc)") for (int64_t p = p0; p < p1; p++) acc += a[p] * b[p]; \
-                            C[i * ldc + j] += acc;                                                 \
-                        }                                                                          \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-        } else {                                                                                   \
-            /* both transposed (no op needs it yet): C[i, j] += sum_p A[p, i] B[j, p] */           \
-            for (int64_t i = 0; i < m; i++)                                                        \
-                for (int64_t j = 0; j < n; j++) {                                                  \
-                    const T *b = B + j * ldb;                                                      \
-                    T acc = 0;                                                                     \
-                    for (int64_t p = 0; p < k; p++)                                                \
-                        acc += A[p * lda + i] * b[p];                                              \
-                    C[i * ldc + j] += acc;                                                         \
-                }                                                                                  \
-        }                                                                                          \
-    }                                                                                              \
-    /* The reference: C += A @ B, no transposes, no blocking. */                                   \
-    void ag__gemm_ref_##T(int64_t m, int64_t n, int64_t k, const T *A, const T *B, T *C) {         \
-        for (int64_t i = 0; i < m; i++)                                                            \
-            for (int64_t j = 0; j < n; j++) {                                                      \
-                T acc = 0;                                                                         \
-                for (int64_t p = 0; p < k; p++)                                                    \
-                    acc += A[i * k + p] * B[p * n + j];                                            \
-                C[i * n + j] += acc;                                                               \
-            }                                                                                      \
+                               int64_t ldb, T *C, int64_t ldc) {                                                       \
+        if (!tb) {                                                                                                     \
+            /* C[i, j0:j1] += A(i, p) * B[p, j0:j1], blocked over p and j */                                           \
+            for (int64_t j0 = 0; j0 < n; j0 += AG__MM_BLOCK_N) {                                                       \
+                int64_t j1 = j0 + AG__MM_BLOCK_N < n ? j0 + AG__MM_BLOCK_N : n;                                        \
+                for (int64_t p0 = 0; p0 < k; p0 += AG__MM_BLOCK_K) {                                                   \
+                    int64_t p1 = p0 + AG__MM_BLOCK_K < k ? p0 + AG__MM_BLOCK_K : k;                                    \
+                    for (int64_t i = 0; i < m; i++) {                                                                  \
+                        T *c = C + i * ldc;                                                                            \
+                        for (int64_t p = p0; p < p1; p++) {                                                            \
+                            const T aip = ta ? A[p * lda + i] : A[i * lda + p];                                        \
+                            const T *b = B + p * ldb;                                                                  \
+                            _Pragma("omp simd") for (int64_t j = j0; j < j1; j++) c[j] += aip * b[j];                  \
+                        }                                                                                              \
+                    }                                                                                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+        } else if (!ta) {                                                                                              \
+            /* C[i, j] += dot(A[i, p0:p1], B[j, p0:p1]): a panel of B's rows stays in cache while                      \
+             * every row of A passes over it */                                                                        \
+            for (int64_t j0 = 0; j0 < n; j0 += AG__MM_PANEL_ROWS) {                                                    \
+                int64_t j1 = j0 + AG__MM_PANEL_ROWS < n ? j0 + AG__MM_PANEL_ROWS : n;                                  \
+                for (int64_t p0 = 0; p0 < k; p0 += AG__MM_PANEL_K) {                                                   \
+                    int64_t p1 = p0 + AG__MM_PANEL_K < k ? p0 + AG__MM_PANEL_K : k;                                    \
+                    for (int64_t i = 0; i < m; i++) {                                                                  \
+                        const T *a = A + i * lda;                                                                      \
+                        for (int64_t j = j0; j < j1; j++) {                                                            \
+                            const T *b = B + j * ldb;                                                                  \
+                            T acc = 0;                                                                                 \
+                            _Pragma("omp simd reduction(+ : acc)") for (int64_t p = p0; p < p1; p++) acc +=            \
+                                a[p] * b[p];                                                                           \
+                            C[i * ldc + j] += acc;                                                                     \
+                        }                                                                                              \
+                    }                                                                                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+        } else {                                                                                                       \
+            /* both transposed (no op needs it yet): C[i, j] += sum_p A[p, i] B[j, p] */                               \
+            for (int64_t i = 0; i < m; i++)                                                                            \
+                for (int64_t j = 0; j < n; j++) {                                                                      \
+                    const T *b = B + j * ldb;                                                                          \
+                    T acc = 0;                                                                                         \
+                    for (int64_t p = 0; p < k; p++)                                                                    \
+                        acc += A[p * lda + i] * b[p];                                                                  \
+                    C[i * ldc + j] += acc;                                                                             \
+                }                                                                                                      \
+        }                                                                                                              \
+    }                                                                                                                  \
+    /* The reference: C += A @ B, no transposes, no blocking. */                                                       \
+    void ag__gemm_ref_##T(int64_t m, int64_t n, int64_t k, const T *A, const T *B, T *C) {                             \
+        for (int64_t i = 0; i < m; i++)                                                                                \
+            for (int64_t j = 0; j < n; j++) {                                                                          \
+                T acc = 0;                                                                                             \
+                for (int64_t p = 0; p < k; p++)                                                                        \
+                    acc += A[i * k + p] * B[p * n + j];                                                                \
+                C[i * n + j] += acc;                                                                                   \
+            }                                                                                                          \
     }
 AG__GEMM(float)
 AG__GEMM(double)
@@ -105,8 +106,8 @@ void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const flo
     ag__gemm_c_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
 }
 
-void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda,
-                     const double *B, int64_t ldb, double *C, int64_t ldc) {
+void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
+                     int64_t ldb, double *C, int64_t ldc) {
 #ifdef AG_HAVE_CBLAS
     if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
         pthread_once(&ag__blas_once, ag__blas_init);

@@ -12,44 +12,44 @@
 /* ==== sum, sum_dim, mean, mean_dim ==============================================
  * out (outer, inner) = sum over k of a (outer, n, inner), divided by div
  * (1 for sums, n for means). */
-#define AG__SUM_DIM(T)                                                                             \
-    static void ag__sum_dim_fwd_##T(T *out, const T *a, int64_t outer, int64_t n, int64_t inner, T div) { \
-        for (int64_t o = 0; o < outer; o++) {                                                      \
-            if (inner == 1) {                                                                      \
-                const T *src = a + o * n;                                                          \
-                double acc = 0;                                                                    \
-                _Pragma("omp simd reduction(+ : acc)") for (int64_t k = 0; k < n; k++) acc += src[k]; \
-                out[o] = (T)acc / div;                                                             \
-                continue;                                                                          \
-            }                                                                                      \
-            /* rows of inner elements: add whole rows so the loop vectorizes */                    \
-            T *row = out + o * inner;                                                              \
-            for (int64_t i = 0; i < inner; i++)                                                    \
-                row[i] = 0;                                                                        \
-            for (int64_t k = 0; k < n; k++) {                                                      \
-                const T *src = a + (o * n + k) * inner;                                            \
-                _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) row[i] += src[i];          \
-            }                                                                                      \
-            if (div != 1)                                                                          \
-                for (int64_t i = 0; i < inner; i++)                                                \
-                    row[i] /= div;                                                                 \
-        }                                                                                          \
-    }                                                                                              \
-    /* out[o, i] = sum_k a[o, k, i] / div   =>   da[o, k, i] += g[o, i] / div */                  \
-    static void ag__sum_dim_bwd_##T(T *da, const T *g, int64_t outer, int64_t n, int64_t inner, T div) { \
-        for (int64_t o = 0; o < outer; o++) {                                                      \
-            const T *gg = g + o * inner;                                                           \
-            if (inner == 1) {                                                                      \
-                const T v = gg[0] / div;                                                           \
-                T *d = da + o * n;                                                                 \
-                _Pragma("omp simd") for (int64_t k = 0; k < n; k++) d[k] += v;                     \
-                continue;                                                                          \
-            }                                                                                      \
-            for (int64_t k = 0; k < n; k++) {                                                      \
-                T *d = da + (o * n + k) * inner;                                                   \
-                _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) d[i] += gg[i] / div;       \
-            }                                                                                      \
-        }                                                                                          \
+#define AG__SUM_DIM(T)                                                                                                 \
+    static void ag__sum_dim_fwd_##T(T *out, const T *a, int64_t outer, int64_t n, int64_t inner, T div) {              \
+        for (int64_t o = 0; o < outer; o++) {                                                                          \
+            if (inner == 1) {                                                                                          \
+                const T *src = a + o * n;                                                                              \
+                double acc = 0;                                                                                        \
+                _Pragma("omp simd reduction(+ : acc)") for (int64_t k = 0; k < n; k++) acc += src[k];                  \
+                out[o] = (T)acc / div;                                                                                 \
+                continue;                                                                                              \
+            }                                                                                                          \
+            /* rows of inner elements: add whole rows so the loop vectorizes */                                        \
+            T *row = out + o * inner;                                                                                  \
+            for (int64_t i = 0; i < inner; i++)                                                                        \
+                row[i] = 0;                                                                                            \
+            for (int64_t k = 0; k < n; k++) {                                                                          \
+                const T *src = a + (o * n + k) * inner;                                                                \
+                _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) row[i] += src[i];                              \
+            }                                                                                                          \
+            if (div != 1)                                                                                              \
+                for (int64_t i = 0; i < inner; i++)                                                                    \
+                    row[i] /= div;                                                                                     \
+        }                                                                                                              \
+    }                                                                                                                  \
+    /* out[o, i] = sum_k a[o, k, i] / div   =>   da[o, k, i] += g[o, i] / div */                                       \
+    static void ag__sum_dim_bwd_##T(T *da, const T *g, int64_t outer, int64_t n, int64_t inner, T div) {               \
+        for (int64_t o = 0; o < outer; o++) {                                                                          \
+            const T *gg = g + o * inner;                                                                               \
+            if (inner == 1) {                                                                                          \
+                const T v = gg[0] / div;                                                                               \
+                T *d = da + o * n;                                                                                     \
+                _Pragma("omp simd") for (int64_t k = 0; k < n; k++) d[k] += v;                                         \
+                continue;                                                                                              \
+            }                                                                                                          \
+            for (int64_t k = 0; k < n; k++) {                                                                          \
+                T *d = da + (o * n + k) * inner;                                                                       \
+                _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) d[i] += gg[i] / div;                           \
+            }                                                                                                          \
+        }                                                                                                              \
     }
 AG__SUM_DIM(float)
 AG__SUM_DIM(double)
@@ -146,23 +146,23 @@ ag_tensor *ag_mean_dim(ag_ctx *ctx, ag_tensor *a, int dim, bool keepdim) {
  * evenly_distribute_backward(grad, a, r):
  *   mask = (a == r) | (isnan(a) & isnan(r));  da += mask * (g / mask.sum())
  * so ties share the gradient evenly. */
-#define AG__MAX(T)                                                                                 \
-    static T ag__max_fwd_##T(const T *a, int64_t n) {                                              \
-        T m = a[0];                                                                                \
-        for (int64_t i = 1; i < n && !isnan(m); i++)                                               \
-            if (isnan(a[i]) || a[i] > m)                                                           \
-                m = a[i];                                                                          \
-        return m;                                                                                  \
-    }                                                                                              \
-    static void ag__max_bwd_##T(T *da, T g, const T *a, T r, int64_t n) {                         \
-        const bool r_nan = isnan(r);                                                               \
-        int64_t count = 0;                                                                         \
-        for (int64_t i = 0; i < n; i++)                                                            \
-            count += a[i] == r || (r_nan && isnan(a[i]));                                          \
-        const T share = g / (T)count;                                                              \
-        for (int64_t i = 0; i < n; i++)                                                            \
-            if (a[i] == r || (r_nan && isnan(a[i])))                                               \
-                da[i] += share;                                                                    \
+#define AG__MAX(T)                                                                                                     \
+    static T ag__max_fwd_##T(const T *a, int64_t n) {                                                                  \
+        T m = a[0];                                                                                                    \
+        for (int64_t i = 1; i < n && !isnan(m); i++)                                                                   \
+            if (isnan(a[i]) || a[i] > m)                                                                               \
+                m = a[i];                                                                                              \
+        return m;                                                                                                      \
+    }                                                                                                                  \
+    static void ag__max_bwd_##T(T *da, T g, const T *a, T r, int64_t n) {                                              \
+        const bool r_nan = isnan(r);                                                                                   \
+        int64_t count = 0;                                                                                             \
+        for (int64_t i = 0; i < n; i++)                                                                                \
+            count += a[i] == r || (r_nan && isnan(a[i]));                                                              \
+        const T share = g / (T)count;                                                                                  \
+        for (int64_t i = 0; i < n; i++)                                                                                \
+            if (a[i] == r || (r_nan && isnan(a[i])))                                                                   \
+                da[i] += share;                                                                                        \
     }
 AG__MAX(float)
 AG__MAX(double)

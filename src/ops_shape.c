@@ -100,63 +100,63 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
  * Swapping the last two dims is a batch of matrix transposes, done in
  * tiles so both sides stay in cache; other pairs walk src in order. */
 #define AG__TRANSPOSE_TILE 32
-#define AG__TRANSPOSE(T)                                                                           \
-    static void ag__transpose_2d_##T(T *dst, const T *src, int64_t batch, int64_t rows, int64_t cols, bool add) { \
-        for (int64_t b = 0; b < batch; b++) {                                                      \
-            const T *s = src + b * rows * cols;                                                    \
-            T *d = dst + b * rows * cols;                                                          \
-            for (int64_t r0 = 0; r0 < rows; r0 += AG__TRANSPOSE_TILE)                              \
-                for (int64_t c0 = 0; c0 < cols; c0 += AG__TRANSPOSE_TILE) {                        \
-                    int64_t r1 = r0 + AG__TRANSPOSE_TILE < rows ? r0 + AG__TRANSPOSE_TILE : rows;   \
-                    int64_t c1 = c0 + AG__TRANSPOSE_TILE < cols ? c0 + AG__TRANSPOSE_TILE : cols;   \
-                    for (int64_t c = c0; c < c1; c++)                                              \
-                        for (int64_t r = r0; r < r1; r++) {                                        \
-                            if (add)                                                               \
-                                d[c * rows + r] += s[r * cols + c];                                \
-                            else                                                                   \
-                                d[c * rows + r] = s[r * cols + c];                                 \
-                        }                                                                          \
-                }                                                                                  \
-        }                                                                                          \
-    }                                                                                              \
-    static void ag__transpose_nd_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) { \
-        int64_t dst_shape[AG_MAX_DIMS], dst_stride[AG_MAX_DIMS], walk_stride[AG_MAX_DIMS];         \
-        int nd = s->ndim;                                                                          \
-        for (int d = 0; d < nd; d++)                                                               \
-            dst_shape[d] = s->shape[d == d0 ? d1 : d == d1 ? d0 : d];                              \
-        int64_t st = 1;                                                                            \
-        for (int d = nd - 1; d >= 0; d--) {                                                        \
-            dst_stride[d] = st;                                                                    \
-            st *= dst_shape[d];                                                                    \
-        }                                                                                          \
-        /* walking src in order, dim d of src is dim (swap d) of dst */                            \
-        for (int d = 0; d < nd; d++)                                                               \
-            walk_stride[d] = dst_stride[d == d0 ? d1 : d == d1 ? d0 : d];                          \
-        int64_t idx[AG_MAX_DIMS] = {0}, off = 0;                                                   \
-        for (int64_t i = 0; i < s->numel; i++) {                                                   \
-            if (add)                                                                               \
-                dst[off] += src[i];                                                                \
-            else                                                                                   \
-                dst[off] = src[i];                                                                 \
-            for (int d = nd - 1; d >= 0; d--) {                                                    \
-                if (++idx[d] < s->shape[d]) {                                                      \
-                    off += walk_stride[d];                                                         \
-                    break;                                                                         \
-                }                                                                                  \
-                off -= walk_stride[d] * (idx[d] - 1);                                              \
-                idx[d] = 0;                                                                        \
-            }                                                                                      \
-        }                                                                                          \
-    }                                                                                              \
-    static void ag__transpose_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) { \
-        int nd = s->ndim, lo = d0 < d1 ? d0 : d1, hi = d0 < d1 ? d1 : d0;                          \
-        if (nd >= 2 && lo == nd - 2 && hi == nd - 1) {                                             \
-            int64_t rows = s->shape[nd - 2], cols = s->shape[nd - 1];                              \
-            int64_t batch = rows > 0 && cols > 0 ? s->numel / (rows * cols) : 0;                   \
-            ag__transpose_2d_##T(dst, src, batch, rows, cols, add);                                \
-        } else {                                                                                   \
-            ag__transpose_nd_##T(dst, src, s, d0, d1, add);                                        \
-        }                                                                                          \
+#define AG__TRANSPOSE(T)                                                                                               \
+    static void ag__transpose_2d_##T(T *dst, const T *src, int64_t batch, int64_t rows, int64_t cols, bool add) {      \
+        for (int64_t b = 0; b < batch; b++) {                                                                          \
+            const T *s = src + b * rows * cols;                                                                        \
+            T *d = dst + b * rows * cols;                                                                              \
+            for (int64_t r0 = 0; r0 < rows; r0 += AG__TRANSPOSE_TILE)                                                  \
+                for (int64_t c0 = 0; c0 < cols; c0 += AG__TRANSPOSE_TILE) {                                            \
+                    int64_t r1 = r0 + AG__TRANSPOSE_TILE < rows ? r0 + AG__TRANSPOSE_TILE : rows;                      \
+                    int64_t c1 = c0 + AG__TRANSPOSE_TILE < cols ? c0 + AG__TRANSPOSE_TILE : cols;                      \
+                    for (int64_t c = c0; c < c1; c++)                                                                  \
+                        for (int64_t r = r0; r < r1; r++) {                                                            \
+                            if (add)                                                                                   \
+                                d[c * rows + r] += s[r * cols + c];                                                    \
+                            else                                                                                       \
+                                d[c * rows + r] = s[r * cols + c];                                                     \
+                        }                                                                                              \
+                }                                                                                                      \
+        }                                                                                                              \
+    }                                                                                                                  \
+    static void ag__transpose_nd_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) {             \
+        int64_t dst_shape[AG_MAX_DIMS], dst_stride[AG_MAX_DIMS], walk_stride[AG_MAX_DIMS];                             \
+        int nd = s->ndim;                                                                                              \
+        for (int d = 0; d < nd; d++)                                                                                   \
+            dst_shape[d] = s->shape[d == d0 ? d1 : d == d1 ? d0 : d];                                                  \
+        int64_t st = 1;                                                                                                \
+        for (int d = nd - 1; d >= 0; d--) {                                                                            \
+            dst_stride[d] = st;                                                                                        \
+            st *= dst_shape[d];                                                                                        \
+        }                                                                                                              \
+        /* walking src in order, dim d of src is dim (swap d) of dst */                                                \
+        for (int d = 0; d < nd; d++)                                                                                   \
+            walk_stride[d] = dst_stride[d == d0 ? d1 : d == d1 ? d0 : d];                                              \
+        int64_t idx[AG_MAX_DIMS] = {0}, off = 0;                                                                       \
+        for (int64_t i = 0; i < s->numel; i++) {                                                                       \
+            if (add)                                                                                                   \
+                dst[off] += src[i];                                                                                    \
+            else                                                                                                       \
+                dst[off] = src[i];                                                                                     \
+            for (int d = nd - 1; d >= 0; d--) {                                                                        \
+                if (++idx[d] < s->shape[d]) {                                                                          \
+                    off += walk_stride[d];                                                                             \
+                    break;                                                                                             \
+                }                                                                                                      \
+                off -= walk_stride[d] * (idx[d] - 1);                                                                  \
+                idx[d] = 0;                                                                                            \
+            }                                                                                                          \
+        }                                                                                                              \
+    }                                                                                                                  \
+    static void ag__transpose_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) {                \
+        int nd = s->ndim, lo = d0 < d1 ? d0 : d1, hi = d0 < d1 ? d1 : d0;                                              \
+        if (nd >= 2 && lo == nd - 2 && hi == nd - 1) {                                                                 \
+            int64_t rows = s->shape[nd - 2], cols = s->shape[nd - 1];                                                  \
+            int64_t batch = rows > 0 && cols > 0 ? s->numel / (rows * cols) : 0;                                       \
+            ag__transpose_2d_##T(dst, src, batch, rows, cols, add);                                                    \
+        } else {                                                                                                       \
+            ag__transpose_nd_##T(dst, src, s, d0, d1, add);                                                            \
+        }                                                                                                              \
     }
 AG__TRANSPOSE(float)
 AG__TRANSPOSE(double)

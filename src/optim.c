@@ -102,49 +102,49 @@ ag_optim *ag_adam_new(ag_ctx *ctx, ag_tensor *const *params, int n, const ag_ada
 
 /* The same arithmetic for float and double: T is the element type. Each line
  * quotes the torch.optim line it does. */
-#define AG__SGD_STEP(T)                                                                            \
-    static void ag__sgd_step_##T(const ag_sgd_opts *s, T *p, const T *g, T *buf, bool first, int64_t n) { \
-        const T wd = (T)s->weight_decay, mom = (T)s->momentum, damp1 = (T)(1 - s->dampening);      \
-        const T neg_lr = (T)-s->lr;                                                                \
-        for (int64_t i = 0; i < n; i++) {                                                          \
-            T d = g[i];                                                                            \
-            if (wd != 0)                                                                           \
-                d = d + p[i] * wd; /* d_p = d_p.add(param, alpha=weight_decay) */                  \
-            if (buf) {                                                                             \
-                if (first)                                                                         \
-                    buf[i] = d; /* buf = torch.clone(d_p) */                                       \
-                else                                                                               \
-                    buf[i] = buf[i] * mom + d * damp1; /* buf.mul_(momentum).add_(d_p, 1 - damp) */ \
-                d = s->nesterov ? d + buf[i] * mom : buf[i];                                       \
-            }                                                                                      \
-            p[i] = p[i] + d * neg_lr; /* param.add_(d_p, alpha=-lr) */                             \
-        }                                                                                          \
+#define AG__SGD_STEP(T)                                                                                                \
+    static void ag__sgd_step_##T(const ag_sgd_opts *s, T *p, const T *g, T *buf, bool first, int64_t n) {              \
+        const T wd = (T)s->weight_decay, mom = (T)s->momentum, damp1 = (T)(1 - s->dampening);                          \
+        const T neg_lr = (T)-s->lr;                                                                                    \
+        for (int64_t i = 0; i < n; i++) {                                                                              \
+            T d = g[i];                                                                                                \
+            if (wd != 0)                                                                                               \
+                d = d + p[i] * wd; /* d_p = d_p.add(param, alpha=weight_decay) */                                      \
+            if (buf) {                                                                                                 \
+                if (first)                                                                                             \
+                    buf[i] = d; /* buf = torch.clone(d_p) */                                                           \
+                else                                                                                                   \
+                    buf[i] = buf[i] * mom + d * damp1; /* buf.mul_(momentum).add_(d_p, 1 - damp) */                    \
+                d = s->nesterov ? d + buf[i] * mom : buf[i];                                                           \
+            }                                                                                                          \
+            p[i] = p[i] + d * neg_lr; /* param.add_(d_p, alpha=-lr) */                                                 \
+        }                                                                                                              \
     }
 AG__SGD_STEP(float)
 AG__SGD_STEP(double)
 
-#define AG__ADAM_STEP(T, SQRT)                                                                     \
-    static void ag__adam_step_##T(const ag_adam_opts *a, int64_t step, T *p, const T *g, T *m, T *v, T *vmax, \
-                                  int64_t n) {                                                     \
-        const T b1 = (T)a->beta1, b2 = (T)a->beta2, wd = (T)a->weight_decay, eps = (T)a->eps;      \
-        const T one_b1 = (T)(1 - a->beta1), one_b2 = (T)(1 - a->beta2);                            \
-        double bc1 = 1 - pow(a->beta1, (double)step), bc2 = 1 - pow(a->beta2, (double)step);        \
-        const T neg_step_size = (T)(-(a->lr / bc1));                                               \
-        const T bc2_sqrt = (T)sqrt(bc2);                                                           \
-        for (int64_t i = 0; i < n; i++) {                                                          \
-            T gi = g[i];                                                                           \
-            if (wd != 0)                                                                           \
-                gi = gi + p[i] * wd;                  /* grad = grad.add(param, alpha=wd) */       \
-            m[i] = m[i] * b1 + gi * one_b1;           /* exp_avg.mul_(beta1).add_(grad, 1-b1) */   \
-            v[i] = v[i] * b2 + gi * gi * one_b2;      /* exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2) */ \
-            T vv = v[i];                                                                           \
-            if (vmax) {                                                                            \
-                vmax[i] = vmax[i] > vv ? vmax[i] : vv; /* torch.maximum(max_exp_avg_sq, ...) */    \
-                vv = vmax[i];                                                                      \
-            }                                                                                      \
-            T denom = SQRT(vv) / bc2_sqrt + eps;      /* (v.sqrt() / bc2_sqrt).add_(eps) */        \
-            p[i] = p[i] + neg_step_size * (m[i] / denom); /* param.addcdiv_(m, denom, -step_size) */ \
-        }                                                                                          \
+#define AG__ADAM_STEP(T, SQRT)                                                                                         \
+    static void ag__adam_step_##T(const ag_adam_opts *a, int64_t step, T *p, const T *g, T *m, T *v, T *vmax,          \
+                                  int64_t n) {                                                                         \
+        const T b1 = (T)a->beta1, b2 = (T)a->beta2, wd = (T)a->weight_decay, eps = (T)a->eps;                          \
+        const T one_b1 = (T)(1 - a->beta1), one_b2 = (T)(1 - a->beta2);                                                \
+        double bc1 = 1 - pow(a->beta1, (double)step), bc2 = 1 - pow(a->beta2, (double)step);                           \
+        const T neg_step_size = (T)(-(a->lr / bc1));                                                                   \
+        const T bc2_sqrt = (T)sqrt(bc2);                                                                               \
+        for (int64_t i = 0; i < n; i++) {                                                                              \
+            T gi = g[i];                                                                                               \
+            if (wd != 0)                                                                                               \
+                gi = gi + p[i] * wd;             /* grad = grad.add(param, alpha=wd) */                                \
+            m[i] = m[i] * b1 + gi * one_b1;      /* exp_avg.mul_(beta1).add_(grad, 1-b1) */                            \
+            v[i] = v[i] * b2 + gi * gi * one_b2; /* exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2) */                        \
+            T vv = v[i];                                                                                               \
+            if (vmax) {                                                                                                \
+                vmax[i] = vmax[i] > vv ? vmax[i] : vv; /* torch.maximum(max_exp_avg_sq, ...) */                        \
+                vv = vmax[i];                                                                                          \
+            }                                                                                                          \
+            T denom = SQRT(vv) / bc2_sqrt + eps;          /* (v.sqrt() / bc2_sqrt).add_(eps) */                        \
+            p[i] = p[i] + neg_step_size * (m[i] / denom); /* param.addcdiv_(m, denom, -step_size) */                   \
+        }                                                                                                              \
     }
 AG__ADAM_STEP(float, sqrtf)
 AG__ADAM_STEP(double, sqrt)

@@ -32,7 +32,8 @@ static int ag__default_threads(void) {
 
 int ag_set_num_threads(int n) {
     if (n < 0 || n > 1024)
-        return ag__error(AG_EINVAL, "ag_set_num_threads: %d threads is out of range (0 to 1024; 0 means the default)", n);
+        return ag__error(AG_EINVAL, "ag_set_num_threads: %d threads is out of range (0 to 1024; 0 means the default)",
+                         n);
     atomic_store_explicit(&ag__num_threads, n, memory_order_relaxed);
     return 0;
 }

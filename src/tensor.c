@@ -7,8 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#define AG__STRUCTS_SIZE                                                                           \
-    ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
+#define AG__STRUCTS_SIZE ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
 /* Small tensors keep their data right after the structs (one-element chains
  * stay compact); larger ones get cache-line-aligned data for the kernels. */
 #define AG__SMALL_DATA 256
@@ -21,8 +20,8 @@ int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out) {
     int64_t numel = 1;
     for (int d = 0; d < ndim; d++) {
         if (shape[d] < 0)
-            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s",
-                             shape[d], "every size must be >= 0");
+            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s", shape[d],
+                             "every size must be >= 0");
         if (shape[d] > 0 && numel > INT64_MAX / 16 / shape[d])
             return ag__error(AG_ENOMEM, "a tensor of that shape is too large");
         numel *= shape[d];
@@ -97,8 +96,8 @@ ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like) {
     st->data = (void *)data;
     st->nbytes = nbytes;
     atomic_init(&st->version, 0);
-    *t = (ag_tensor){.ctx = ctx, .storage = st, .data = st->data, .numel = like->numel, .ndim = like->ndim,
-                     .dtype = like->dtype};
+    *t = (ag_tensor){
+        .ctx = ctx, .storage = st, .data = st->data, .numel = like->numel, .ndim = like->ndim, .dtype = like->dtype};
     memcpy(t->shape, like->shape, sizeof t->shape);
     memset(st->data, 0, nbytes);
     return t;
@@ -124,8 +123,8 @@ void ag__shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
 int ag__normalize_dim(int dim, int ndim, int *out) {
     int lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim - 1 : 0;
     if (dim < lo || dim > hi)
-        return ag__error(AG_EINVAL, "Dimension out of range (expected to be in range of [%d, %d], but got %d)",
-                         lo, hi, dim);
+        return ag__error(AG_EINVAL, "Dimension out of range (expected to be in range of [%d, %d], but got %d)", lo, hi,
+                         dim);
     *out = dim < 0 ? dim + (ndim > 0 ? ndim : 1) : dim;
     return 0;
 }
@@ -221,8 +220,7 @@ double ag_get(const ag_tensor *t, int64_t i) {
         return NAN;
     }
     if (i < 0 || i >= t->numel) {
-        ag__error(AG_EINVAL, "index %" PRId64 " is out of bounds for a tensor with %" PRId64 " elements", i,
-                  t->numel);
+        ag__error(AG_EINVAL, "index %" PRId64 " is out of bounds for a tensor with %" PRId64 " elements", i, t->numel);
         return NAN;
     }
     return ag__load(t, i);
@@ -273,10 +271,9 @@ int ag_requires_grad_(ag_tensor *t, bool on) {
         return ag__null_code("ag_requires_grad_");
     if (t->grad_fn) {
         if (!on)
-            return ag__error(AG_ESTATE,
-                             "you can only change requires_grad flags of leaf variables. If you want to "
-                             "use a computed variable in a subgraph that doesn't require differentiation "
-                             "use var_no_grad = var.detach().");
+            return ag__error(AG_ESTATE, "you can only change requires_grad flags of leaf variables. If you want to "
+                                        "use a computed variable in a subgraph that doesn't require differentiation "
+                                        "use var_no_grad = var.detach().");
         return 0;
     }
     if (on && !t->grad_accumulator) {
@@ -409,8 +406,7 @@ const ag_node *ag_node_next(const ag_node *n, int i) {
     if (!n)
         return ag__null_arg("ag_node_next");
     if (i < 0 || i >= n->num_next)
-        return ag__error_null(AG_EINVAL, "index %d is out of range for a node with %d next functions", i,
-                              n->num_next);
+        return ag__error_null(AG_EINVAL, "index %d is out of range for a node with %d next functions", i, n->num_next);
     return n->next[i];
 }
 

@@ -68,8 +68,9 @@ int ag_trace_stop(const char *path) {
             fprintf(f, "{\"traceEvents\":[");
             for (size_t i = 0; i < ag__nevents; i++) {
                 const ag__event *e = &ag__events[i];
-                fprintf(f, "%s\n{\"name\":\"%s\",\"cat\":\"backward\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,\"pid\":1,"
-                           "\"tid\":%u}",
+                fprintf(f,
+                        "%s\n{\"name\":\"%s\",\"cat\":\"backward\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,\"pid\":1,"
+                        "\"tid\":%u}",
                         i ? "," : "", e->name, (double)(e->start_ns - ag__trace_t0) / 1e3,
                         (double)(e->end_ns - e->start_ns) / 1e3, e->tid);
             }

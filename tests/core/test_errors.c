@@ -39,12 +39,11 @@ static void test_backward_twice(void **state) {
     ag_tensor *y = ag_sum(ctx, ag_exp(ctx, x));
     assert_ok(ag_backward(y, NULL, NULL));
     assert_int_equal(ag_backward(y, NULL, NULL), AG_ESTATE);
-    assert_error(AG_ESTATE,
-                 "Trying to backward through the graph a second time (or directly access saved tensors "
-                 "after they have already been freed). Saved intermediate values of the graph are freed "
-                 "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
-                 "backward through the graph a second time or if you need to access saved tensors after "
-                 "calling backward.");
+    assert_error(AG_ESTATE, "Trying to backward through the graph a second time (or directly access saved tensors "
+                            "after they have already been freed). Saved intermediate values of the graph are freed "
+                            "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+                            "backward through the graph a second time or if you need to access saved tensors after "
+                            "calling backward.");
 }
 
 static void test_broadcast_mismatch(void **state) {
@@ -70,11 +69,10 @@ static void test_inplace_modified(void **state) {
     ag_tensor *y = ag_sum(ctx, ag_mul(ctx, x, w));
     ag_mutable_data_ptr(w); /* w was saved by MulBackward0 */
     assert_int_equal(ag_backward(y, NULL, NULL), AG_ESTATE);
-    assert_error(AG_ESTATE,
-                 "one of the variables needed for gradient computation has been modified by an inplace "
-                 "operation: [torch.FloatTensor [2, 2]] is at version 1; expected version 0 instead. Hint: "
-                 "enable anomaly detection to find the operation that failed to compute its gradient, with "
-                 "torch.autograd.set_detect_anomaly(True).");
+    assert_error(AG_ESTATE, "one of the variables needed for gradient computation has been modified by an inplace "
+                            "operation: [torch.FloatTensor [2, 2]] is at version 1; expected version 0 instead. Hint: "
+                            "enable anomaly detection to find the operation that failed to compute its gradient, with "
+                            "torch.autograd.set_detect_anomaly(True).");
 }
 
 static void test_requires_grad_of_non_leaf(void **state) {
@@ -94,8 +92,7 @@ static void test_dtype_and_unsupported(void **state) {
     assert_int_equal(ag_last_status(), AG_EDTYPE);
     assert_true(strlen(ag_last_error()) > 0);
     assert_ok(ag_requires_grad_(a, true));
-    assert_int_equal(ag_backward(ag_sum(ctx, a), NULL, &(ag_backward_opts){.create_graph = true}),
-                     AG_EUNSUPPORTED);
+    assert_int_equal(ag_backward(ag_sum(ctx, a), NULL, &(ag_backward_opts){.create_graph = true}), AG_EUNSUPPORTED);
     assert_int_equal(ag_last_status(), AG_EUNSUPPORTED);
 }
 

@@ -35,8 +35,8 @@ static void test_against_torch(void **state) {
     char kind[8], dt[8];
     double lr, mom, damp, wd, b1, b2, eps;
     int nesterov, ams;
-    while (fscanf(f, " case %7s %7s %lf %lf %lf %lf %d %lf %lf %lf %d", kind, dt, &lr, &mom, &damp, &wd, &nesterov,
-                  &b1, &b2, &eps, &ams) == 11) {
+    while (fscanf(f, " case %7s %7s %lf %lf %lf %lf %d %lf %lf %lf %d", kind, dt, &lr, &mom, &damp, &wd, &nesterov, &b1,
+                  &b2, &eps, &ams) == 11) {
         ag_ctx *ctx = ag_ctx_new();
         ag_dtype dtype = strcmp(dt, "f32") == 0 ? AG_FLOAT32 : AG_FLOAT64;
         double v[N];
@@ -45,13 +45,13 @@ static void test_against_torch(void **state) {
         assert_ok(ag_requires_grad_(p, true));
         ag_optim *opt;
         if (strcmp(kind, "sgd") == 0)
-            opt = ag_sgd_new(ctx, &p, 1,
-                             &(ag_sgd_opts){.lr = lr, .momentum = mom, .dampening = damp, .weight_decay = wd,
-                                            .nesterov = nesterov});
+            opt = ag_sgd_new(
+                ctx, &p, 1,
+                &(ag_sgd_opts){.lr = lr, .momentum = mom, .dampening = damp, .weight_decay = wd, .nesterov = nesterov});
         else
-            opt = ag_adam_new(ctx, &p, 1,
-                              &(ag_adam_opts){.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps,
-                                              .weight_decay = wd, .amsgrad = ams});
+            opt = ag_adam_new(
+                ctx, &p, 1,
+                &(ag_adam_opts){.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = wd, .amsgrad = ams});
         assert_nonnull_ag(opt);
         for (int s = 0; s < 5; s++) {
             double g[N], want[N];
@@ -65,8 +65,7 @@ static void test_against_torch(void **state) {
             for (int i = 0; i < N; i++) {
                 double got = ag_get(p, i);
                 if (fabs(got - want[i]) > tol * (1 + fabs(want[i])))
-                    print_error("%s %s lr=%g step %d elem %d: got %.9g want %.9g\n", kind, dt, lr, s, i, got,
-                                want[i]);
+                    print_error("%s %s lr=%g step %d elem %d: got %.9g want %.9g\n", kind, dt, lr, s, i, got, want[i]);
                 assert_true(fabs(got - want[i]) <= tol * (1 + fabs(want[i])));
             }
         }

@@ -100,7 +100,7 @@ static inline void check_tensor_close(const ag_tensor *a, const ag_tensor *b, do
         }
     }
 }
-#define assert_tensor_close_msg(a, b, rtol, atol, what)                                            \
+#define assert_tensor_close_msg(a, b, rtol, atol, what)                                                                \
     check_tensor_close((a), (b), (rtol), (atol), (what), __FILE__, __LINE__)
 #define assert_tensor_close(a, b, rtol, atol) check_tensor_close((a), (b), (rtol), (atol), #a, __FILE__, __LINE__)
 

@@ -30,8 +30,7 @@ static FILE *open_golden(void) {
 
 static bool read_case(FILE *f, golden_case *c) {
     int shared;
-    if (fscanf(f, " case %63s %31s %7s %d %d %lf %lf", c->name, c->op, c->dtype, &c->nin, &shared, &c->a0,
-               &c->a1) != 7)
+    if (fscanf(f, " case %63s %31s %7s %d %d %lf %lf", c->name, c->op, c->dtype, &c->nin, &shared, &c->a0, &c->a1) != 7)
         return false;
     c->shared = shared != 0;
     return true;

@@ -20,9 +20,12 @@ typedef enum { ANY, POSITIVE, AWAY_FROM_ZERO } domain;
 typedef struct {
     double rtol, atol;
 } tol;
-#define SMOOTH {1e-6, 1e-7}  /* the error of the difference itself */
-#define STEEP {1e-5, 1e-6}   /* 1/x, sqrt, negative powers near 0.5 */
-#define SUMMED {1e-6, 1e-6}  /* larger losses: more rounding in L */
+#define SMOOTH                                                                                                         \
+    { 1e-6, 1e-7 } /* the error of the difference itself */
+#define STEEP                                                                                                          \
+    { 1e-5, 1e-6 } /* 1/x, sqrt, negative powers near 0.5 */
+#define SUMMED                                                                                                         \
+    { 1e-6, 1e-6 } /* larger losses: more rounding in L */
 
 typedef struct {
     const char *op;
@@ -173,8 +176,8 @@ static void gradcheck(const char *label, build_fn f, const void *arg, ag_tensor 
             ag_ctx_reset(tmp);
             double num = (l[0] - l[1]) / (2 * H), ana = ag_get(g, e);
             if (!(fabs(num - ana) <= t.atol + t.rtol * fabs(num)))
-                fail_msg("%s: input %d element %lld: backward %.12g, finite difference %.12g", label, i,
-                         (long long)e, ana, num);
+                fail_msg("%s: input %d element %lld: backward %.12g, finite difference %.12g", label, i, (long long)e,
+                         ana, num);
         }
     }
     ag_ctx_free(tmp);
@@ -345,8 +348,8 @@ static void test_matmul_kernel_matches_reference(void **state) {
             ag__gemm_double(ta, tb, m, n, k, ta ? At : A, ta ? m : k, tb ? Bt : B, tb ? k : n, C, n);
             for (size_t i = 0; i < nc; i++)
                 if (!(fabs(C[i] - 1 - R[i]) <= 1e-12 * (1 + (double)k)))
-                    fail_msg("gemm %lldx%lldx%lld mode %d: C[%zu] = %.17g, reference %.17g", (long long)m,
-                             (long long)n, (long long)k, mode, i, C[i] - 1, R[i]);
+                    fail_msg("gemm %lldx%lldx%lld mode %d: C[%zu] = %.17g, reference %.17g", (long long)m, (long long)n,
+                             (long long)k, mode, i, C[i] - 1, R[i]);
         }
         ag__gemm_float(false, false, m, n, k, Af, k, Bf, n, Cf, n);
         for (size_t i = 0; i < nc; i++)
@@ -367,10 +370,8 @@ static void test_matmul_kernel_matches_reference(void **state) {
             const double *W = ag_data_ptr(w);
             ag__gemm_ref_double(m, k, n, W, Bt, da);
             ag__gemm_ref_double(k, n, m, At, W, db);
-            assert_tensor_close(ag_grad(a), ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){m, k}, da), 1e-12,
-                                1e-12);
-            assert_tensor_close(ag_grad(b), ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){k, n}, db), 1e-12,
-                                1e-12);
+            assert_tensor_close(ag_grad(a), ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){m, k}, da), 1e-12, 1e-12);
+            assert_tensor_close(ag_grad(b), ag_tensor_from(ctx, AG_FLOAT64, 2, (int64_t[]){k, n}, db), 1e-12, 1e-12);
             free(da);
             free(db);
             ag_ctx_free(ctx);
@@ -386,12 +387,9 @@ static void test_matmul_kernel_matches_reference(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gradcheck_every_op),
-        cmocka_unit_test(test_gradcheck_shared_producers),
-        cmocka_unit_test(test_max_ties_split_evenly),
-        cmocka_unit_test(test_relu_kink),
-        cmocka_unit_test(test_pow_special_exponents),
-        cmocka_unit_test(test_matmul_kernel_matches_reference),
+        cmocka_unit_test(test_gradcheck_every_op),    cmocka_unit_test(test_gradcheck_shared_producers),
+        cmocka_unit_test(test_max_ties_split_evenly), cmocka_unit_test(test_relu_kink),
+        cmocka_unit_test(test_pow_special_exponents), cmocka_unit_test(test_matmul_kernel_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -172,8 +172,7 @@ static void test_api_examples(void **state) {
     assert_int_equal(ag_requires_grad_(x, true), 0);
     assert_prints(x, "tensor([[1., 2.],\n        [3., 4.]], requires_grad=True)");
     assert_prints(ag_sum(ctx, x), "tensor(10., grad_fn=<SumBackward0>)");
-    assert_prints(ag_mul_scalar(ctx, x, 2),
-                  "tensor([[2., 4.],\n        [6., 8.]], grad_fn=<MulBackward0>)");
+    assert_prints(ag_mul_scalar(ctx, x, 2), "tensor([[2., 4.],\n        [6., 8.]], grad_fn=<MulBackward0>)");
     /* PyTorch 1.13 prints these three values in scientific notation (1024 /
      * 0.1024 is past the 1000 ratio), not as API.md's third example shows. */
     ag_tensor *g = ag_tensor_from(ctx, AG_FLOAT32, 1, s3, (const float[]){10.24f, 1024.f, 0.1024f});
