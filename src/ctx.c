@@ -148,16 +148,23 @@ static void ag__region_free_list(ag__chunk *c) {
  * settles on a single chunk as large as the step needed, so that after the
  * first steps a reset and the next step's allocations make no heap calls. */
 static void ag__region_reset(ag__region *r) {
+    /* Large allocations count too: folded into the merged chunk, the next
+     * round of the same step fits without going back to the heap. */
+    size_t large = 0;
+    for (ag__chunk *k = r->large; k; k = k->next)
+        large += k->size;
     ag__region_free_list(r->large);
     r->large = NULL;
     ag__chunk *c = r->chunks;
-    if (c && c->next) {
-        size_t total = 0;
+    if ((c && c->next) || large) {
+        size_t total = large;
         for (ag__chunk *k = c; k; k = k->next)
             total += k->size;
         ag__region_free_list(c);
         r->chunks = ag__chunk_new(total);
         r->next_size = total < AG__CHUNK_MAX ? total : AG__CHUNK_MAX;
+        if (r->next_size < AG__CHUNK_MIN)
+            r->next_size = AG__CHUNK_MIN;
     } else if (c) {
         c->used = 0;
     }

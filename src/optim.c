@@ -123,27 +123,39 @@ ag_optim *ag_adam_new(ag_ctx *ctx, ag_tensor *const *params, int n, const ag_ada
 AG__SGD_STEP(float)
 AG__SGD_STEP(double)
 
+/* One element of Adam; WD and AMS are constants at each use, so the loops
+ * below are branch-free and vectorise. */
+#define AG__ADAM_ELEM(T, SQRT, WD, AMS)                                                                                \
+    do {                                                                                                               \
+        T gi = g[i];                                                                                                   \
+        if (WD)                                                                                                        \
+            gi = gi + p[i] * wd;             /* grad = grad.add(param, alpha=wd) */                                    \
+        m[i] = m[i] * b1 + gi * one_b1;      /* exp_avg.mul_(beta1).add_(grad, 1-b1) */                                \
+        v[i] = v[i] * b2 + gi * gi * one_b2; /* exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2) */                            \
+        T vv = v[i];                                                                                                   \
+        if (AMS) {                                                                                                     \
+            vmax[i] = vmax[i] > vv ? vmax[i] : vv; /* torch.maximum(max_exp_avg_sq, ...) */                            \
+            vv = vmax[i];                                                                                              \
+        }                                                                                                              \
+        T denom = SQRT(vv) / bc2_sqrt + eps;          /* (v.sqrt() / bc2_sqrt).add_(eps) */                            \
+        p[i] = p[i] + neg_step_size * (m[i] / denom); /* param.addcdiv_(m, denom, -step_size) */                       \
+    } while (0)
+
 #define AG__ADAM_STEP(T, SQRT)                                                                                         \
-    static void ag__adam_step_##T(const ag_adam_opts *a, int64_t step, T *p, const T *g, T *m, T *v, T *vmax,          \
-                                  int64_t n) {                                                                         \
+    static void ag__adam_step_##T(const ag_adam_opts *a, int64_t step, T *restrict p, const T *restrict g,            \
+                                  T *restrict m, T *restrict v, T *restrict vmax, int64_t n) {                         \
         const T b1 = (T)a->beta1, b2 = (T)a->beta2, wd = (T)a->weight_decay, eps = (T)a->eps;                          \
         const T one_b1 = (T)(1 - a->beta1), one_b2 = (T)(1 - a->beta2);                                                \
         double bc1 = 1 - pow(a->beta1, (double)step), bc2 = 1 - pow(a->beta2, (double)step);                           \
         const T neg_step_size = (T)(-(a->lr / bc1));                                                                   \
         const T bc2_sqrt = (T)sqrt(bc2);                                                                               \
-        for (int64_t i = 0; i < n; i++) {                                                                              \
-            T gi = g[i];                                                                                               \
-            if (wd != 0)                                                                                               \
-                gi = gi + p[i] * wd;             /* grad = grad.add(param, alpha=wd) */                                \
-            m[i] = m[i] * b1 + gi * one_b1;      /* exp_avg.mul_(beta1).add_(grad, 1-b1) */                            \
-            v[i] = v[i] * b2 + gi * gi * one_b2; /* exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2) */                        \
-            T vv = v[i];                                                                                               \
-            if (vmax) {                                                                                                \
-                vmax[i] = vmax[i] > vv ? vmax[i] : vv; /* torch.maximum(max_exp_avg_sq, ...) */                        \
-                vv = vmax[i];                                                                                          \
-            }                                                                                                          \
-            T denom = SQRT(vv) / bc2_sqrt + eps;          /* (v.sqrt() / bc2_sqrt).add_(eps) */                        \
-            p[i] = p[i] + neg_step_size * (m[i] / denom); /* param.addcdiv_(m, denom, -step_size) */                   \
+        if (vmax) {                                                                                                    \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                AG__ADAM_ELEM(T, SQRT, wd != 0, 1);                                                                    \
+        } else if (wd != 0) {                                                                                          \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) AG__ADAM_ELEM(T, SQRT, 1, 0);                          \
+        } else {                                                                                                       \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) AG__ADAM_ELEM(T, SQRT, 0, 0);                          \
         }                                                                                                              \
     }
 AG__ADAM_STEP(float, sqrtf)
