@@ -62,6 +62,17 @@ ag_node *ag__record(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int 
     return node;
 }
 
+int64_t *ag__node_keep_ints(ag_ctx *ctx, ag_node *node, const int64_t *v, int64_t n) {
+    int64_t *copy = ag__ctx_alloc(ctx, (size_t)(n > 0 ? n : 1) * sizeof *copy);
+    if (!copy)
+        return NULL;
+    if (n > 0)
+        memcpy(copy, v, (size_t)n * sizeof *copy);
+    node->attr = copy;
+    node->saved_scalar = true; /* an index or target array counts as saved, as in PyTorch */
+    return copy;
+}
+
 void ag__save(ag_node *node, int i, ag_tensor *t, bool is_output) {
     node->saved[i].t = t;
     node->saved[i].version = ag__version_of(t);

@@ -159,6 +159,9 @@ extern const ag__node_kind ag__accumulate_grad_kind;
  * ag_last_status() only when it matters, i.e. when ag__needs_grad was true). */
 bool ag__needs_grad(int n, ag_tensor *const *inputs);
 ag_node *ag__record(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int n, ag_tensor *const *inputs);
+/* Copies n int64 values (indices, class targets) into node->attr in ctx and
+ * marks them saved; NULL on ENOMEM. */
+int64_t *ag__node_keep_ints(ag_ctx *ctx, ag_node *node, const int64_t *v, int64_t n);
 /* Saves t (with its current version) in slot i of node. */
 void ag__save(ag_node *node, int i, ag_tensor *t, bool is_output);
 /* The saved tensor in slot i, checking release and version (error + NULL). */

@@ -63,14 +63,10 @@ static ag_tensor *ag__index(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *i
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins)) {
         ag_node *n = ag__record(ctx, kind, out, 1, ins);
-        int64_t *copy = ag__ctx_alloc(ctx, (size_t)(k ? k : 1) * sizeof *copy);
-        if (!n || !copy)
+        if (!n || !ag__node_keep_ints(ctx, n, index, k))
             return NULL;
-        memcpy(copy, index, (size_t)k * sizeof *copy);
-        n->attr = copy;
         n->iarg[0] = d;
         n->iarg[1] = k;
-        n->saved_scalar = true; /* the index is saved, as in PyTorch */
     }
     return out;
 }

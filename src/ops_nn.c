@@ -285,14 +285,10 @@ ag_tensor *ag_nll_loss(ag_ctx *ctx, ag_tensor *logp, const int64_t *targets) {
     ag_tensor *ins[1] = {logp};
     if (ag__needs_grad(1, ins)) {
         ag_node *node = ag__record(ctx, &ag__nll_kind, out, 1, ins);
-        int64_t *copy = ag__ctx_alloc(ctx, (size_t)(N ? N : 1) * sizeof *copy);
-        if (!node || !copy)
+        if (!node || !ag__node_keep_ints(ctx, node, targets, N)) /* PyTorch saves the target */
             return NULL;
-        memcpy(copy, targets, (size_t)N * sizeof *copy);
-        node->attr = copy;
         node->iarg[0] = N;
         node->iarg[1] = C;
-        node->saved_scalar = true; /* PyTorch saves the target and total_weight */
     }
     return out;
 }

@@ -12,6 +12,20 @@
  * stay compact); larger ones get cache-line-aligned data for the kernels. */
 #define AG__SMALL_DATA 256
 
+/* One arena block holds a tensor header, its storage record and (pad
+ * bytes of alignment later) its data: sets the storage record up and
+ * returns the header, which the caller fills in. */
+static ag_tensor *ag__carve(char *mem, size_t nbytes, size_t pad) {
+    ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
+    uintptr_t data = (uintptr_t)(mem + AG__STRUCTS_SIZE);
+    if (pad)
+        data = (data + AG__ALIGN - 1) & ~(uintptr_t)(AG__ALIGN - 1);
+    st->data = (void *)data;
+    st->nbytes = nbytes;
+    atomic_init(&st->version, 0);
+    return (ag_tensor *)mem;
+}
+
 int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
         return ag__error(AG_EINVAL, "ndim %d is out of range (0 to %d)", ndim, AG_MAX_DIMS);
@@ -48,15 +62,9 @@ static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int
                        : ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + pad + nbytes);
     if (!mem)
         return NULL;
-    ag_tensor *t = (ag_tensor *)mem;
-    ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
+    ag_tensor *t = ag__carve(mem, nbytes, pad);
     memset(t, 0, sizeof *t);
-    uintptr_t data = (uintptr_t)(mem + AG__STRUCTS_SIZE);
-    if (pad)
-        data = (data + AG__ALIGN - 1) & ~(uintptr_t)(AG__ALIGN - 1);
-    st->data = (void *)data;
-    st->nbytes = nbytes;
-    atomic_init(&st->version, 0);
+    ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
     t->ctx = ctx;
     t->storage = st;
     t->data = st->data;
@@ -88,14 +96,8 @@ ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like) {
     char *mem = ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + pad + nbytes);
     if (!mem)
         return NULL;
-    ag_tensor *t = (ag_tensor *)mem;
+    ag_tensor *t = ag__carve(mem, nbytes, pad);
     ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
-    uintptr_t data = (uintptr_t)(mem + AG__STRUCTS_SIZE);
-    if (pad)
-        data = (data + AG__ALIGN - 1) & ~(uintptr_t)(AG__ALIGN - 1);
-    st->data = (void *)data;
-    st->nbytes = nbytes;
-    atomic_init(&st->version, 0);
     *t = (ag_tensor){
         .ctx = ctx, .storage = st, .data = st->data, .numel = like->numel, .ndim = like->ndim, .dtype = like->dtype};
     memcpy(t->shape, like->shape, sizeof t->shape);
