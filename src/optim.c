@@ -124,7 +124,7 @@ AG__SGD_STEP(float)
 AG__SGD_STEP(double)
 
 /* One element of Adam; WD and AMS are constants at each use, so the loops
- * below are branch-free and vectorise. */
+ * below carry no per-element branch on the options. */
 #define AG__ADAM_ELEM(T, SQRT, WD, AMS)                                                                                \
     do {                                                                                                               \
         T gi = g[i];                                                                                                   \
@@ -142,7 +142,7 @@ AG__SGD_STEP(double)
     } while (0)
 
 #define AG__ADAM_STEP(T, SQRT)                                                                                         \
-    static void ag__adam_step_##T(const ag_adam_opts *a, int64_t step, T *restrict p, const T *restrict g,            \
+    static void ag__adam_step_##T(const ag_adam_opts *a, int64_t step, T *restrict p, const T *restrict g,             \
                                   T *restrict m, T *restrict v, T *restrict vmax, int64_t n) {                         \
         const T b1 = (T)a->beta1, b2 = (T)a->beta2, wd = (T)a->weight_decay, eps = (T)a->eps;                          \
         const T one_b1 = (T)(1 - a->beta1), one_b2 = (T)(1 - a->beta2);                                                \
@@ -153,9 +153,11 @@ AG__SGD_STEP(double)
             for (int64_t i = 0; i < n; i++)                                                                            \
                 AG__ADAM_ELEM(T, SQRT, wd != 0, 1);                                                                    \
         } else if (wd != 0) {                                                                                          \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) AG__ADAM_ELEM(T, SQRT, 1, 0);                          \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                AG__ADAM_ELEM(T, SQRT, 1, 0);                                                                          \
         } else {                                                                                                       \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) AG__ADAM_ELEM(T, SQRT, 0, 0);                          \
+            for (int64_t i = 0; i < n; i++)                                                                            \
+                AG__ADAM_ELEM(T, SQRT, 0, 0);                                                                          \
         }                                                                                                              \
     }
 AG__ADAM_STEP(float, sqrtf)
