@@ -1,0 +1,207 @@
+/* Private structures of the scheduler: the Chase-Lev deque, participants
+ * (workers and outside slots), the eventcount they park on, and the pool.
+ * Private names carry a double underscore (ws__). */
+#ifndef WS_INTERNAL_H
+#define WS_INTERNAL_H
+
+#include "ws.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WS__UNUSED(x) ((void)(x))
+#define WS__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WS__UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* Two lines: the adjacent-line prefetcher pulls pairs of 64-byte lines, so
+ * fields written by different threads sit 128 bytes apart. */
+#define WS__LINE 128
+
+#define WS__GROUP_MAGIC 0x77736770u /* "wsgp" */
+#define WS__DAG_MAGIC 0x77736467u   /* "wsdg" */
+
+/* ThreadSanitizer does not model atomic_thread_fence: it sees no
+ * happens-before edge through a release fence followed by a relaxed store.
+ * Under TSan the deque therefore publishes with a release store (the same
+ * edge, expressed on the access); the seq_cst fences stay, for the hardware
+ * ordering they give. */
+#if defined(__SANITIZE_THREAD__)
+#define WS__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WS__TSAN 1
+#endif
+#endif
+#ifndef WS__TSAN
+#define WS__TSAN 0
+#endif
+
+/* A full (seq_cst) fence. GCC refuses atomic_thread_fence under TSan
+ * (-Wtsan) and TSan would not model it anyway. There, a seq_cst
+ * read-modify-write of a thread-private word stands in: a locked
+ * instruction, so a full barrier on the hardware, and private, so it adds
+ * no happens-before edge that could hide a real race from TSan. */
+#if WS__TSAN
+static _Thread_local _Atomic int ws__fence_word __attribute__((unused));
+#define WS__FENCE_SEQ_CST() ((void)atomic_fetch_add_explicit(&ws__fence_word, 0, memory_order_seq_cst))
+#else
+#define WS__FENCE_SEQ_CST() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
+static inline void ws__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* ---- Chase-Lev deque (deque.h has the operations) ------------------------- */
+
+typedef struct ws__array {
+    int64_t mask;              /* capacity - 1; capacity is a power of two */
+    struct ws__array *retired; /* older arrays of the same deque */
+    _Atomic(ws_task *) slot[];
+} ws__array;
+
+typedef struct ws__deque {
+    /* Written by the owner only (push, take); read by thieves. */
+    _Alignas(WS__LINE) _Atomic int64_t bottom;
+    int64_t top_cache; /* owner: a top it has seen; top only grows */
+    _Atomic(ws__array *) array;
+    /* Arrays replaced by growth: a thief may still be reading one, so they
+     * are kept until the deque is destroyed (with the pool). Owner only. */
+    ws__array *retired;
+    /* CASed by thieves and by the owner taking the last task. */
+    _Alignas(WS__LINE) _Atomic int64_t top;
+    char pad_[WS__LINE - sizeof(int64_t)];
+} ws__deque;
+
+/* ---- Participants ---------------------------------------------------------- */
+
+typedef struct ws__trace_ev {
+    uint64_t start, end; /* ns since the pool started */
+    const char *name;
+} ws__trace_ev;
+
+/* One per worker thread and one per outside slot. Everything but the deque,
+ * `park` and the counters is touched by the thread that is the participant
+ * (for an outside slot: the thread that holds it, handed over under the
+ * pool's slot_lock). */
+typedef struct ws__part {
+    ws__deque dq;
+    /* Eventcount waiter state: 0 awake, 1 about to sleep (re-checking),
+     * 2 asleep in the futex. Set to 0 by whoever wakes it. */
+    _Alignas(WS__LINE) _Atomic uint32_t park;
+    /* Counters: written by the participant (plain load + store, no RMW),
+     * read by ws_pool_stats from any thread. */
+    _Alignas(WS__LINE) _Atomic uint64_t tasks_run;
+    _Atomic uint64_t steals;
+    _Atomic uint64_t failed_steals;
+    _Atomic uint64_t parks;
+    /* The participant's own state. */
+    ws_pool *pool;
+    int index;
+    bool outside;
+    uint64_t rng;
+    ws_node *keep;    /* the successor this thread runs next */
+    int node_depth;   /* DAG nodes running on this thread's stack */
+    int bind_depth;   /* outside slot: nested entries of its thread */
+    struct ws__part *prev_self; /* outside slot: its thread's previous binding */
+    pthread_t thread; /* worker */
+    /* Trace buffer: appended by the participant, read by ws_trace_write
+     * while the pool is quiescent. */
+    ws__trace_ev *trace;
+    uint32_t trace_len, trace_cap;
+    uint32_t trace_gen; /* the pool's generation this buffer belongs to */
+} ws__part;
+
+/* ---- The pool -------------------------------------------------------------- */
+
+struct ws_pool {
+    /* read-only after creation */
+    int nworkers;
+    int max_outside;
+    int nslots; /* nworkers + max_outside */
+    /* Participants: workers [0, nworkers), outside slots after. An outside
+     * slot is allocated on first use and published with a release store;
+     * thieves load it with acquire. */
+    _Atomic(ws__part *) *parts;
+    uint64_t t0_ns; /* CLOCK_MONOTONIC at creation: trace origin */
+
+    /* Thieves look at parts [0, nvictims): workers and the outside slots
+     * used so far. Grows under slot_lock, read relaxed (a thief that misses
+     * a new slot sees it on its next round; wake-ups re-check all). */
+    _Alignas(WS__LINE) _Atomic int nvictims;
+    _Atomic bool shutdown;
+    _Atomic bool tracing;
+    _Atomic uint32_t trace_gen;
+
+    /* Idle accounting. nspin: workers looking for work without sleeping;
+     * a push wakes a sleeper only when nobody spins. nwait: participants
+     * between prepare-wait and wake or cancel. */
+    _Alignas(WS__LINE) _Atomic int nspin;
+    _Alignas(WS__LINE) _Atomic int nwait;
+
+    /* Submission queue for threads outside the pool. sub_lock guards
+     * sub_head and sub_tail; sub_count is also written under it and read
+     * without it as a hint. */
+    _Alignas(WS__LINE) pthread_mutex_t sub_lock;
+    ws_task *sub_head, *sub_tail;
+    _Atomic int64_t sub_count;
+
+    /* Outside slots. slot_lock guards in_use[], slot allocation and
+     * nvictims growth; slot_cond signals a slot coming free. */
+    pthread_mutex_t slot_lock;
+    pthread_cond_t slot_cond;
+    bool *in_use;      /* max_outside entries */
+    int outside_count; /* slots held now */
+};
+
+/* ---- Shared between the scheduler's files ---------------------------------------- */
+
+/* The calling thread's participant (a worker, or an outside slot while its
+ * thread is inside the pool), NULL for other threads. */
+extern _Thread_local ws__part *ws__self __attribute__((tls_model("initial-exec")));
+
+static inline ws__part *ws__part_at(ws_pool *p, int i) {
+    return atomic_load_explicit(&p->parts[i], memory_order_acquire);
+}
+
+/* Counters: only the participant writes its own, so load + store is enough
+ * and avoids a locked instruction. */
+static inline void ws__count(_Atomic uint64_t *c) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+uint64_t ws__now_ns(void);
+
+/* pool.c: binding outside threads to slots. ws__enter returns the caller's
+ * participant for pool (binding an outside slot if needed, waiting for one
+ * if all are taken), NULL on error; ws__leave undoes one ws__enter. */
+ws__part *ws__enter(ws_pool *pool);
+void ws__leave(ws__part *self);
+
+/* sched.c: running and finding work, waking and parking. */
+void ws__barriers_init(void); /* once per process, before the first pool */
+void ws__run(ws__part *self, ws_task *t);
+ws_task *ws__find_work(ws__part *self, bool *stole);
+void ws__push(ws__part *self, ws_task *t);
+void ws__wake_one(ws_pool *p);
+void ws__wake_part(ws__part *w);
+void ws__wake_all(ws_pool *p);
+void ws__submit_queue(ws_pool *p, ws_task *t);
+/* Runs tasks until done(arg) holds: own deque above base first, then steals;
+ * spins, yields, then parks until woken by work or by wake_part. */
+void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *arg);
+void ws__worker_loop(ws__part *self);
+
+/* dag.c */
+void ws__run_node(ws__part *self, ws_node *n);
+
+/* trace.c */
+void ws__trace_add(ws__part *self, uint64_t start, uint64_t end, const char *name);
+void ws__trace_free(ws__part *self);
+
+#endif /* WS_INTERNAL_H */
