@@ -1,0 +1,141 @@
+/* Task groups (spawn, then wait while helping) and parallel-for, which is
+ * recursive halving over groups. A group's tasks sit on its owner's deque
+ * above the bottom index the group started at; the owner takes back most of
+ * them itself and only waits for the ones thieves took. */
+#include "deque.h"
+
+int ws_group_init(ws_group *g, ws_pool *p) {
+    if (!g)
+        return WS_EINVAL;
+    g->magic = 0;
+    ws__part *self;
+    if (p) {
+        self = ws__enter(p);
+        if (!self)
+            return WS_ENOMEM;
+    } else {
+        self = ws__self;
+        if (!self)
+            return WS_ESTATE;
+        if (self->outside)
+            self->bind_depth++;
+    }
+    g->self = self;
+    g->base = atomic_load_explicit(&self->dq.bottom, memory_order_relaxed);
+    g->spawned = 0;
+    g->local_done = 0;
+    atomic_store_explicit(&g->stolen_done, 0, memory_order_relaxed);
+    g->magic = WS__GROUP_MAGIC;
+    return 0;
+}
+
+int ws_spawn(ws_group *g, ws_task *t) {
+    if (WS__UNLIKELY(!g || !t || !t->fn || g->magic != WS__GROUP_MAGIC))
+        return WS_EINVAL;
+    ws__part *self = g->self;
+    if (WS__UNLIKELY(self != ws__self))
+        return WS_ESTATE;
+    t->group = g;
+    t->dag = NULL;
+    g->spawned++;
+    ws__push(self, t);
+    return 0;
+}
+
+static bool ws__group_done(void *arg) {
+    ws_group *g = arg;
+    /* acquire: pairs with each thief's release increment, so what the
+     * stolen tasks wrote is visible when the wait returns. */
+    return g->local_done + atomic_load_explicit(&g->stolen_done, memory_order_acquire) == g->spawned;
+}
+
+int ws_group_wait(ws_group *g) {
+    if (!g || g->magic != WS__GROUP_MAGIC)
+        return WS_EINVAL;
+    ws__part *self = g->self;
+    if (self != ws__self)
+        return WS_ESTATE;
+    /* Fast path: take back our own tasks, newest first. */
+    ws_task *t;
+    while ((t = ws__deque_take_above(&self->dq, g->base)))
+        ws__run(self, t);
+    if (!ws__group_done(g))
+        ws__help_until(self, g->base, ws__group_done, g);
+    g->magic = 0;
+    ws__leave(self);
+    return 0;
+}
+
+/* ---- Parallel-for ------------------------------------------------------------------- */
+
+typedef struct ws__pfor {
+    ws_range_fn fn;
+    void *arg;
+    int64_t grain;
+} ws__pfor;
+
+typedef struct ws__pfor_task {
+    ws_task task;
+    const ws__pfor *pf;
+    int64_t lo, hi;
+} ws__pfor_task;
+
+static void ws__pfor_split(const ws__pfor *pf, int64_t lo, int64_t hi);
+
+static void ws__pfor_run(ws_task *t) {
+    ws__pfor_task *pt = (ws__pfor_task *)t;
+    ws__pfor_split(pt->pf, pt->lo, pt->hi);
+}
+
+/* Spawns the upper half until the rest is one grain, runs that, then waits:
+ * the largest halves are spawned first, so thieves take big pieces. */
+static void ws__pfor_split(const ws__pfor *pf, int64_t lo, int64_t hi) {
+    if (hi - lo <= pf->grain) {
+        pf->fn(pf->arg, lo, hi);
+        return;
+    }
+    ws__pfor_task tasks[64]; /* one per halving of a 64-bit range */
+    ws_group g;
+    ws_group_init(&g, NULL); /* cannot fail: we run on a participant */
+    int k = 0;
+    while (hi - lo > pf->grain) {
+        int64_t mid = lo + (hi - lo) / 2;
+        ws__pfor_task *pt = &tasks[k++];
+        ws_task_init(&pt->task, ws__pfor_run, NULL);
+        pt->pf = pf;
+        pt->lo = mid;
+        pt->hi = hi;
+        ws_spawn(&g, &pt->task);
+        hi = mid;
+    }
+    pf->fn(pf->arg, lo, hi);
+    ws_group_wait(&g);
+}
+
+int ws_parallel_for(ws_pool *p, int64_t begin, int64_t end, int64_t grain, ws_range_fn fn, void *arg) {
+    if (!fn || end < begin || grain < 0)
+        return WS_EINVAL;
+    /* end - begin must not overflow. */
+    if ((uint64_t)end - (uint64_t)begin > (uint64_t)INT64_MAX)
+        return WS_EINVAL;
+    if (!p) {
+        if (!ws__self)
+            return WS_ESTATE;
+        p = ws__self->pool;
+    }
+    if (begin == end)
+        return 0;
+    ws__part *self = ws__enter(p);
+    if (!self)
+        return WS_ENOMEM;
+    if (grain == 0) {
+        int64_t chunks = 8 * (int64_t)(p->nworkers + 1);
+        grain = (end - begin) / chunks;
+        if (grain < 1)
+            grain = 1;
+    }
+    ws__pfor pf = {fn, arg, grain};
+    ws__pfor_split(&pf, begin, end);
+    ws__leave(self);
+    return 0;
+}

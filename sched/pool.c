@@ -1,0 +1,350 @@
+/* The pool: creating and joining the workers, lending outside slots to
+ * threads that are not workers, fire-and-forget submission, counters and
+ * error strings. */
+#include "deque.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+    WS__MAX_THREADS = 4096,
+    WS__DEFAULT_OUTSIDE = 64,
+    WS__DEQUE_CAPACITY = 256, /* grows on demand */
+};
+
+const char *ws_strerror(int code) {
+    switch (code) {
+    case WS_OK:
+        return "success";
+#define WS__ERRNO_STR(name, code_, msg)                                                                     \
+    case WS_##name:                                                                                          \
+        return msg;
+        WS_ERRNO_MAP(WS__ERRNO_STR)
+#undef WS__ERRNO_STR
+    default:
+        return "unknown error";
+    }
+}
+
+int ws_default_num_threads(void) {
+    const char *s = getenv("AG_NUM_THREADS");
+    if (s && *s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno == 0 && *end == '\0' && v > 0 && v <= WS__MAX_THREADS)
+            return (int)v;
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        int c = CPU_COUNT(&set);
+        if (c > 0)
+            return c;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n < WS__MAX_THREADS ? n : WS__MAX_THREADS) : 1;
+}
+
+/* ---- Participants -------------------------------------------------------------- */
+
+static ws__part *ws__part_new(ws_pool *p, int index, bool outside) {
+    ws__part *w = aligned_alloc(WS__LINE, sizeof(*w));
+    if (!w)
+        return NULL;
+    memset(w, 0, sizeof(*w));
+    if (ws__deque_init(&w->dq, WS__DEQUE_CAPACITY) != 0) {
+        free(w);
+        return NULL;
+    }
+    atomic_init(&w->park, 0);
+    atomic_init(&w->tasks_run, 0);
+    atomic_init(&w->steals, 0);
+    atomic_init(&w->failed_steals, 0);
+    atomic_init(&w->parks, 0);
+    w->pool = p;
+    w->index = index;
+    w->outside = outside;
+    /* splitmix64 of the index: distinct, non-zero xorshift seeds. */
+    uint64_t z = (uint64_t)index * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    w->rng = (z ^ (z >> 31)) | 1;
+    return w;
+}
+
+static void ws__part_free(ws__part *w) {
+    if (!w)
+        return;
+    ws__deque_destroy(&w->dq);
+    ws__trace_free(w);
+    free(w);
+}
+
+static void *ws__worker_main(void *arg) {
+    ws__part *self = arg;
+    ws__self = self;
+    char name[16];
+    snprintf(name, sizeof(name), "ws-worker-%d", self->index);
+    pthread_setname_np(pthread_self(), name);
+    ws__worker_loop(self);
+    ws__self = NULL;
+    return NULL;
+}
+
+/* ---- Creation and destruction ------------------------------------------------------- */
+
+static void ws__pool_free(ws_pool *p) {
+    if (p->parts) {
+        for (int i = 0; i < p->nslots; i++)
+            ws__part_free(atomic_load_explicit(&p->parts[i], memory_order_relaxed));
+        free(p->parts);
+    }
+    free(p->in_use);
+    pthread_mutex_destroy(&p->sub_lock);
+    pthread_mutex_destroy(&p->slot_lock);
+    pthread_cond_destroy(&p->slot_cond);
+    free(p);
+}
+
+static void ws__join_workers(ws_pool *p, int started) {
+    atomic_store_explicit(&p->shutdown, true, memory_order_release);
+    ws__wake_all(p);
+    for (int i = 0; i < started; i++)
+        pthread_join(ws__part_at(p, i)->thread, NULL);
+}
+
+int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
+    if (!out)
+        return WS_EINVAL;
+    *out = NULL;
+    ws_pool_opts o = WS_POOL_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    int n = o.num_threads == WS_THREADS_DEFAULT ? ws_default_num_threads() : o.num_threads;
+    int max_outside = o.max_outside == 0 ? WS__DEFAULT_OUTSIDE : o.max_outside;
+    if (n < 0 || n > WS__MAX_THREADS || max_outside < 1 || max_outside > WS__MAX_THREADS)
+        return WS_EINVAL;
+
+    ws__barriers_init();
+    size_t size = (sizeof(ws_pool) + WS__LINE - 1) / WS__LINE * WS__LINE;
+    ws_pool *p = aligned_alloc(WS__LINE, size);
+    if (!p)
+        return WS_ENOMEM;
+    memset(p, 0, sizeof(*p));
+    p->nworkers = n;
+    p->max_outside = max_outside;
+    p->nslots = n + max_outside;
+    atomic_init(&p->nvictims, n);
+    atomic_init(&p->shutdown, false);
+    atomic_init(&p->tracing, false);
+    atomic_init(&p->trace_gen, 0);
+    atomic_init(&p->nspin, 0);
+    atomic_init(&p->nwait, 0);
+    atomic_init(&p->sub_count, 0);
+    pthread_mutex_init(&p->sub_lock, NULL);
+    pthread_mutex_init(&p->slot_lock, NULL);
+    pthread_cond_init(&p->slot_cond, NULL);
+    p->t0_ns = ws__now_ns();
+    p->parts = calloc((size_t)p->nslots, sizeof(p->parts[0]));
+    p->in_use = calloc((size_t)max_outside, sizeof(bool));
+    if (!p->parts || !p->in_use) {
+        ws__pool_free(p);
+        return WS_ENOMEM;
+    }
+    for (int i = 0; i < p->nslots; i++)
+        atomic_init(&p->parts[i], NULL);
+    for (int i = 0; i < n; i++) {
+        ws__part *w = ws__part_new(p, i, false);
+        if (!w) {
+            ws__pool_free(p);
+            return WS_ENOMEM;
+        }
+        atomic_store_explicit(&p->parts[i], w, memory_order_relaxed);
+    }
+
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (o.stack_size && pthread_attr_setstacksize(&attr, o.stack_size) != 0) {
+        pthread_attr_destroy(&attr);
+        ws__pool_free(p);
+        return WS_EINVAL;
+    }
+    /* Workers start with every signal blocked, so the application's signal
+     * handlers run on its own threads, not in the middle of a task. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int started = 0, rc = 0;
+    for (; started < n; started++) {
+        ws__part *w = ws__part_at(p, started);
+        if (pthread_create(&w->thread, &attr, ws__worker_main, w) != 0) {
+            rc = WS_EAGAIN;
+            break;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        ws__join_workers(p, started);
+        ws__pool_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int ws_pool_destroy(ws_pool *p) {
+    if (!p)
+        return WS_EINVAL;
+    if (ws__self && ws__self->pool == p)
+        return WS_ESTATE;
+    pthread_mutex_lock(&p->slot_lock);
+    int busy = p->outside_count;
+    pthread_mutex_unlock(&p->slot_lock);
+    if (busy)
+        return WS_EBUSY;
+    /* Workers drain what is queued before they see shutdown and an empty
+     * round. With no workers, run the queue here. */
+    if (p->nworkers == 0 && atomic_load_explicit(&p->sub_count, memory_order_relaxed) > 0) {
+        ws__part *self = ws__enter(p);
+        if (self) {
+            ws_task *t;
+            while ((t = ws__find_work(self, NULL)))
+                ws__run(self, t);
+            ws__leave(self);
+        }
+    }
+    ws__join_workers(p, p->nworkers);
+    ws__pool_free(p);
+    return 0;
+}
+
+int ws_pool_num_threads(const ws_pool *p) {
+    return p ? p->nworkers : WS_EINVAL;
+}
+
+int ws_pool_max_participants(const ws_pool *p) {
+    return p ? p->nslots : WS_EINVAL;
+}
+
+int ws_participant_index(void) {
+    return ws__self ? ws__self->index : -1;
+}
+
+ws_pool *ws_current_pool(void) {
+    return ws__self ? ws__self->pool : NULL;
+}
+
+/* ---- Outside threads ------------------------------------------------------------------- */
+
+ws__part *ws__enter(ws_pool *p) {
+    ws__part *self = ws__self;
+    if (self && self->pool == p) {
+        if (self->outside)
+            self->bind_depth++;
+        return self;
+    }
+    pthread_mutex_lock(&p->slot_lock);
+    /* All slots taken: wait for one. Their holders are waiting for work
+     * they can finish themselves, so one comes free. */
+    while (p->outside_count == p->max_outside)
+        pthread_cond_wait(&p->slot_cond, &p->slot_lock);
+    int i = 0;
+    while (p->in_use[i])
+        i++;
+    int index = p->nworkers + i;
+    ws__part *w = atomic_load_explicit(&p->parts[index], memory_order_relaxed);
+    if (!w) {
+        w = ws__part_new(p, index, true);
+        if (!w) {
+            pthread_mutex_unlock(&p->slot_lock);
+            return NULL;
+        }
+        /* release: thieves that load the pointer see an initialised deque. */
+        atomic_store_explicit(&p->parts[index], w, memory_order_release);
+        if (index + 1 > atomic_load_explicit(&p->nvictims, memory_order_relaxed))
+            atomic_store_explicit(&p->nvictims, index + 1, memory_order_release);
+    }
+    p->in_use[i] = true;
+    p->outside_count++;
+    pthread_mutex_unlock(&p->slot_lock);
+    w->prev_self = self;
+    w->bind_depth = 1;
+    ws__self = w;
+    return w;
+}
+
+void ws__leave(ws__part *self) {
+    if (!self->outside)
+        return;
+    if (self->bind_depth == 1) {
+        /* Leave an empty deque behind: run what this thread pushed and
+         * nobody stole (tasks it submitted, DAG nodes it made ready). */
+        ws_task *t;
+        while ((t = ws__deque_take(&self->dq)))
+            ws__run(self, t);
+    }
+    if (--self->bind_depth > 0)
+        return;
+    ws_pool *p = self->pool;
+    ws__self = self->prev_self;
+    self->prev_self = NULL;
+    pthread_mutex_lock(&p->slot_lock);
+    p->in_use[self->index - p->nworkers] = false;
+    p->outside_count--;
+    pthread_cond_signal(&p->slot_cond);
+    pthread_mutex_unlock(&p->slot_lock);
+}
+
+/* ---- Submitting and running -------------------------------------------------------------- */
+
+int ws_submit(ws_pool *p, ws_task *t) {
+    if (!p || !t || !t->fn)
+        return WS_EINVAL;
+    t->group = NULL;
+    t->dag = NULL;
+    t->next = NULL;
+    ws__part *self = ws__self;
+    if (self && self->pool == p)
+        ws__push(self, t);
+    else
+        ws__submit_queue(p, t);
+    return 0;
+}
+
+int ws_run(ws_pool *p, ws_task_fn fn, void *arg) {
+    if (!p || !fn)
+        return WS_EINVAL;
+    ws__part *self = ws__enter(p);
+    if (!self)
+        return WS_ENOMEM;
+    ws_task t = WS_TASK_INIT(fn, arg);
+    ws__run(self, &t);
+    ws__leave(self);
+    return 0;
+}
+
+/* ---- Counters ------------------------------------------------------------------------------ */
+
+int ws_pool_stats(ws_pool *p, ws_stats *out, int cap) {
+    if (!p || cap < 0 || (cap > 0 && !out))
+        return WS_EINVAL;
+    int n = atomic_load_explicit(&p->nvictims, memory_order_acquire);
+    for (int i = 0; i < n && i < cap; i++) {
+        ws__part *w = ws__part_at(p, i);
+        if (!w) {
+            memset(&out[i], 0, sizeof(out[i]));
+            continue;
+        }
+        out[i].tasks_run = atomic_load_explicit(&w->tasks_run, memory_order_relaxed);
+        out[i].steals = atomic_load_explicit(&w->steals, memory_order_relaxed);
+        out[i].failed_steals = atomic_load_explicit(&w->failed_steals, memory_order_relaxed);
+        out[i].parks = atomic_load_explicit(&w->parks, memory_order_relaxed);
+    }
+    return n;
+}

@@ -1,0 +1,421 @@
+/* The scheduling core: running a task, finding work (own deque, submission
+ * queue, random-victim steals), the eventcount idle participants park on,
+ * and the loops of workers and of threads waiting for a group or a DAG.
+ *
+ * Parking protocol (an eventcount with one futex word per participant):
+ *   waiter:   park = 1; nwait++          (prepare-wait)
+ *             heavy barrier; re-check every deque, the queue, its condition
+ *             found something: park 1 -> 0 (cancel), else park 1 -> 2 and
+ *             futex-wait while park == 2 (commit-wait)
+ *   notifier: publish the work; barrier; if nwait > 0, set some park != 0
+ *             to 0 and futex-wake it if it was 2.
+ * The barriers make it a Dekker pair: either the waiter's re-check sees the
+ * work, or the notifier sees the waiter. Pushes by the deque owner are the
+ * hot path, so their side is only a compiler barrier, and the waiter's side
+ * is membarrier(PRIVATE_EXPEDITED), which runs a full barrier on every
+ * running thread of the process (the asymmetric Dekker of liburcu and
+ * folly). Where membarrier is unavailable both sides use seq_cst fences. */
+#include "deque.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+_Thread_local ws__part *ws__self __attribute__((tls_model("initial-exec"))) = NULL;
+
+/* Idle tuning: rounds over all victims with a short pause between them,
+ * then rounds with sched_yield (so that with more threads than cores the
+ * thread holding work gets the core), then park. About 20-60 us of looking
+ * before sleeping on this machine. */
+enum { WS__SPIN_ROUNDS = 64, WS__PAUSES = 32, WS__YIELD_ROUNDS = 16 };
+
+/* ---- Time -------------------------------------------------------------------- */
+
+uint64_t ws__now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- Futex and barriers --------------------------------------------------------- */
+
+static void ws__futex_wait(_Atomic uint32_t *addr, uint32_t val) {
+    /* EINTR and EAGAIN are fine: the caller re-reads the word. */
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void ws__futex_wake(_Atomic uint32_t *addr) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static bool ws__membarrier_ok; /* written once under pthread_once */
+static pthread_once_t ws__membarrier_once = PTHREAD_ONCE_INIT;
+
+static void ws__membarrier_register(void) {
+#if WS__TSAN
+    /* TSan cannot see through membarrier; use fences (which it executes). */
+    ws__membarrier_ok = false;
+#else
+    long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    ws__membarrier_ok = q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#endif
+}
+
+void ws__barriers_init(void) {
+    pthread_once(&ws__membarrier_once, ws__membarrier_register);
+}
+
+/* The pusher's side: free when membarrier does the waiter's side. */
+static inline void ws__light_barrier(void) {
+    if (WS__LIKELY(ws__membarrier_ok))
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        WS__FENCE_SEQ_CST();
+}
+
+/* The waiter's side, before its re-check. */
+static void ws__heavy_barrier(void) {
+    WS__FENCE_SEQ_CST();
+    if (ws__membarrier_ok && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+        /* Cannot happen once registered; if it does, stop relying on it.
+         * Fences from now on on both sides keep the protocol correct. */
+        ws__membarrier_ok = false;
+    }
+}
+
+/* ---- Eventcount ----------------------------------------------------------------- */
+
+static void ws__prepare_wait(ws__part *self) {
+    atomic_store_explicit(&self->park, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&self->pool->nwait, 1, memory_order_relaxed);
+}
+
+/* Whoever moves park from non-zero to 0 (the waiter cancelling, or a
+ * notifier) owns the nwait decrement, so the count stays exact. */
+static void ws__cancel_wait(ws__part *self) {
+    uint32_t s = atomic_load_explicit(&self->park, memory_order_relaxed);
+    while (s != 0) {
+        if (atomic_compare_exchange_weak_explicit(&self->park, &s, 0, memory_order_acq_rel, memory_order_relaxed)) {
+            atomic_fetch_sub_explicit(&self->pool->nwait, 1, memory_order_relaxed);
+            return;
+        }
+    }
+}
+
+static void ws__commit_wait(ws__part *self) {
+    uint32_t s = 1;
+    if (!atomic_compare_exchange_strong_explicit(&self->park, &s, 2, memory_order_acq_rel, memory_order_acquire))
+        return; /* already woken during the re-check */
+    ws__count(&self->parks);
+    /* acquire: pairs with the notifier's CAS, so what it published before
+     * waking us is visible (the edge TSan needs, as it cannot see futexes). */
+    while (atomic_load_explicit(&self->park, memory_order_acquire) == 2)
+        ws__futex_wait(&self->park, 2);
+}
+
+/* Wakes w if it is preparing to sleep or asleep. The caller has made its
+ * news visible and executed a full fence. */
+static bool ws__wake_if_waiting(ws__part *w) {
+    uint32_t s = atomic_load_explicit(&w->park, memory_order_relaxed);
+    while (s != 0) {
+        if (atomic_compare_exchange_weak_explicit(&w->park, &s, 0, memory_order_acq_rel, memory_order_relaxed)) {
+            atomic_fetch_sub_explicit(&w->pool->nwait, 1, memory_order_relaxed);
+            if (s == 2)
+                ws__futex_wake(&w->park);
+            return true;
+        }
+    }
+    return false;
+}
+
+void ws__wake_part(ws__part *w) {
+    WS__FENCE_SEQ_CST();
+    ws__wake_if_waiting(w);
+}
+
+/* Wakes at most one sleeper: workers first (a thread parked in a wait
+ * would rather return to its caller than take unrelated work). */
+void ws__wake_one(ws_pool *p) {
+    WS__FENCE_SEQ_CST();
+    if (atomic_load_explicit(&p->nwait, memory_order_relaxed) <= 0)
+        return;
+    int n = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
+    ws__part *self = ws__self;
+    int start = self ? (int)((self->rng >> 33) % (uint64_t)(p->nworkers ? p->nworkers : 1)) : 0;
+    for (int i = 0; i < p->nworkers; i++) {
+        int v = start + i < p->nworkers ? start + i : start + i - p->nworkers;
+        if (ws__wake_if_waiting(ws__part_at(p, v)))
+            return;
+    }
+    for (int v = p->nworkers; v < n; v++) {
+        ws__part *w = ws__part_at(p, v);
+        if (w && ws__wake_if_waiting(w))
+            return;
+    }
+}
+
+void ws__wake_all(ws_pool *p) {
+    WS__FENCE_SEQ_CST();
+    int n = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
+    for (int v = 0; v < n; v++) {
+        ws__part *w = ws__part_at(p, v);
+        if (w)
+            ws__wake_if_waiting(w);
+    }
+}
+
+/* After a push by a participant: wake a sleeper if nobody is spinning (a
+ * spinner will find the task). acquire on nspin: a spinner that went to
+ * park incremented nwait before it decremented nspin (release). */
+static inline void ws__signal_work(ws_pool *p) {
+    ws__light_barrier();
+    if (atomic_load_explicit(&p->nspin, memory_order_acquire) == 0 &&
+        atomic_load_explicit(&p->nwait, memory_order_relaxed) > 0)
+        ws__wake_one(p);
+}
+
+/* ---- Pushing and the submission queue --------------------------------------------- */
+
+void ws__push(ws__part *self, ws_task *t) {
+    if (WS__UNLIKELY(!ws__deque_push(&self->dq, t))) {
+        /* The deque cannot grow (out of memory): run the task now. Same
+         * result, less parallelism, no failure to report. */
+        ws__run(self, t);
+        return;
+    }
+    ws__signal_work(self->pool);
+}
+
+void ws__submit_queue(ws_pool *p, ws_task *t) {
+    t->next = NULL;
+    pthread_mutex_lock(&p->sub_lock);
+    if (p->sub_tail)
+        p->sub_tail->next = t;
+    else
+        p->sub_head = t;
+    p->sub_tail = t;
+    atomic_store_explicit(&p->sub_count, atomic_load_explicit(&p->sub_count, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&p->sub_lock);
+    ws__wake_one(p); /* full fence inside: this side of the Dekker pair */
+}
+
+static ws_task *ws__sub_pop(ws_pool *p) {
+    if (atomic_load_explicit(&p->sub_count, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&p->sub_lock);
+    ws_task *t = p->sub_head;
+    if (t) {
+        p->sub_head = t->next;
+        if (!p->sub_head)
+            p->sub_tail = NULL;
+        atomic_store_explicit(&p->sub_count, atomic_load_explicit(&p->sub_count, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&p->sub_lock);
+    return t;
+}
+
+/* ---- Running ------------------------------------------------------------------------- */
+
+static void ws__group_stolen_done(ws_group *g, ws__part *owner) {
+    /* release: the task's effects are visible to the owner that reads the
+     * count with acquire. After this the group may be gone: only owner,
+     * read before, is used. */
+    atomic_fetch_add_explicit(&g->stolen_done, 1, memory_order_release);
+    ws__wake_part(owner); /* full fence, then wake it if it parked */
+}
+
+void ws__run(ws__part *self, ws_task *t) {
+    if (t->dag) {
+        ws__run_node(self, ws_node_of(t));
+        return;
+    }
+    /* The task may free itself: read what we need first. */
+    ws_group *g = t->group;
+    ws__part *owner = g ? g->self : NULL;
+    if (WS__UNLIKELY(atomic_load_explicit(&self->pool->tracing, memory_order_relaxed))) {
+        const char *name = t->name;
+        uint64_t start = ws__now_ns();
+        t->fn(t);
+        ws__trace_add(self, start, ws__now_ns(), name);
+    } else {
+        t->fn(t);
+    }
+    ws__count(&self->tasks_run);
+    if (g) {
+        if (owner == self)
+            g->local_done++;
+        else
+            ws__group_stolen_done(g, owner);
+    }
+}
+
+/* ---- Finding work ------------------------------------------------------------------- */
+
+static inline uint64_t ws__rand(ws__part *self) {
+    /* xorshift64*: cheap, per participant, good enough to pick victims. */
+    uint64_t x = self->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    self->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* One round: the submission queue, then every other participant once,
+ * starting at a random victim. *more is set when the victim still had work
+ * after our steal (so a spinner can hand the spinning role on). */
+static ws_task *ws__steal_round(ws__part *self, bool *more) {
+    ws_pool *p = self->pool;
+    ws_task *t = ws__sub_pop(p);
+    if (t) {
+        ws__count(&self->steals);
+        if (more)
+            *more = atomic_load_explicit(&p->sub_count, memory_order_relaxed) > 0;
+        return t;
+    }
+    int n = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
+    if (n <= 1)
+        return NULL;
+    int start = (int)((ws__rand(self) >> 32) % (uint64_t)n);
+    for (int i = 0; i < n; i++) {
+        int v = start + i < n ? start + i : start + i - n;
+        ws__part *victim = ws__part_at(p, v);
+        if (!victim || victim == self)
+            continue;
+        for (int tries = 0; tries < 2; tries++) {
+            t = ws__deque_steal(&victim->dq);
+            if (t != WS__STEAL_ABORT)
+                break;
+            ws__count(&self->failed_steals);
+        }
+        if (t && t != WS__STEAL_ABORT) {
+            ws__count(&self->steals);
+            if (more)
+                *more = ws__deque_size_hint(&victim->dq) > 0;
+            return t;
+        }
+        if (!t)
+            ws__count(&self->failed_steals);
+    }
+    return NULL;
+}
+
+ws_task *ws__find_work(ws__part *self, bool *more) {
+    ws_task *t = ws__deque_take(&self->dq);
+    if (t) {
+        if (more)
+            *more = false;
+        return t;
+    }
+    return ws__steal_round(self, more);
+}
+
+static void ws__pause(void) {
+    for (int i = 0; i < WS__PAUSES; i++)
+        ws__cpu_relax();
+}
+
+/* ---- Workers ------------------------------------------------------------------------- */
+
+/* Looks for work with the worker counted as spinning; parks when there is
+ * none. Returns a task, or NULL at shutdown. */
+static ws_task *ws__idle(ws__part *self) {
+    ws_pool *p = self->pool;
+    atomic_fetch_add_explicit(&p->nspin, 1, memory_order_relaxed);
+    for (;;) {
+        for (int round = 0; round < WS__SPIN_ROUNDS + WS__YIELD_ROUNDS; round++) {
+            bool more = false;
+            ws_task *t = ws__steal_round(self, &more);
+            if (t) {
+                /* The last spinner to find work wakes a sleeper if work is
+                 * left, so there is again someone looking for it. */
+                if (atomic_fetch_sub_explicit(&p->nspin, 1, memory_order_acq_rel) == 1 && more)
+                    ws__wake_one(p);
+                return t;
+            }
+            if (atomic_load_explicit(&p->shutdown, memory_order_acquire)) {
+                atomic_fetch_sub_explicit(&p->nspin, 1, memory_order_relaxed);
+                return NULL;
+            }
+            if (round < WS__SPIN_ROUNDS)
+                ws__pause();
+            else
+                sched_yield();
+        }
+        ws__prepare_wait(self);
+        /* release: a pusher that sees nspin drop (acquire) also sees nwait. */
+        atomic_fetch_sub_explicit(&p->nspin, 1, memory_order_release);
+        ws__heavy_barrier();
+        bool more = false;
+        ws_task *t = ws__steal_round(self, &more);
+        if (t || atomic_load_explicit(&p->shutdown, memory_order_acquire)) {
+            ws__cancel_wait(self);
+            if (t && more)
+                ws__wake_one(p);
+            return t;
+        }
+        ws__commit_wait(self);
+        atomic_fetch_add_explicit(&p->nspin, 1, memory_order_relaxed);
+    }
+}
+
+void ws__worker_loop(ws__part *self) {
+    for (;;) {
+        ws_task *t = ws__deque_take(&self->dq);
+        if (!t)
+            t = ws__idle(self);
+        if (!t)
+            return;
+        ws__run(self, t);
+    }
+}
+
+/* ---- Waiting threads ------------------------------------------------------------------ */
+
+void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *arg) {
+    int idle = 0;
+    while (!done(arg)) {
+        ws_task *t = ws__deque_take_above(&self->dq, base);
+        if (!t)
+            t = ws__steal_round(self, NULL);
+        if (t) {
+            ws__run(self, t);
+            idle = 0;
+            continue;
+        }
+        idle++;
+        if (idle <= WS__SPIN_ROUNDS) {
+            ws__pause();
+            continue;
+        }
+        if (idle <= WS__SPIN_ROUNDS + WS__YIELD_ROUNDS) {
+            sched_yield();
+            continue;
+        }
+        /* Park until the condition holds (the thread that makes it true
+         * wakes this participant) or new work appears. */
+        ws__prepare_wait(self);
+        ws__heavy_barrier();
+        if (done(arg)) {
+            ws__cancel_wait(self);
+            break;
+        }
+        t = ws__steal_round(self, NULL);
+        if (t) {
+            ws__cancel_wait(self);
+            ws__run(self, t);
+        } else {
+            ws__commit_wait(self);
+        }
+        idle = 0;
+    }
+}
