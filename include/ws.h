@@ -36,11 +36,11 @@ extern "C" {
 #endif
 
 /* Error codes: one table drives the enum and ws_strerror(). */
-#define WS_ERRNO_MAP(X)                                                        \
-    X(EINVAL, -1, "invalid argument")                                          \
-    X(ENOMEM, -2, "out of memory")                                             \
-    X(EAGAIN, -3, "cannot create a thread")                                    \
-    X(ESTATE, -4, "wrong thread or state for this call")                       \
+#define WS_ERRNO_MAP(X)                                                                                                \
+    X(EINVAL, -1, "invalid argument")                                                                                  \
+    X(ENOMEM, -2, "out of memory")                                                                                     \
+    X(EAGAIN, -3, "cannot create a thread")                                                                            \
+    X(ESTATE, -4, "wrong thread or state for this call")                                                               \
     X(EBUSY, -5, "pool still in use by an outside thread")
 
 enum {
@@ -48,7 +48,7 @@ enum {
 #define WS__ERRNO_ENUM(name, code, msg) WS_##name = (code),
     WS_ERRNO_MAP(WS__ERRNO_ENUM)
 #undef WS__ERRNO_ENUM
-    WS_ERRNO_COUNT = 6
+        WS_ERRNO_COUNT = 6
 };
 
 WS_EXPORT const char *ws_strerror(int code); /* static text; "unknown error" */
@@ -72,7 +72,8 @@ typedef struct ws_pool_opts {
     size_t stack_size; /* of each worker; 0: the pthread default */
 } ws_pool_opts;
 
-#define WS_POOL_OPTS_INIT {WS_THREADS_DEFAULT, 0, 0}
+#define WS_POOL_OPTS_INIT                                                                                              \
+    { WS_THREADS_DEFAULT, 0, 0 }
 
 /* The default worker count: AG_NUM_THREADS, else the cores we may run on. */
 WS_EXPORT int ws_default_num_threads(void);
@@ -117,7 +118,8 @@ struct ws_task {
     ws_task *next;   /* link in the submission queue */
 };
 
-#define WS_TASK_INIT(fn_, arg_) {(fn_), (arg_), NULL, NULL, NULL, NULL}
+#define WS_TASK_INIT(fn_, arg_)                                                                                        \
+    { (fn_), (arg_), NULL, NULL, NULL, NULL }
 
 static inline void ws_task_init(ws_task *t, ws_task_fn fn, void *arg) {
     t->fn = fn;
@@ -161,8 +163,8 @@ struct ws_group {
     struct ws__part *self; /* the participant that owns the group */
     int64_t base;          /* owner's deque bottom at init */
     int64_t spawned;
-    int64_t local_done;            /* run by the owner itself */
-    _Atomic int64_t stolen_done;   /* run by thieves: release by each thief */
+    int64_t local_done;          /* run by the owner itself */
+    _Atomic int64_t stolen_done; /* run by thieves: release by each thief */
 };
 
 /* pool NULL: the pool the calling thread is working for (WS_ESTATE if none). */
@@ -178,8 +180,7 @@ WS_EXPORT int ws_group_wait(ws_group *g);
  * participant). Runs on the pool the caller is working for, or pool; the
  * caller works too and returns when every chunk is done. Nests inside tasks. */
 typedef void (*ws_range_fn)(void *arg, int64_t lo, int64_t hi);
-WS_EXPORT int ws_parallel_for(ws_pool *pool, int64_t begin, int64_t end, int64_t grain, ws_range_fn fn,
-                              void *arg);
+WS_EXPORT int ws_parallel_for(ws_pool *pool, int64_t begin, int64_t end, int64_t grain, ws_range_fn fn, void *arg);
 
 /* ---- Dependency-counted DAGs ------------------------------------------------------
  * Each node has a join counter of its predecessors. When a node's function
@@ -203,10 +204,10 @@ struct ws_dag {
     /* private */
     uint32_t magic;
     ws_pool *pool;
-    int64_t nnodes;                /* set up by ws_node_init, before the run */
-    struct ws__part *waiter;       /* the thread in ws_dag_run */
-    _Atomic int64_t pending;       /* nodes not yet done in this run */
-    _Atomic int running;           /* one ws_dag_run at a time */
+    int64_t nnodes;          /* set up by ws_node_init, before the run */
+    struct ws__part *waiter; /* the thread in ws_dag_run */
+    _Atomic int64_t pending; /* nodes not yet done in this run */
+    _Atomic int running;     /* one ws_dag_run at a time */
 };
 
 struct ws_node {
@@ -219,9 +220,7 @@ struct ws_node {
     _Atomic int32_t join; /* predecessors not yet done in this run */
 };
 
-static inline ws_node *ws_node_of(ws_task *t) {
-    return (ws_node *)(void *)((char *)t - offsetof(ws_node, task));
-}
+static inline ws_node *ws_node_of(ws_task *t) { return (ws_node *)(void *)((char *)t - offsetof(ws_node, task)); }
 
 WS_EXPORT int ws_dag_init(ws_dag *d, ws_pool *pool);
 /* Before ws_dag_run (or between runs). npred >= 0; clears succ/nsucc. */

@@ -134,8 +134,7 @@ int ws_dag_run(ws_dag *d, ws_node *const *roots, int nroots) {
     if (nroots == 0)
         return WS_EINVAL;
     int expected = 0;
-    if (!atomic_compare_exchange_strong_explicit(&d->running, &expected, 1, memory_order_acquire,
-                                                 memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(&d->running, &expected, 1, memory_order_acquire, memory_order_relaxed))
         return WS_ESTATE;
     ws__part *self = ws__enter(d->pool);
     if (!self) {

@@ -99,16 +99,14 @@ static inline ws_task *ws__deque_steal(ws__deque *q) {
      * pairs with the release store of a grown array. */
     ws__array *a = atomic_load_explicit(&q->array, memory_order_acquire);
     ws_task *x = atomic_load_explicit(&a->slot[t & a->mask], memory_order_relaxed);
-    if (!atomic_compare_exchange_strong_explicit(&q->top, &t, t + 1, memory_order_seq_cst,
-                                                 memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(&q->top, &t, t + 1, memory_order_seq_cst, memory_order_relaxed))
         return WS__STEAL_ABORT;
     return x;
 }
 
 /* Any thread: a hint only (may be stale or briefly negative). */
 static inline int64_t ws__deque_size_hint(ws__deque *q) {
-    return atomic_load_explicit(&q->bottom, memory_order_relaxed) -
-           atomic_load_explicit(&q->top, memory_order_relaxed);
+    return atomic_load_explicit(&q->bottom, memory_order_relaxed) - atomic_load_explicit(&q->top, memory_order_relaxed);
 }
 
 #endif /* WS_DEQUE_H */

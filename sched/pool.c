@@ -21,8 +21,8 @@ const char *ws_strerror(int code) {
     switch (code) {
     case WS_OK:
         return "success";
-#define WS__ERRNO_STR(name, code_, msg)                                                                     \
-    case WS_##name:                                                                                          \
+#define WS__ERRNO_STR(name, code_, msg)                                                                                \
+    case WS_##name:                                                                                                    \
         return msg;
         WS_ERRNO_MAP(WS__ERRNO_STR)
 #undef WS__ERRNO_STR
@@ -224,21 +224,13 @@ int ws_pool_destroy(ws_pool *p) {
     return 0;
 }
 
-int ws_pool_num_threads(const ws_pool *p) {
-    return p ? p->nworkers : WS_EINVAL;
-}
+int ws_pool_num_threads(const ws_pool *p) { return p ? p->nworkers : WS_EINVAL; }
 
-int ws_pool_max_participants(const ws_pool *p) {
-    return p ? p->nslots : WS_EINVAL;
-}
+int ws_pool_max_participants(const ws_pool *p) { return p ? p->nslots : WS_EINVAL; }
 
-int ws_participant_index(void) {
-    return ws__self ? ws__self->index : -1;
-}
+int ws_participant_index(void) { return ws__self ? ws__self->index : -1; }
 
-ws_pool *ws_current_pool(void) {
-    return ws__self ? ws__self->pool : NULL;
-}
+ws_pool *ws_current_pool(void) { return ws__self ? ws__self->pool : NULL; }
 
 /* ---- Outside threads ------------------------------------------------------------------- */
 

@@ -68,9 +68,7 @@ static void ws__membarrier_register(void) {
 #endif
 }
 
-void ws__barriers_init(void) {
-    pthread_once(&ws__membarrier_once, ws__membarrier_register);
-}
+void ws__barriers_init(void) { pthread_once(&ws__membarrier_once, ws__membarrier_register); }
 
 /* The pusher's side: free when membarrier does the waiter's side. */
 static inline void ws__light_barrier(void) {

@@ -105,11 +105,11 @@ typedef struct ws__part {
     int index;
     bool outside;
     uint64_t rng;
-    ws_node *keep;    /* the successor this thread runs next */
-    int node_depth;   /* DAG nodes running on this thread's stack */
-    int bind_depth;   /* outside slot: nested entries of its thread */
+    ws_node *keep;              /* the successor this thread runs next */
+    int node_depth;             /* DAG nodes running on this thread's stack */
+    int bind_depth;             /* outside slot: nested entries of its thread */
     struct ws__part *prev_self; /* outside slot: its thread's previous binding */
-    pthread_t thread; /* worker */
+    pthread_t thread;           /* worker */
     /* Trace buffer: appended by the participant, read by ws_trace_write
      * while the pool is quiescent. */
     ws__trace_ev *trace;
