@@ -2,8 +2,9 @@
  * yet done; the thread that brings it to zero keeps the node and runs it as
  * soon as the current one returns (keep-one-successor), pushing any other
  * ready node on its deque. A chain therefore runs on one thread with no
- * deque traffic, and a run's completion count is decremented once per chain,
- * not once per node. */
+ * deque traffic. A thread counts the nodes it finishes and subtracts them
+ * from the run's pending count in one go when it turns to other work, so
+ * the shared counter is touched about once per steal, not once per node. */
 #include "deque.h"
 
 int ws_dag_init(ws_dag *d, ws_pool *p) {
@@ -74,14 +75,26 @@ int ws_node_release(ws_node *n) {
     return ws__release(n);
 }
 
-/* k nodes of d are done. */
-static void ws__dag_done(ws_dag *d, int64_t k) {
+void ws__dag_flush_slow(ws__part *self) {
+    ws_dag *d = self->done_dag;
+    int64_t k = self->done_count;
+    self->done_dag = NULL;
+    self->done_count = 0;
     /* Read before the decrement: once pending hits zero the caller of
      * ws_dag_run may return and d may be gone. */
     ws__part *waiter = d->waiter;
     /* acq_rel: the waiter's final acquire load sees every node's effects. */
     if (atomic_fetch_sub_explicit(&d->pending, k, memory_order_acq_rel) == k)
         ws__wake_part(waiter);
+}
+
+/* k more nodes of d are done on this thread. */
+static void ws__dag_done(ws__part *self, ws_dag *d, int64_t k) {
+    if (self->done_dag != d) {
+        ws__dag_flush(self);
+        self->done_dag = d;
+    }
+    self->done_count += k;
 }
 
 void ws__run_node(ws__part *self, ws_node *n) {
@@ -107,7 +120,7 @@ void ws__run_node(ws__part *self, ws_node *n) {
         done++;
         ws_node *next = self->keep;
         if (next && next->task.dag != d) {
-            ws__dag_done(d, done);
+            ws__dag_done(self, d, done);
             done = 0;
             d = next->task.dag;
         }
@@ -115,7 +128,7 @@ void ws__run_node(ws__part *self, ws_node *n) {
     }
     self->keep = saved;
     self->node_depth--;
-    ws__dag_done(d, done);
+    ws__dag_done(self, d, done);
 }
 
 static bool ws__dag_finished(void *arg) {
@@ -149,8 +162,9 @@ int ws_dag_run(ws_dag *d, ws_node *const *roots, int nroots) {
         ws__push(self, &roots[i]->task);
     ws__run_node(self, roots[0]);
     ws_task *t;
-    while (!ws__dag_finished(d) && (t = ws__deque_take_above(&self->dq, base)))
+    while ((t = ws__deque_take_above(&self->dq, base)))
         ws__run(self, t);
+    ws__dag_flush(self);
     if (!ws__dag_finished(d))
         ws__help_until(self, base, ws__dag_finished, d);
     atomic_store_explicit(&d->running, 0, memory_order_release);

@@ -59,6 +59,7 @@ int ws_group_wait(ws_group *g) {
     ws_task *t;
     while ((t = ws__deque_take_above(&self->dq, g->base)))
         ws__run(self, t);
+    ws__dag_flush(self); /* nodes run here are counted before we go on */
     if (!ws__group_done(g))
         ws__help_until(self, g->base, ws__group_done, g);
     g->magic = 0;

@@ -216,6 +216,7 @@ int ws_pool_destroy(ws_pool *p) {
             ws_task *t;
             while ((t = ws__find_work(self, NULL)))
                 ws__run(self, t);
+            ws__dag_flush(self);
             ws__leave(self);
         }
     }
@@ -280,6 +281,7 @@ void ws__leave(ws__part *self) {
         ws_task *t;
         while ((t = ws__deque_take(&self->dq)))
             ws__run(self, t);
+        ws__dag_flush(self);
     }
     if (--self->bind_depth > 0)
         return;

@@ -186,6 +186,7 @@ void ws__push(ws__part *self, ws_task *t) {
         /* The deque cannot grow (out of memory): run the task now. Same
          * result, less parallelism, no failure to report. */
         ws__run(self, t);
+        ws__dag_flush(self); /* back to the caller's code */
         return;
     }
     ws__signal_work(self->pool);
@@ -232,6 +233,8 @@ static void ws__group_stolen_done(ws_group *g, ws__part *owner) {
 }
 
 void ws__run(ws__part *self, ws_task *t) {
+    if (self->done_dag && t->dag != self->done_dag)
+        ws__dag_flush_slow(self);
     if (t->dag) {
         ws__run_node(self, ws_node_of(t));
         return;
@@ -369,8 +372,10 @@ static ws_task *ws__idle(ws__part *self) {
 void ws__worker_loop(ws__part *self) {
     for (;;) {
         ws_task *t = ws__deque_take(&self->dq);
-        if (!t)
+        if (!t) {
+            ws__dag_flush(self);
             t = ws__idle(self);
+        }
         if (!t)
             return;
         ws__run(self, t);
@@ -381,10 +386,13 @@ void ws__worker_loop(ws__part *self) {
 
 void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *arg) {
     int idle = 0;
+    ws__dag_flush(self);
     while (!done(arg)) {
         ws_task *t = ws__deque_take_above(&self->dq, base);
-        if (!t)
+        if (!t) {
+            ws__dag_flush(self);
             t = ws__steal_round(self, NULL);
+        }
         if (t) {
             ws__run(self, t);
             idle = 0;
@@ -416,4 +424,5 @@ void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *ar
         }
         idle = 0;
     }
+    ws__dag_flush(self); /* back to the caller's code */
 }

@@ -105,8 +105,12 @@ typedef struct ws__part {
     int index;
     bool outside;
     uint64_t rng;
-    ws_node *keep;              /* the successor this thread runs next */
-    int node_depth;             /* DAG nodes running on this thread's stack */
+    ws_node *keep;  /* the successor this thread runs next */
+    int node_depth; /* DAG nodes running on this thread's stack */
+    /* Nodes of done_dag this thread has finished but not yet subtracted
+     * from its pending count (see ws__dag_flush). */
+    ws_dag *done_dag;
+    int64_t done_count;
     int bind_depth;             /* outside slot: nested entries of its thread */
     struct ws__part *prev_self; /* outside slot: its thread's previous binding */
     pthread_t thread;           /* worker */
@@ -199,6 +203,14 @@ void ws__worker_loop(ws__part *self);
 
 /* dag.c */
 void ws__run_node(ws__part *self, ws_node *n);
+/* Publishes this thread's finished-node count. Called whenever the thread
+ * turns from the DAG's nodes to anything else, so a count is only held
+ * back while its holder is still running that DAG's nodes. */
+void ws__dag_flush_slow(ws__part *self);
+static inline void ws__dag_flush(ws__part *self) {
+    if (self->done_dag)
+        ws__dag_flush_slow(self);
+}
 
 /* trace.c */
 void ws__trace_add(ws__part *self, uint64_t start, uint64_t end, const char *name);
