@@ -98,8 +98,7 @@ static void *thief_main(void *arg) {
     }
 }
 
-static void test_owner_and_thieves(void **state) {
-    (void)state;
+static void owner_and_thieves(int64_t capacity) {
     race r;
     r.n = WS_SCALED(1000000, 50000);
     r.base = calloc((size_t)r.n, sizeof(uint64_t));
@@ -107,8 +106,7 @@ static void test_owner_and_thieves(void **state) {
     assert_non_null(r.base);
     assert_non_null(r.taken);
     atomic_init(&r.owner_done, false);
-    /* Start tiny so the array grows many times while thieves read it. */
-    assert_int_equal(ws__deque_init(&r.q, 2), 0);
+    assert_int_equal(ws__deque_init(&r.q, capacity), 0);
     thief th[NTHIEVES];
     for (int i = 0; i < NTHIEVES; i++) {
         th[i] = (thief){.r = &r};
@@ -150,6 +148,15 @@ static void test_owner_and_thieves(void **state) {
     ws__deque_destroy(&r.q);
     free(r.base);
     free(r.taken);
+}
+
+static void test_owner_and_thieves(void **state) {
+    (void)state;
+    /* Tiny: the array grows many times while thieves read the old ones. */
+    owner_and_thieves(2);
+    /* Large: the deque stays short and the owner often races thieves for
+     * the last task. */
+    owner_and_thieves(1 << 20);
 }
 
 int main(int argc, char **argv) {

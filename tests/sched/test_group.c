@@ -84,7 +84,8 @@ static void test_fib_oversubscribed(void **state) {
     /* 16 workers on however few cores: must complete, and spinning thieves
      * must yield to the threads holding the work. */
     int n = WS_TEST_SCALE > 1 ? 20 : 27;
-    check_fib(16, n, 3);
+    check_fib(16, n, 5);
+    check_fib(32, n, 3);
 }
 
 /* ---- Spawning many, nesting ------------------------------------------------------------ */

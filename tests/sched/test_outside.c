@@ -156,12 +156,12 @@ static void run_users(int nworkers, int max_outside, int nusers, int iters) {
 
 static void test_many_outside_threads(void **state) {
     (void)state;
-    run_users(2, 64, 8, WS_SCALED(40, 4));
+    run_users(2, 64, 8, WS_SCALED(100, 8));
 }
 
 static void test_fewer_slots_than_threads(void **state) {
     (void)state;
-    run_users(1, 2, 8, WS_SCALED(20, 3));
+    run_users(1, 2, 8, WS_SCALED(50, 5));
 }
 
 static void test_no_workers_many_threads(void **state) {

@@ -126,8 +126,9 @@ static void test_completion_wakes_owner(void **state) {
     int iters = WS_SCALED(600, 60);
     int stolen = 0;
     for (int i = 0; i < iters; i++) {
-        /* Long enough, often, for the waiting owner to give up spinning. */
-        slow s = {.us = pick_delay_us(&seed) % 1500 + 1};
+        /* Long enough, often, for the waiting owner to give up spinning;
+         * every tenth surely (spinning is slow under sanitizers). */
+        slow s = {.us = i % 10 == 0 ? 20000 : pick_delay_us(&seed) % 1500 + 1};
         ws_task_init(&s.task, slow_fn, NULL);
         uint64_t before = steals_of(p, 0);
         ws_group g;
