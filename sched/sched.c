@@ -54,17 +54,20 @@ static void ws__futex_wake(_Atomic uint32_t *addr) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-static bool ws__membarrier_ok; /* written once under pthread_once */
+/* Set once under pthread_once; cleared if membarrier ever fails. Read on
+ * every push, relaxed: a plain load. */
+static _Atomic bool ws__membarrier_ok;
 static pthread_once_t ws__membarrier_once = PTHREAD_ONCE_INIT;
 
 static void ws__membarrier_register(void) {
 #if WS__TSAN
     /* TSan cannot see through membarrier; use fences (which it executes). */
-    ws__membarrier_ok = false;
+    atomic_store_explicit(&ws__membarrier_ok, false, memory_order_relaxed);
 #else
     long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    ws__membarrier_ok = q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-                        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    bool ok = q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+              syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    atomic_store_explicit(&ws__membarrier_ok, ok, memory_order_relaxed);
 #endif
 }
 
@@ -72,7 +75,7 @@ void ws__barriers_init(void) { pthread_once(&ws__membarrier_once, ws__membarrier
 
 /* The pusher's side: free when membarrier does the waiter's side. */
 static inline void ws__light_barrier(void) {
-    if (WS__LIKELY(ws__membarrier_ok))
+    if (WS__LIKELY(atomic_load_explicit(&ws__membarrier_ok, memory_order_relaxed)))
         atomic_signal_fence(memory_order_seq_cst);
     else
         WS__FENCE_SEQ_CST();
@@ -81,10 +84,13 @@ static inline void ws__light_barrier(void) {
 /* The waiter's side, before its re-check. */
 static void ws__heavy_barrier(void) {
     WS__FENCE_SEQ_CST();
-    if (ws__membarrier_ok && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    if (atomic_load_explicit(&ws__membarrier_ok, memory_order_relaxed) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
         /* Cannot happen once registered; if it does, stop relying on it.
-         * Fences from now on on both sides keep the protocol correct. */
-        ws__membarrier_ok = false;
+         * A push that read the old flag skipped its fence; the waiter that
+         * missed it still has its own full fence, and that push's owner
+         * runs the task itself if nobody else does. */
+        atomic_store_explicit(&ws__membarrier_ok, false, memory_order_relaxed);
     }
 }
 
