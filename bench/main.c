@@ -31,7 +31,7 @@ typedef struct options {
     bool quick, list;
     const char *workloads, *impls, *json;
     int threads[MAX_THREADS], nthreads;
-    int reps, warmup;
+    int reps, warmup, settle_ms;
     int64_t work, grain;
     struct {
         char name[32];
@@ -87,6 +87,8 @@ static void usage(FILE *f) {
           "  --threads 1,2,8      thread counts, the calling thread included (default 1,2,8)\n"
           "  --reps N             timed repetitions per measurement, median reported (default 11)\n"
           "  --warmup N           untimed runs first (default 2)\n"
+          "  --settle MS          pause before each run, so the threads of the one before\n"
+          "                       (libgomp's spin after a parallel region) are asleep (default 20)\n"
           "  --size NAME=N        size of a workload (repeatable), e.g. --size fib=30\n"
           "  --work N             busy iterations per DAG node (default: tree/chain 0, random 100)\n"
           "  --grain N            parallel-for grain (default 4096)\n"
@@ -98,6 +100,7 @@ static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof(*o));
     o->reps = -1;
     o->warmup = -1;
+    o->settle_ms = -1;
     o->work = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -123,6 +126,8 @@ static int parse_args(int argc, char **argv, options *o) {
             o->reps = (int)x, i++;
         } else if (!strcmp(a, "--warmup") && parse_int(v, 0, 100000, &x)) {
             o->warmup = (int)x, i++;
+        } else if (!strcmp(a, "--settle") && parse_int(v, 0, 10000, &x)) {
+            o->settle_ms = (int)x, i++;
         } else if (!strcmp(a, "--work") && parse_int(v, 0, INT64_MAX, &x)) {
             o->work = x, i++;
         } else if (!strcmp(a, "--grain") && parse_int(v, 1, INT64_MAX, &x)) {
@@ -164,6 +169,8 @@ static int parse_args(int argc, char **argv, options *o) {
         o->reps = o->quick ? 3 : 11;
     if (o->warmup < 0)
         o->warmup = o->quick ? 1 : 2;
+    if (o->settle_ms < 0)
+        o->settle_ms = o->quick ? 1 : 20;
     return 0;
 }
 
@@ -202,6 +209,8 @@ static void measure_together(const options *o, config *c, int nc, result *out) {
                 continue;
             if (x->w->reset)
                 x->w->reset(x->state);
+            struct timespec settle = {o->settle_ms / 1000, (long)(o->settle_ms % 1000) * 1000000};
+            nanosleep(&settle, NULL);
             double t0 = now_ms();
             int rc = x->w->run(x->state, &x->bp);
             double dt = now_ms() - t0;
@@ -357,8 +366,8 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    printf("agrad-bench: %ld cores online, compiler %s, reps %d (median), warm-up %d%s\n",
-           sysconf(_SC_NPROCESSORS_ONLN), __VERSION__, o.reps, o.warmup, o.quick ? ", quick" : "");
+    printf("agrad-bench: %ld cores online, compiler %s, reps %d (median), warm-up %d, settle %d ms%s\n",
+           sysconf(_SC_NPROCESSORS_ONLN), __VERSION__, o.reps, o.warmup, o.settle_ms, o.quick ? ", quick" : "");
     printf("threads = threads doing work; ws uses threads-1 workers plus the calling thread\n\n");
     printf("%-8s %-8s %7s %11s %11s %11s %12s\n", "workload", "impl", "threads", "size", "median ms", "min ms",
            "ns/task");
