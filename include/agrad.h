@@ -240,6 +240,16 @@ AG_EXPORT int ag_get_num_threads(void);
 AG_EXPORT void ag_set_deterministic(bool on);
 AG_EXPORT bool ag_is_deterministic(void);
 
+/* What runs the nodes of a multithreaded backward. AG_EXECUTOR_WS (the
+ * default) is agrad's work-stealing pool; AG_EXECUTOR_OPENMP runs the same
+ * graph as OpenMP tasks with depend clauses, for comparison. The initial
+ * value comes from the AG_EXECUTOR environment variable ("ws" or "openmp").
+ * ag_set_executor returns AG_EUNSUPPORTED for OpenMP in a build without
+ * OpenMP. */
+typedef enum ag_executor { AG_EXECUTOR_WS = 0, AG_EXECUTOR_OPENMP = 1 } ag_executor;
+AG_EXPORT int ag_set_executor(ag_executor e);
+AG_EXPORT ag_executor ag_get_executor(void);
+
 #ifdef __cplusplus
 }
 #endif

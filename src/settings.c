@@ -45,3 +45,34 @@ int ag_get_num_threads(void) {
 
 void ag_set_deterministic(bool on) { atomic_store_explicit(&ag__deterministic, on, memory_order_relaxed); }
 bool ag_is_deterministic(void) { return atomic_load_explicit(&ag__deterministic, memory_order_relaxed); }
+
+/* -1: not read yet from AG_EXECUTOR. */
+static _Atomic int ag__executor = -1;
+
+int ag_set_executor(ag_executor e) {
+    if (e != AG_EXECUTOR_WS && e != AG_EXECUTOR_OPENMP)
+        return ag__error(AG_EINVAL, "ag_set_executor: unknown executor %d", (int)e);
+#ifndef _OPENMP
+    if (e == AG_EXECUTOR_OPENMP)
+        return ag__error(AG_EUNSUPPORTED, "ag_set_executor: this build of agrad has no OpenMP");
+#endif
+    atomic_store_explicit(&ag__executor, (int)e, memory_order_relaxed);
+    return 0;
+}
+
+ag_executor ag_get_executor(void) {
+    int e = atomic_load_explicit(&ag__executor, memory_order_relaxed);
+    if (AG__LIKELY(e >= 0))
+        return (ag_executor)e;
+    const char *env = getenv("AG_EXECUTOR");
+    e = AG_EXECUTOR_WS;
+#ifdef _OPENMP
+    if (env && strcmp(env, "openmp") == 0)
+        e = AG_EXECUTOR_OPENMP;
+#else
+    (void)env;
+#endif
+    int expected = -1;
+    atomic_compare_exchange_strong_explicit(&ag__executor, &expected, e, memory_order_relaxed, memory_order_relaxed);
+    return (ag_executor)atomic_load_explicit(&ag__executor, memory_order_relaxed);
+}
