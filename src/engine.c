@@ -1,13 +1,14 @@
 /* The backward engine: discovery of the nodes reachable from the root with
- * dependency counts, then execution in PyTorch's order (ready nodes latest
- * created first, AccumulateGrad first of all), with input buffers, tensor
- * hooks, retain_grad, AccumulateGrad and the release of saved tensors.
+ * dependency counts, then execution. A graph with parallelism among its
+ * interior nodes, or any graph in deterministic mode, runs on several
+ * threads (engine_par.c). Otherwise it runs here on the calling thread in
+ * PyTorch's order (ready nodes latest created first, AccumulateGrad first of
+ * all), with input buffers, tensor hooks, retain_grad, AccumulateGrad and
+ * the release of saved tensors.
  *
- * Per-backward state lives in a task owned by the calling thread; nested
- * backward calls (from a hook) get a task of their own. The task's arrays and
- * its scratch context are kept between calls, so a repeated backward of a
- * same-shaped graph makes no heap calls once warm. */
-#include "internal.h"
+ * Per-backward state lives in a task owned by the calling thread (engine.h);
+ * nested backward calls (from a hook) get a task of their own. */
+#include "engine.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -15,31 +16,12 @@
 
 #define AG__MAX_NESTING 8
 
-typedef struct ag__task {
-    /* per-node state, indexed by discovery order */
-    ag_node **nodes;
-    int32_t *deps;     /* incoming edges from reachable nodes not yet delivered */
-    ag_tensor **bufs;  /* input buffer: the node's accumulated output gradient */
-    int32_t *edge_off; /* node i's edges are edges[edge_off[i] ...], num_next of them */
-    size_t n, cap;
-    int32_t *edges; /* target index of each edge, -1 where no gradient flows */
-    size_t nedges, ecap;
-    /* node -> index, open addressing; hcap is a power of two */
-    ag_node **hkeys;
-    int32_t *hvals;
-    size_t hcap;
-    /* ready nodes: a max-heap on seq */
-    int32_t *heap;
-    size_t heap_n;
-    ag_ctx *scratch; /* gradients and temporaries of this backward */
-} ag__task;
-
 static _Thread_local ag__task ag__tasks[AG__MAX_NESTING];
 static _Thread_local int ag__depth;
 
 /* ---- Growable arrays (counted heap calls) ------------------------------------ */
 
-static void *ag__grow(void *old, size_t old_bytes, size_t new_bytes) {
+void *ag__grow(void *old, size_t old_bytes, size_t new_bytes) {
     void *p = ag__chunk_alloc(new_bytes);
     if (!p)
         return NULL;
@@ -176,7 +158,7 @@ static void ag__task_clear(ag__task *t) {
 
 static inline bool ag__before(const ag__task *t, int32_t a, int32_t b) { return t->nodes[a]->seq > t->nodes[b]->seq; }
 
-static void ag__heap_push(ag__task *t, int32_t i) {
+void ag__heap_push(ag__task *t, int32_t i) {
     size_t k = t->heap_n++;
     while (k > 0) {
         size_t parent = (k - 1) / 2;
@@ -188,7 +170,7 @@ static void ag__heap_push(ag__task *t, int32_t i) {
     t->heap[k] = i;
 }
 
-static int32_t ag__heap_pop(ag__task *t) {
+int32_t ag__heap_pop(ag__task *t) {
     int32_t top = t->heap[0];
     int32_t last = t->heap[--t->heap_n];
     size_t k = 0, n = t->heap_n;
@@ -226,7 +208,7 @@ static pthread_mutex_t *ag__grad_lock(const ag_tensor *t) {
     return &ag__grad_locks[ag__hash_ptr(t, AG__GRAD_LOCKS - 1)];
 }
 
-static void ag__add_into(ag_tensor *dst, const ag_tensor *src) {
+void ag__add_into(ag_tensor *dst, const ag_tensor *src) {
     int64_t n = dst->numel;
     if (dst->dtype == AG_FLOAT32) {
         float *d = dst->data;
@@ -243,7 +225,7 @@ static void ag__add_into(ag_tensor *dst, const ag_tensor *src) {
 
 /* grad (shape and dtype of `owner`) added into owner->grad, which is created
  * in owner's context when absent. */
-static int ag__accumulate(ag_tensor *owner, const ag_tensor *grad) {
+int ag__accumulate(ag_tensor *owner, const ag_tensor *grad) {
     pthread_mutex_t *lock = ag__grad_lock(owner);
     pthread_mutex_lock(lock);
     int rc = 0;
@@ -270,7 +252,7 @@ static ag_tensor *ag__zeros_in(ag_ctx *scratch, const ag_tensor *like) {
 }
 
 /* Tensor hooks in registration order; a hook's result replaces the gradient. */
-static int ag__run_hooks(ag_tensor *owner, ag_tensor **grad) {
+int ag__run_hooks(ag_tensor *owner, ag_tensor **grad) {
     for (ag__hook *h = owner->hooks; h; h = h->next) {
         ag_tensor *r = h->fn(*grad, h->user_data);
         if (!r)
@@ -434,6 +416,19 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
         goto out;
     if ((rc = ag__seed(t, root, grad, &t->bufs[0])))
         goto out;
+    int nthreads = opts && opts->num_threads > 0 ? opts->num_threads : ag_get_num_threads();
+    t->det = ag_is_deterministic();
+    t->keep_graph = keep_graph;
+    if (!ag__is_accumulate(root_node)) {
+        if (nthreads > 1 && !ag__in_worker() && ag__graph_worth_parallel(t)) {
+            rc = ag__par_backward(t, nthreads, (int)ag_get_executor());
+            goto out;
+        }
+        if (t->det) { /* this thread, this order, but every sum in edge order */
+            rc = ag__par_backward(t, 1, AG__EXECUTOR_SERIAL);
+            goto out;
+        }
+    }
     ag__heap_push(t, 0);
     while (t->heap_n > 0) {
         int32_t idx = ag__heap_pop(t);

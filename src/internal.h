@@ -83,6 +83,10 @@ ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *sha
 ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
 ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t);               /* same dtype/shape, uninitialised */
 ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like); /* zeroed; no checks */
+/* The arena block of a tensor shaped like `like` (header, storage, data),
+ * and a zeroed tensor made in such a block (the engine recycles them). */
+size_t ag__tensor_block_bytes(const ag_tensor *like);
+ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
 int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out);
 int ag__normalize_dim(int dim, int ndim, int *out); /* PyTorch's "Dimension out of range" */
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b);

@@ -7,7 +7,6 @@
 
 static _Thread_local bool ag__no_grad; /* false: grad mode on, the default */
 static _Atomic int ag__num_threads;    /* 0: not set, use the default */
-static _Atomic bool ag__deterministic;
 
 bool ag__grad_enabled(void) { return !ag__no_grad; }
 bool ag_is_grad_enabled(void) { return !ag__no_grad; }
@@ -43,8 +42,21 @@ int ag_get_num_threads(void) {
     return n > 0 ? n : ag__default_threads();
 }
 
+/* -1: not read yet from AG_DETERMINISTIC (1 turns it on). */
+static _Atomic int ag__deterministic = -1;
+
 void ag_set_deterministic(bool on) { atomic_store_explicit(&ag__deterministic, on, memory_order_relaxed); }
-bool ag_is_deterministic(void) { return atomic_load_explicit(&ag__deterministic, memory_order_relaxed); }
+
+bool ag_is_deterministic(void) {
+    int d = atomic_load_explicit(&ag__deterministic, memory_order_relaxed);
+    if (AG__LIKELY(d >= 0))
+        return d;
+    const char *env = getenv("AG_DETERMINISTIC");
+    int expected = -1;
+    atomic_compare_exchange_strong_explicit(&ag__deterministic, &expected, env && strcmp(env, "1") == 0,
+                                            memory_order_relaxed, memory_order_relaxed);
+    return atomic_load_explicit(&ag__deterministic, memory_order_relaxed);
+}
 
 /* -1: not read yet from AG_EXECUTOR. */
 static _Atomic int ag__executor = -1;

@@ -90,19 +90,27 @@ ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t) {
 
 /* The engine's gradient buffers: like an existing (so valid) tensor, zeroed,
  * with none of the argument checks and only the header fields set. */
-ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like) {
+size_t ag__tensor_block_bytes(const ag_tensor *like) {
     size_t nbytes = like->storage->nbytes;
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
-    char *mem = ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + pad + nbytes);
-    if (!mem)
-        return NULL;
-    ag_tensor *t = ag__carve(mem, nbytes, pad);
-    ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
+    return AG__STRUCTS_SIZE + pad + nbytes;
+}
+
+ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like) {
+    size_t nbytes = like->storage->nbytes;
+    size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
+    ag_tensor *t = ag__carve(block, nbytes, pad);
+    ag__storage *st = (ag__storage *)((char *)block + sizeof(ag_tensor));
     *t = (ag_tensor){
         .ctx = ctx, .storage = st, .data = st->data, .numel = like->numel, .ndim = like->ndim, .dtype = like->dtype};
     memcpy(t->shape, like->shape, sizeof t->shape);
     memset(st->data, 0, nbytes);
     return t;
+}
+
+ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like) {
+    char *mem = ag__ctx_alloc(ctx, ag__tensor_block_bytes(like));
+    return mem ? ag__tensor_zeros_in_block(mem, ctx, like) : NULL;
 }
 
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b) {
