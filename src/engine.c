@@ -19,6 +19,56 @@
 static _Thread_local ag__task ag__tasks[AG__MAX_NESTING];
 static _Thread_local int ag__depth;
 
+/* A thread's tasks are freed when it exits: the key's destructor runs while
+ * its thread-local storage is still there. */
+static pthread_key_t ag__task_key;
+static pthread_once_t ag__task_key_once = PTHREAD_ONCE_INIT;
+
+#define AG__FREE_ARR(p, n)                                                                                             \
+    do {                                                                                                               \
+        ag__chunk_free((p), (n) * sizeof *(p));                                                                        \
+        (p) = NULL;                                                                                                    \
+    } while (0)
+
+static void ag__task_free(ag__task *t) {
+    AG__FREE_ARR(t->nodes, t->cap);
+    AG__FREE_ARR(t->deps, t->cap);
+    AG__FREE_ARR(t->bufs, t->cap);
+    AG__FREE_ARR(t->heap, t->cap);
+    AG__FREE_ARR(t->edge_off, t->cap);
+    AG__FREE_ARR(t->edges, t->ecap);
+    AG__FREE_ARR(t->hkeys, t->hcap);
+    AG__FREE_ARR(t->hvals, t->hcap);
+    AG__FREE_ARR(t->leafidx, t->pcap);
+    AG__FREE_ARR(t->leaves, t->pcap);
+    AG__FREE_ARR(t->wsn, t->pcap);
+    AG__FREE_ARR(t->locks, t->pcap);
+    AG__FREE_ARR(t->in_off, t->pcap);
+    AG__FREE_ARR(t->topo, t->pcap);
+    AG__FREE_ARR(t->succ, t->pecap);
+    AG__FREE_ARR(t->contrib, t->pecap);
+    AG__FREE_ARR(t->in_edges, t->pecap);
+    AG__FREE_ARR(t->in_src, t->pecap);
+    for (size_t s = 0; s < t->nparts_cap; s++) {
+        if (t->slots[s]) {
+            ag_ctx_free(t->slots[s]->scratch);
+            ag__chunk_free(t->slots[s], sizeof *t->slots[s]);
+        }
+    }
+    AG__FREE_ARR(t->slots, t->nparts_cap);
+    AG__FREE_ARR(t->slotmap, t->nparts_cap);
+    ag_ctx_free(t->scratch);
+    memset(t, 0, sizeof *t);
+}
+
+static void ag__tasks_free(void *unused) {
+    (void)unused;
+    for (int d = 0; d < AG__MAX_NESTING; d++)
+        ag__task_free(&ag__tasks[d]);
+}
+
+static void ag__task_key_init(void) { pthread_key_create(&ag__task_key, ag__tasks_free); }
+
 /* ---- Growable arrays (counted heap calls) ------------------------------------ */
 
 void *ag__grow(void *old, size_t old_bytes, size_t new_bytes) {
@@ -408,6 +458,10 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
     bool keep_graph = opts && opts->retain_graph;
     bool prev_grad_mode = ag_set_grad_enabled(false);
 
+    if (!t->scratch) { /* this thread's first backward at this depth */
+        pthread_once(&ag__task_key_once, ag__task_key_init);
+        pthread_setspecific(ag__task_key, (void *)1);
+    }
     if (!t->scratch && !(t->scratch = ag_ctx_new())) {
         rc = AG_ENOMEM;
         goto out;
