@@ -455,6 +455,9 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
     if (ag__depth >= AG__MAX_NESTING)
         return ag__error(AG_ESTATE, "backward nested more than %d deep (backward called from hooks)", AG__MAX_NESTING);
     ag__task *t = &ag__tasks[ag__depth++];
+    int nthreads = opts && opts->num_threads > 0 ? opts->num_threads : ag_get_num_threads();
+    int prev_threads = ag__backward_threads;
+    ag__backward_threads = nthreads;
     bool keep_graph = opts && opts->retain_graph;
     bool prev_grad_mode = ag_set_grad_enabled(false);
 
@@ -470,7 +473,6 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
         goto out;
     if ((rc = ag__seed(t, root, grad, &t->bufs[0])))
         goto out;
-    int nthreads = opts && opts->num_threads > 0 ? opts->num_threads : ag_get_num_threads();
     t->det = ag_is_deterministic();
     t->keep_graph = keep_graph;
     if (!ag__is_accumulate(root_node)) {
@@ -499,6 +501,7 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
 out:
     ag__task_clear(t);
     ag__depth--;
+    ag__backward_threads = prev_threads;
     ag_set_grad_enabled(prev_grad_mode);
     return rc;
 }

@@ -86,6 +86,7 @@ int ag__run_hooks(ag_tensor *owner, ag_tensor **grad);
  * in PyTorch's order. Tests lower the threshold to 0. */
 extern _Atomic int64_t ag__par_min_work;
 bool ag__graph_worth_parallel(const ag__task *t);
+extern _Thread_local int ag__backward_threads; /* num_threads of this thread's running backward */
 /* True when the calling thread is running nodes of a pool or OpenMP team. */
 bool ag__in_worker(void);
 /* Runs a discovered graph whose root buffer is seeded, on nthreads threads

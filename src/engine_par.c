@@ -65,6 +65,38 @@ static ws_pool *ag__pool(int nthreads) {
     return p;
 }
 
+_Thread_local int ag__backward_threads; /* set by ag_backward while it runs */
+
+int ag__kernel_threads(void) { return ag__backward_threads > 0 ? ag__backward_threads : ag_get_num_threads(); }
+
+void ag__parallel_for(int64_t n, int64_t grain, ag__range_fn fn, void *arg) {
+    if (n <= grain || n <= 1) {
+        fn(arg, 0, n);
+        return;
+    }
+#ifdef AG_HAVE_OPENMP
+    if (omp_in_parallel()) {
+        fn(arg, 0, n);
+        return;
+    }
+#endif
+    ws_pool *pool = ws_current_pool();
+    if (!pool) {
+        int nt = ag__kernel_threads();
+        if (nt < 2) {
+            fn(arg, 0, n);
+            return;
+        }
+        if (!(pool = ag__pool(nt))) {
+            ag_clear_error(); /* no threads to be had: the work runs here */
+            fn(arg, 0, n);
+            return;
+        }
+    }
+    if (ws_parallel_for(pool, 0, n, grain, fn, arg) != 0)
+        fn(arg, 0, n);
+}
+
 bool ag__in_worker(void) {
 #ifdef AG_HAVE_OPENMP
     if (omp_in_parallel())

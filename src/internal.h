@@ -184,6 +184,19 @@ extern _Atomic bool ag__tracing;
 uint64_t ag__now_ns(void);
 void ag__trace_record(const char *name, uint64_t start_ns, uint64_t end_ns);
 
+/* ---- Kernels on the pool (engine_par.c) ---------------------------------------
+ * fn(arg, lo, hi) over [0, n) in pieces of at least `grain`, on the pool the
+ * calling thread works for (a backward node on a worker), or on the pool of
+ * ag__kernel_threads() threads with the caller working too; serially on one
+ * thread, inside OpenMP tasks, or when n <= grain. Never a second team of
+ * threads inside a worker. Callers that must not depend on the thread count
+ * cut their work into pieces fixed by the shape and iterate over pieces. */
+typedef void (*ag__range_fn)(void *arg, int64_t lo, int64_t hi);
+void ag__parallel_for(int64_t n, int64_t grain, ag__range_fn fn, void *arg);
+/* Threads for kernels: the running backward's num_threads, else
+ * ag_get_num_threads(). */
+int ag__kernel_threads(void);
+
 /* ---- Grad mode and settings (settings.c) ------------------------------------ */
 bool ag__grad_enabled(void);
 

@@ -93,8 +93,8 @@ AG__GEMM(double)
 
 /* C += op(A) @ op(B): CBLAS for products big enough to pay for the call,
  * the C kernel otherwise (and always when built without CBLAS). */
-void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-                    int64_t ldb, float *C, int64_t ldc) {
+static void ag__gemm_one_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
+                               const float *B, int64_t ldb, float *C, int64_t ldc) {
 #ifdef AG_HAVE_CBLAS
     if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
         pthread_once(&ag__blas_once, ag__blas_init);
@@ -106,8 +106,8 @@ void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const flo
     ag__gemm_c_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
 }
 
-void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
-                     int64_t ldb, double *C, int64_t ldc) {
+static void ag__gemm_one_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda,
+                                const double *B, int64_t ldb, double *C, int64_t ldc) {
 #ifdef AG_HAVE_CBLAS
     if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
         pthread_once(&ag__blas_once, ag__blas_init);
@@ -117,6 +117,73 @@ void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const do
     }
 #endif
     ag__gemm_c_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+}
+
+/* Large products are cut into tiles of C, fixed by the shape alone (never
+ * by the thread count, so results do not depend on it), and the tiles run
+ * as a parallel-for on the pool the caller works for: rows of C in blocks
+ * of AG__TILE_M when there are enough rows, else columns in blocks of
+ * AG__TILE_N. Each tile is one serial CBLAS (or C) call. */
+#define AG__PAR_GEMM_MIN (1 << 22) /* multiply-adds */
+#define AG__TILE_M 64
+#define AG__TILE_N 128
+
+typedef struct {
+    bool dbl, ta, tb, by_rows;
+    int64_t m, n, k, lda, ldb, ldc;
+    const void *A, *B;
+    void *C;
+} ag__gemm_job;
+
+static void ag__gemm_tiles(void *arg, int64_t lo, int64_t hi) {
+    const ag__gemm_job *g = arg;
+    size_t es = g->dbl ? sizeof(double) : sizeof(float);
+    for (int64_t tile = lo; tile < hi; tile++) {
+        const char *A = g->A, *B = g->B;
+        char *C = g->C;
+        int64_t m = g->m, n = g->n;
+        if (g->by_rows) { /* rows i0.. of op(A) and of C */
+            int64_t i0 = tile * AG__TILE_M;
+            m = g->m - i0 < AG__TILE_M ? g->m - i0 : AG__TILE_M;
+            A += (size_t)(g->ta ? i0 : i0 * g->lda) * es;
+            C += (size_t)(i0 * g->ldc) * es;
+        } else { /* columns j0.. of op(B) and of C */
+            int64_t j0 = tile * AG__TILE_N;
+            n = g->n - j0 < AG__TILE_N ? g->n - j0 : AG__TILE_N;
+            B += (size_t)(g->tb ? j0 * g->ldb : j0) * es;
+            C += (size_t)j0 * es;
+        }
+        if (g->dbl)
+            ag__gemm_one_double(g->ta, g->tb, m, n, g->k, (const double *)A, g->lda, (const double *)B, g->ldb,
+                                (double *)C, g->ldc);
+        else
+            ag__gemm_one_float(g->ta, g->tb, m, n, g->k, (const float *)A, g->lda, (const float *)B, g->ldb, (float *)C,
+                               g->ldc);
+    }
+}
+
+static bool ag__gemm_tiled(bool dbl, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                           const void *B, int64_t ldb, void *C, int64_t ldc) {
+    if (m * n * k < AG__PAR_GEMM_MIN)
+        return false;
+    ag__gemm_job g = {dbl, ta, tb, m >= 2 * AG__TILE_M, m, n, k, lda, ldb, ldc, A, B, C};
+    int64_t tiles = g.by_rows ? (m + AG__TILE_M - 1) / AG__TILE_M : (n + AG__TILE_N - 1) / AG__TILE_N;
+    if (tiles < 2)
+        return false;
+    ag__parallel_for(tiles, 1, ag__gemm_tiles, &g);
+    return true;
+}
+
+void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float *C, int64_t ldc) {
+    if (!ag__gemm_tiled(false, ta, tb, m, n, k, A, lda, B, ldb, C, ldc))
+        ag__gemm_one_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+}
+
+void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
+                     int64_t ldb, double *C, int64_t ldc) {
+    if (!ag__gemm_tiled(true, ta, tb, m, n, k, A, lda, B, ldb, C, ldc))
+        ag__gemm_one_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
 }
 
 /* out = a @ b:  da (m,k) += g (m,n) @ b^T (n,k);  db (k,n) += a^T (k,m) @ g (m,n) */

@@ -459,6 +459,61 @@ static void test_backward_from_hook(void **state) {
     }
 }
 
+/* ---- Tiled matrix products ------------------------------------------------------------- */
+
+/* Products big enough to be cut into tiles run on the pool: the forward
+ * matches the naive sum, and gradients are bitwise the same at every thread
+ * count (tiles depend on the shape only). m >= 128 cuts rows, else columns. */
+static void big_matmul_case(int64_t m, int64_t k, int64_t n) {
+    ag_ctx *p = ag_ctx_new();
+    ag_manual_seed(42);
+    ag_tensor *a = ag_randn(p, AG_FLOAT64, 2, (int64_t[]){m, k});
+    ag_tensor *b = ag_randn(p, AG_FLOAT64, 2, (int64_t[]){k, n});
+    assert_ok(ag_requires_grad_(a, true));
+    assert_ok(ag_requires_grad_(b, true));
+    const double *A = ag_data_ptr(a), *B = ag_data_ptr(b);
+    double *ref_da = NULL, *ref_db = NULL;
+    for (size_t ti = 0; ti < sizeof thread_counts / sizeof *thread_counts; ti++) {
+        ag_set_num_threads(thread_counts[ti]);
+        ag_ctx *g = ag_ctx_new();
+        ag_tensor *c = ag_matmul(g, a, b);
+        assert_nonnull_ag(c);
+        const double *C = ag_data_ptr(c);
+        for (int64_t i = 0; i < m; i += 37)
+            for (int64_t j = 0; j < n; j += 11) {
+                double acc = 0;
+                for (int64_t q = 0; q < k; q++)
+                    acc += A[i * k + q] * B[q * n + j];
+                assert_true(fabs(C[i * n + j] - acc) <= 1e-10 * (1 + fabs(acc)));
+            }
+        ag_set_grad(a, NULL);
+        ag_set_grad(b, NULL);
+        ag_backward_opts o = threads(thread_counts[ti]);
+        assert_ok(ag_backward(ag_sum(g, ag_tanh(g, c)), NULL, &o));
+        const double *da = ag_data_ptr(ag_grad(a)), *db = ag_data_ptr(ag_grad(b));
+        if (ti == 0) {
+            ref_da = malloc((size_t)(m * k) * sizeof *ref_da);
+            ref_db = malloc((size_t)(k * n) * sizeof *ref_db);
+            memcpy(ref_da, da, (size_t)(m * k) * sizeof *ref_da);
+            memcpy(ref_db, db, (size_t)(k * n) * sizeof *ref_db);
+        } else {
+            assert_memory_equal(da, ref_da, (size_t)(m * k) * sizeof *da);
+            assert_memory_equal(db, ref_db, (size_t)(k * n) * sizeof *db);
+        }
+        ag_ctx_free(g);
+    }
+    ag_set_num_threads(0);
+    free(ref_da);
+    free(ref_db);
+    ag_ctx_free(p);
+}
+
+static void test_big_matmul_tiles(void **state) {
+    (void)state;
+    big_matmul_case(200, 150, 160); /* rows */
+    big_matmul_case(100, 300, 160); /* columns */
+}
+
 /* ---- Memory: a warm repeated backward makes no heap calls --------------------------- */
 
 static void test_warm_backward_no_heap_calls(void **state) {
@@ -509,6 +564,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_error_in_hook_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_in_node_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backward_from_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_matmul_tiles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_backward_no_heap_calls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
