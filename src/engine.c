@@ -258,20 +258,23 @@ static pthread_mutex_t *ag__grad_lock(const ag_tensor *t) {
     return &ag__grad_locks[ag__hash_ptr(t, AG__GRAD_LOCKS - 1)];
 }
 
-void ag__add_into(ag_tensor *dst, const ag_tensor *src) {
-    int64_t n = dst->numel;
+void ag__add_range(ag_tensor *dst, const ag_tensor *src, int64_t lo, int64_t hi) {
     if (dst->dtype == AG_FLOAT32) {
-        float *d = dst->data;
-        const float *s = src->data;
-        for (int64_t i = 0; i < n; i++)
+        float *restrict d = dst->data;
+        const float *restrict s = src->data;
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++)
             d[i] += s[i];
     } else {
-        double *d = dst->data;
-        const double *s = src->data;
-        for (int64_t i = 0; i < n; i++)
+        double *restrict d = dst->data;
+        const double *restrict s = src->data;
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++)
             d[i] += s[i];
     }
 }
+
+void ag__add_into(ag_tensor *dst, const ag_tensor *src) { ag__add_range(dst, src, 0, dst->numel); }
 
 /* grad (shape and dtype of `owner`) added into owner->grad, which is created
  * in owner's context when absent. */

@@ -75,7 +75,8 @@ void ag__heap_push(ag__task *t, int32_t i); /* ready nodes, latest created first
 int32_t ag__heap_pop(ag__task *t);
 void *ag__grow(void *old, size_t old_bytes, size_t new_bytes);
 void ag__add_into(ag_tensor *dst, const ag_tensor *src);
-int ag__accumulate(ag_tensor *owner, const ag_tensor *grad); /* into owner->grad, locked */
+void ag__add_range(ag_tensor *dst, const ag_tensor *src, int64_t lo, int64_t hi); /* elements [lo, hi) */
+int ag__accumulate(ag_tensor *owner, const ag_tensor *grad);                      /* into owner->grad, locked */
 int ag__run_hooks(ag_tensor *owner, ag_tensor **grad);
 
 /* engine_par.c */

@@ -290,23 +290,59 @@ static void ag__spin_lock(atomic_flag *f) {
 
 static void ag__spin_unlock(atomic_flag *f) { atomic_flag_clear_explicit(f, memory_order_release); }
 
+/* Deterministic sums are cut into chunks of elements, fixed in size, and
+ * big ones run as a parallel-for: each element still gets its
+ * contributions added in edge order. */
+#define AG__SUM_CHUNK 4096
+#define AG__PAR_SUM_MIN (1 << 16) /* elements added in all */
+
+typedef struct {
+    const ag__task *t;
+    int32_t j;
+    ag_tensor *acc;
+} ag__sum_job;
+
+static void ag__sum_chunks(void *arg, int64_t lo, int64_t hi) {
+    const ag__sum_job *job = arg;
+    const ag__task *t = job->t;
+    int64_t e0 = lo * AG__SUM_CHUNK, e1 = hi * AG__SUM_CHUNK;
+    if (e1 > job->acc->numel)
+        e1 = job->acc->numel;
+    for (int32_t k = t->in_off[job->j]; k < t->in_off[job->j + 1]; k++) {
+        const ag_tensor *c = t->contrib[t->in_edges[k]];
+        if (c && c != job->acc)
+            ag__add_range(job->acc, c, e0, e1);
+    }
+}
+
 /* Deterministic mode: node j's gradient, its contributions summed in edge
  * order (the first one is the accumulator). sl NULL: nothing given back. */
 static ag_tensor *ag__gather_in_order(ag__task *t, int32_t j, ag__slot *sl) {
     ag_tensor *acc = NULL;
+    int64_t count = 0;
     for (int32_t k = t->in_off[j]; k < t->in_off[j + 1]; k++) {
         ag_tensor *c = t->contrib[t->in_edges[k]];
-        if (!c)
-            continue;
-        if (!acc) {
+        if (c && !acc)
             acc = c;
-        } else {
-            ag__add_into(acc, c);
-            if (sl)
-                ag__grad_give_back(sl, c);
-        }
+        count += c != NULL;
     }
-    return acc ? acc : t->bufs[j]; /* the root's seed */
+    if (!acc)
+        return t->bufs[j]; /* the root's seed */
+    if (count > 1) {
+        ag__sum_job job = {t, j, acc};
+        int64_t chunks = (acc->numel + AG__SUM_CHUNK - 1) / AG__SUM_CHUNK;
+        if (acc->numel * (count - 1) >= AG__PAR_SUM_MIN && chunks > 1)
+            ag__parallel_for(chunks, 1, ag__sum_chunks, &job);
+        else
+            ag__sum_chunks(&job, 0, chunks);
+        if (sl)
+            for (int32_t k = t->in_off[j]; k < t->in_off[j + 1]; k++) {
+                ag_tensor *c = t->contrib[t->in_edges[k]];
+                if (c && c != acc)
+                    ag__grad_give_back(sl, c);
+            }
+    }
+    return acc;
 }
 
 /* Hands p, node j's share from one producer, over to j's input buffer. */
