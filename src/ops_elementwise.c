@@ -397,6 +397,45 @@ static bool ag__unop_saves_result(ag__unop op) {
     return op == AG__SQRT || op == AG__EXP || op == AG__TANH || op == AG__SIGMOID || op == AG__RELU;
 }
 
+/* Big unary ops run as a parallel-for over chunks of elements (each element
+ * is computed alone, so any split gives the same bits). */
+#define AG__PAR_ELEMS (1 << 17)
+#define AG__ELEM_CHUNK (1 << 15)
+
+typedef struct {
+    ag__unop op;
+    bool fwd, dbl;
+    void *o;                    /* forward: out; backward: d */
+    const void *x, *g, *r, *in; /* backward: g, x, r; forward: in */
+    double s;
+    int64_t n;
+} ag__unary_job;
+
+static void ag__unary_chunks(void *arg, int64_t lo, int64_t hi) {
+    const ag__unary_job *j = arg;
+    int64_t e0 = lo * AG__ELEM_CHUNK, e1 = hi * AG__ELEM_CHUNK < j->n ? hi * AG__ELEM_CHUNK : j->n;
+    size_t es = j->dbl ? sizeof(double) : sizeof(float);
+#define AG__AT(p) ((p) ? (const void *)((const char *)(p) + (size_t)e0 * es) : NULL)
+    void *o = (char *)j->o + (size_t)e0 * es;
+    if (j->fwd && j->dbl)
+        ag__unary_fwd_double(j->op, o, AG__AT(j->in), e1 - e0, j->s);
+    else if (j->fwd)
+        ag__unary_fwd_float(j->op, o, AG__AT(j->in), e1 - e0, j->s);
+    else if (j->dbl)
+        ag__unary_bwd_double(j->op, o, AG__AT(j->g), AG__AT(j->x), AG__AT(j->r), e1 - e0, j->s);
+    else
+        ag__unary_bwd_float(j->op, o, AG__AT(j->g), AG__AT(j->x), AG__AT(j->r), e1 - e0, j->s);
+#undef AG__AT
+}
+
+static void ag__unary_run(ag__unary_job *j) {
+    int64_t chunks = (j->n + AG__ELEM_CHUNK - 1) / AG__ELEM_CHUNK;
+    if (j->n >= AG__PAR_ELEMS)
+        ag__parallel_for(chunks, 1, ag__unary_chunks, j);
+    else
+        ag__unary_chunks(j, 0, chunks);
+}
+
 static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout, ag_tensor **dinp) {
     ag_tensor *d = dinp[0];
     if (!d)
@@ -406,10 +445,16 @@ static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout,
         return ag_last_status();
     if (ag__unop_saves_result(op) && !(r = ag__saved_get(node, 1)))
         return ag_last_status();
-    if (d->dtype == AG_FLOAT32)
-        ag__unary_bwd_float(op, d->data, dout->data, x ? x->data : NULL, r ? r->data : NULL, d->numel, node->scalar);
-    else
-        ag__unary_bwd_double(op, d->data, dout->data, x ? x->data : NULL, r ? r->data : NULL, d->numel, node->scalar);
+    ag__unary_job j = {.op = op,
+                       .fwd = false,
+                       .dbl = d->dtype == AG_FLOAT64,
+                       .o = d->data,
+                       .g = dout->data,
+                       .x = x ? x->data : NULL,
+                       .r = r ? r->data : NULL,
+                       .s = node->scalar,
+                       .n = d->numel};
+    ag__unary_run(&j);
     return 0;
 }
 
@@ -437,10 +482,9 @@ static ag_tensor *ag__unary(ag_ctx *ctx, ag__unop op, ag_tensor *a, double s, co
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, a->shape);
     if (!out)
         return NULL;
-    if (a->dtype == AG_FLOAT32)
-        ag__unary_fwd_float(op, out->data, a->data, a->numel, s);
-    else
-        ag__unary_fwd_double(op, out->data, a->data, a->numel, s);
+    ag__unary_job j = {
+        .op = op, .fwd = true, .dbl = a->dtype == AG_FLOAT64, .o = out->data, .in = a->data, .s = s, .n = a->numel};
+    ag__unary_run(&j);
     /* PyTorch wraps the scalar of x + s and x * s as a second operand that
      * needs no grad: next_functions has two entries, the second None. */
     bool two_edges = op == AG__ADDS || op == AG__MULS;

@@ -514,6 +514,36 @@ static void test_big_matmul_tiles(void **state) {
     big_matmul_case(100, 300, 160); /* columns */
 }
 
+/* Big unary ops run in chunks on the pool: every element as the formula
+ * says, at every thread count. */
+static void test_big_unary_chunks(void **state) {
+    (void)state;
+    enum { N = 300001 };
+    ag_ctx *p = ag_ctx_new();
+    ag_manual_seed(5);
+    ag_tensor *x = ag_randn(p, AG_FLOAT64, 1, (int64_t[]){N});
+    assert_ok(ag_requires_grad_(x, true));
+    const double *X = ag_data_ptr(x);
+    for (size_t ti = 0; ti < sizeof thread_counts / sizeof *thread_counts; ti++) {
+        ag_set_num_threads(thread_counts[ti]);
+        ag_ctx *g = ag_ctx_new();
+        ag_tensor *y = ag_tanh(g, x);
+        const double *Y = ag_data_ptr(y);
+        ag_set_grad(x, NULL);
+        ag_backward_opts o = threads(thread_counts[ti]);
+        assert_ok(ag_backward(ag_sum(g, ag_sigmoid(g, y)), NULL, &o));
+        const double *D = ag_data_ptr(ag_grad(x));
+        for (int64_t i = 0; i < N; i++) {
+            double t = tanh(X[i]), sg = 1 / (1 + exp(-t));
+            assert_true(Y[i] == t);
+            assert_true(fabs(D[i] - sg * (1 - sg) * (1 - t * t)) <= 1e-15);
+        }
+        ag_ctx_free(g);
+    }
+    ag_set_num_threads(0);
+    ag_ctx_free(p);
+}
+
 /* ---- Memory: a warm repeated backward makes no heap calls --------------------------- */
 
 static void test_warm_backward_no_heap_calls(void **state) {
@@ -565,6 +595,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_error_in_node_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backward_from_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_matmul_tiles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_unary_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_backward_no_heap_calls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
