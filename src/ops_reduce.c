@@ -54,6 +54,77 @@
 AG__SUM_DIM(float)
 AG__SUM_DIM(double)
 
+/* A big sum of one row (all elements, or a dimension with outer = inner =
+ * 1) runs as a parallel-for: partial sums over chunks whose size depends on
+ * n alone, added in chunk order, so the result never depends on the thread
+ * count. Its backward (adding one value to every element) splits likewise. */
+#define AG__PAR_SUM_MIN (1 << 17)
+#define AG__MAX_PARTIALS 1024
+
+typedef struct {
+    bool dbl;
+    const void *a;
+    void *d;
+    int64_t n, chunk;
+    double v;        /* backward: the value added to every element */
+    double *partial; /* forward: one per chunk */
+} ag__sum_job;
+
+static void ag__sum_chunks(void *arg, int64_t lo, int64_t hi) {
+    const ag__sum_job *j = arg;
+    for (int64_t c = lo; c < hi; c++) {
+        int64_t e0 = c * j->chunk, e1 = e0 + j->chunk < j->n ? e0 + j->chunk : j->n;
+        double acc = 0;
+        if (j->partial && j->dbl) {
+            const double *a = j->a;
+            _Pragma("omp simd reduction(+ : acc)") for (int64_t k = e0; k < e1; k++) acc += a[k];
+            j->partial[c] = acc;
+        } else if (j->partial) {
+            const float *a = j->a;
+            _Pragma("omp simd reduction(+ : acc)") for (int64_t k = e0; k < e1; k++) acc += a[k];
+            j->partial[c] = acc;
+        } else if (j->dbl) {
+            double *d = j->d;
+            const double v = j->v;
+            _Pragma("omp simd") for (int64_t k = e0; k < e1; k++) d[k] += v;
+        } else {
+            float *d = j->d;
+            const float v = (float)j->v;
+            _Pragma("omp simd") for (int64_t k = e0; k < e1; k++) d[k] += v;
+        }
+    }
+}
+
+static int64_t ag__sum_chunk_size(int64_t n) {
+    int64_t chunk = 1 << 15;
+    if (n > chunk * AG__MAX_PARTIALS)
+        chunk = (n + AG__MAX_PARTIALS - 1) / AG__MAX_PARTIALS;
+    return chunk;
+}
+
+/* The sum of a[0:n] (nb of them double), or false when n is too small to split. */
+static bool ag__sum_row_par(const void *a, bool dbl, int64_t n, double *out) {
+    if (n < AG__PAR_SUM_MIN)
+        return false;
+    double partial[AG__MAX_PARTIALS];
+    ag__sum_job j = {.dbl = dbl, .a = a, .n = n, .chunk = ag__sum_chunk_size(n), .partial = partial};
+    int64_t chunks = (n + j.chunk - 1) / j.chunk;
+    ag__parallel_for(chunks, 1, ag__sum_chunks, &j);
+    double acc = 0;
+    for (int64_t c = 0; c < chunks; c++)
+        acc += partial[c];
+    *out = acc;
+    return true;
+}
+
+static bool ag__add_value_par(void *d, bool dbl, int64_t n, double v) {
+    if (n < AG__PAR_SUM_MIN)
+        return false;
+    ag__sum_job j = {.dbl = dbl, .d = d, .n = n, .chunk = ag__sum_chunk_size(n), .v = v};
+    ag__parallel_for((n + j.chunk - 1) / j.chunk, 1, ag__sum_chunks, &j);
+    return true;
+}
+
 /* iarg[0]: the reduced dim (normalised), -1 for all elements; scalar: the
  * divisor (1 for sums, the count for means). mean_dim saves its input, as
  * PyTorch 1.13's MeanBackward1 does (so it cannot run twice without
@@ -71,6 +142,12 @@ static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     int64_t outer = 1, n = d->numel, inner = 1;
     if (node->iarg[0] >= 0)
         ag__split(d, (int)node->iarg[0], &outer, &n, &inner);
+    if (outer == 1 && inner == 1) {
+        double v = d->dtype == AG_FLOAT32 ? (double)(((const float *)dout->data)[0] / (float)node->scalar)
+                                          : ((const double *)dout->data)[0] / node->scalar;
+        if (ag__add_value_par(d->data, d->dtype == AG_FLOAT64, n, v))
+            return 0;
+    }
     if (d->dtype == AG_FLOAT32)
         ag__sum_dim_bwd_float(d->data, dout->data, outer, n, inner, (float)node->scalar);
     else
@@ -109,7 +186,13 @@ static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool 
         return NULL;
     /* the mean of nothing is 0 / 0 = nan, as in PyTorch */
     double div = mean ? (double)n : 1.0;
-    if (out->numel > 0) {
+    double total;
+    if (out->numel == 1 && outer == 1 && inner == 1 && ag__sum_row_par(a->data, a->dtype == AG_FLOAT64, n, &total)) {
+        if (a->dtype == AG_FLOAT32)
+            ((float *)out->data)[0] = (float)total / (float)div;
+        else
+            ((double *)out->data)[0] = total / div;
+    } else if (out->numel > 0) {
         if (a->dtype == AG_FLOAT32)
             ag__sum_dim_fwd_float(out->data, a->data, outer, n, inner, (float)div);
         else

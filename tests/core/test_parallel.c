@@ -533,6 +533,16 @@ static void test_big_unary_chunks(void **state) {
         ag_backward_opts o = threads(thread_counts[ti]);
         assert_ok(ag_backward(ag_sum(g, ag_sigmoid(g, y)), NULL, &o));
         const double *D = ag_data_ptr(ag_grad(x));
+        /* a big sum: the same bits at every thread count, close to the plain sum */
+        double plain = 0;
+        for (int64_t i = 0; i < N; i++)
+            plain += X[i];
+        double got = ag_get(ag_sum(g, x), 0);
+        assert_true(fabs(got - plain) <= 1e-9);
+        static double first_sum;
+        if (ti == 0)
+            first_sum = got;
+        assert_memory_equal(&got, &first_sum, sizeof got);
         for (int64_t i = 0; i < N; i++) {
             double t = tanh(X[i]), sg = 1 / (1 + exp(-t));
             assert_true(Y[i] == t);
