@@ -478,16 +478,20 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
         goto out;
     t->det = ag_is_deterministic();
     t->keep_graph = keep_graph;
-    if (!ag__is_accumulate(root_node)) {
-        if (nthreads > 1 && !ag__in_worker() && ag__graph_worth_parallel(t)) {
+    /* Whether a graph is worth threads depends on the graph alone, so in
+     * deterministic mode a graph takes the edge-ordered path at every
+     * thread count (on this thread when there is one, or inside a worker),
+     * and one not worth threads runs here in PyTorch's fixed order. */
+    if ((nthreads > 1 || t->det) && !ag__is_accumulate(root_node) && ag__graph_worth_parallel(t)) {
+        if (nthreads > 1 && !ag__in_worker())
             rc = ag__par_backward(t, nthreads, (int)ag_get_executor());
-            goto out;
-        }
-        if (t->det) { /* this thread, this order, but every sum in edge order */
+        else if (t->det)
             rc = ag__par_backward(t, 1, AG__EXECUTOR_SERIAL);
-            goto out;
-        }
+        else
+            goto serial;
+        goto out;
     }
+serial:
     ag__heap_push(t, 0);
     while (t->heap_n > 0) {
         int32_t idx = ag__heap_pop(t);
