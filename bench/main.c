@@ -1,8 +1,11 @@
-/* agrad-bench: runs the registered workloads at several thread counts and
- * prints medians, per-task overhead against the serial version, speedups
- * and ws/OpenMP ratios; --json writes one record per measurement.
- * usage: agrad-bench --help */
+/* agrad-bench: the autograd suite (bench_autograd.c: graphs timed forward
+ * and backward against PyTorch, with plots), then the scheduler's own
+ * workloads (fib, DAGs, parallel-for, ws against OpenMP tasks) at several
+ * thread counts, printing medians, per-task overhead against the serial
+ * version, speedups and ws/OpenMP ratios. --out DIR writes JSON, CSV and
+ * PNG plots there. usage: agrad-bench --help */
 #include "bench.h"
+#include "bench_autograd.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -10,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The table of workload files: add a line for a new bench_<area>.c. */
@@ -28,7 +32,8 @@ typedef struct result {
 } result;
 
 typedef struct options {
-    bool quick, list;
+    bool quick, list, small, tiny, no_pytorch, no_plots;
+    const char *only, *out, *autograd_impls;
     const char *workloads, *impls, *json;
     int threads[MAX_THREADS], nthreads;
     int reps, warmup, settle_ms;
@@ -80,11 +85,20 @@ static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
 
 static void usage(FILE *f) {
     fputs("usage: agrad-bench [options]\n"
-          "  --quick              tiny sizes, 3 repetitions, threads 1,2: a few seconds\n"
+          "  --small              the autograd suite at small sizes and the scheduler's at quick\n"
+          "                       ones: README's main command, a couple of minutes on 2 cores\n"
+          "  --tiny, --quick      tiny sizes, 3 repetitions, threads 1,2: a few seconds\n"
+          "  --only NAME          only the autograd suite (autograd) or the scheduler's (sched)\n"
+          "  --out DIR            write autograd.json/.csv, sched.json/.csv and PNG plots to DIR\n"
+          "  --no-pytorch         skip the PyTorch peers\n"
+          "  --no-plots           write the plots' data and gnuplot script, but do not run gnuplot\n"
           "  --list               list the workloads and exit\n"
-          "  --workloads a,b      only these workloads (fib,tree,chain,random,pfor,ceiling)\n"
-          "  --impl a,b           only these implementations (serial,ws,openmp,pthreads)\n"
-          "  --threads 1,2,8      thread counts, the calling thread included (default 1,2,8)\n"
+          "  --workloads a,b      only these workloads (autograd: chain1,wide,fanin,deep,mlp,attention;\n"
+          "                       sched: fib,tree,chain,random,pfor,ceiling)\n"
+          "  --impl a,b           only these implementations (autograd: agrad,agrad-det,agrad-omp,pytorch;\n"
+          "                       sched: serial,ws,openmp,pthreads)\n"
+          "  --threads 1,2,8      thread counts, the calling thread included (default 1 to the cores,\n"
+          "                       and 8 for oversubscription)\n"
           "  --reps N             timed repetitions per measurement, median reported (default 11)\n"
           "  --warmup N           untimed runs first (default 2)\n"
           "  --settle MS          pause before each run, so the threads of the one before\n"
@@ -106,8 +120,14 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int64_t x;
-        if (!strcmp(a, "--quick")) {
-            o->quick = true;
+        if (!strcmp(a, "--quick") || !strcmp(a, "--tiny")) {
+            o->quick = o->tiny = true;
+        } else if (!strcmp(a, "--small")) {
+            o->small = true;
+        } else if (!strcmp(a, "--no-pytorch")) {
+            o->no_pytorch = true;
+        } else if (!strcmp(a, "--no-plots")) {
+            o->no_plots = true;
         } else if (!strcmp(a, "--list")) {
             o->list = true;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -116,6 +136,14 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (!v) {
             fprintf(stderr, "agrad-bench: %s needs a value\n", a);
             return -1;
+        } else if (!strcmp(a, "--only")) {
+            o->only = argv[++i];
+            if (strcmp(o->only, "autograd") != 0 && strcmp(o->only, "sched") != 0) {
+                fprintf(stderr, "agrad-bench: --only takes autograd or sched\n");
+                return -1;
+            }
+        } else if (!strcmp(a, "--out")) {
+            o->out = argv[++i];
         } else if (!strcmp(a, "--workloads")) {
             o->workloads = argv[++i];
         } else if (!strcmp(a, "--impl")) {
@@ -161,16 +189,25 @@ static int parse_args(int argc, char **argv, options *o) {
         }
     }
     if (o->nthreads == 0) {
-        const int def[] = {1, 2, 8}, quick[] = {1, 2};
-        o->nthreads = o->quick ? 2 : 3;
-        memcpy(o->threads, o->quick ? quick : def, (size_t)o->nthreads * sizeof(int));
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        if (o->quick) {
+            o->threads[o->nthreads++] = 1;
+            o->threads[o->nthreads++] = 2;
+        } else {
+            for (long t = 1; t <= cores && o->nthreads < MAX_THREADS - 1; t++)
+                o->threads[o->nthreads++] = (int)t;
+            if (cores < 8)
+                o->threads[o->nthreads++] = 8;
+        }
     }
+    if (o->small)
+        o->quick = true; /* the scheduler's workloads at their quick sizes */
     if (o->reps < 0)
-        o->reps = o->quick ? 3 : 11;
+        o->reps = o->tiny ? 3 : o->small ? 7 : 11;
     if (o->warmup < 0)
         o->warmup = o->quick ? 1 : 2;
     if (o->settle_ms < 0)
-        o->settle_ms = o->quick ? 1 : 20;
+        o->settle_ms = o->tiny ? 1 : o->small ? 10 : 20;
     return 0;
 }
 
@@ -280,6 +317,26 @@ static void write_json(const char *path, const result *rs, int n, const options 
     fclose(f);
 }
 
+static void write_csv(const char *path, const result *rs, int n) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "agrad-bench: cannot write %s\n", path);
+        return;
+    }
+    fputs("workload,impl,threads,size,ok,median_ms,min_ms,tasks,ns_per_task,overhead_ns_per_task\n", f);
+    for (int i = 0; i < n; i++) {
+        const result *r = &rs[i];
+        double ov = overhead_ns(rs, n, r);
+        fprintf(f, "%s,%s,%d,%lld,%d,%.6f,%.6f,%.0f,%.3f,", r->w->name, r->w->impl, r->threads, (long long)r->size,
+                r->ok, r->median_ms, r->min_ms, r->tasks, r->tasks > 0 ? r->median_ms * 1e6 / r->tasks : 0.0);
+        if (ov > -1e300)
+            fprintf(f, "%.3f\n", ov);
+        else
+            fputs("\n", f);
+    }
+    fclose(f);
+}
+
 static void print_tables(const result *rs, int n, const options *o) {
     /* Per-task cost at one thread, against the serial version. */
     printf("\nPer-task cost at 1 thread (ns per task; overhead = (time - serial time) / tasks)\n");
@@ -360,13 +417,49 @@ int main(int argc, char **argv) {
             all[nall++] = &ws[i];
     }
     if (o.list) {
+        printf("autograd suite:\n");
+        bench_autograd_list();
+        printf("\nscheduler:\n");
         for (int i = 0; i < nall; i++)
             printf("%-8s %-8s size %-9lld quick %-7lld %s\n", all[i]->name, all[i]->impl, (long long)all[i]->size,
                    (long long)all[i]->quick_size, all[i]->what);
         return 0;
     }
 
-    printf("agrad-bench: %ld cores online, compiler %s, reps %d (median), warm-up %d, settle %d ms%s\n",
+    if (o.out && mkdir(o.out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "agrad-bench: cannot create %s: %s\n", o.out, strerror(errno));
+        return 1;
+    }
+    int failures = 0;
+    if (!o.only || !strcmp(o.only, "autograd")) {
+        printf("agrad-bench, autograd suite: %ld cores online, compiler %s, reps %d (median), warm-up %d, %s sizes\n",
+               sysconf(_SC_NPROCESSORS_ONLN), __VERSION__, o.reps, o.warmup,
+               o.tiny    ? "tiny"
+               : o.small ? "small"
+                         : "full");
+        ab_options ao = {.scale = o.tiny    ? AB_SIZE_TINY
+                                  : o.small ? AB_SIZE_SMALL
+                                            : AB_SIZE_FULL,
+                         .threads = o.threads,
+                         .nthreads = o.nthreads,
+                         .reps = o.reps,
+                         .warmup = o.warmup,
+                         .settle_ms = o.settle_ms,
+                         .workloads = o.workloads,
+                         .impls = o.impls,
+                         .pytorch = !o.no_pytorch,
+                         .out_dir = o.out,
+                         .plots = !o.no_plots};
+        int rc = bench_autograd_run(&ao);
+        if (rc < 0)
+            return 1;
+        failures += rc;
+        if (o.only)
+            return failures ? 1 : 0;
+        printf("\n");
+    }
+
+    printf("agrad-bench, scheduler: %ld cores online, compiler %s, reps %d (median), warm-up %d, settle %d ms%s\n",
            sysconf(_SC_NPROCESSORS_ONLN), __VERSION__, o.reps, o.warmup, o.settle_ms, o.quick ? ", quick" : "");
     printf("threads = threads doing work; ws uses threads-1 workers plus the calling thread\n\n");
     printf("%-8s %-8s %7s %11s %11s %11s %12s\n", "workload", "impl", "threads", "size", "median ms", "min ms",
@@ -388,14 +481,14 @@ int main(int argc, char **argv) {
     config *cs = calloc(ncfg, sizeof(config));
     if (!rs || !cs)
         return 1;
-    int nr = 0, failures = 0;
+    int nr = 0;
     /* Workloads in order of first appearance; each measured on its own,
      * with all its implementations and thread counts together. */
     for (int i = 0; i < nall; i++) {
         bool seen = false;
         for (int j = 0; j < i; j++)
             seen |= !strcmp(all[j]->name, all[i]->name);
-        if (seen || !in_list(o.workloads, all[i]->name))
+        if (seen || (o.workloads && !in_list(o.workloads, all[i]->name)))
             continue;
         int nc = 0;
         for (int j = i; j < nall; j++) {
@@ -429,6 +522,15 @@ int main(int argc, char **argv) {
     print_tables(rs, nr, &o);
     if (o.json)
         write_json(o.json, rs, nr, &o);
+    if (o.out) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/sched.json", o.out);
+        write_json(path, rs, nr, &o);
+        snprintf(path, sizeof path, "%s/sched.csv", o.out);
+        write_csv(path, rs, nr);
+        printf("\nwritten to %s/: autograd.json autograd.csv sched.json sched.csv%s\n", o.out,
+               o.no_plots ? "" : " speedup.png vs_pytorch.png");
+    }
     free(rs);
     if (failures)
         fprintf(stderr, "agrad-bench: %d measurement(s) failed\n", failures);

@@ -1,0 +1,727 @@
+/* agrad-bench's autograd suite. Each workload builds its parameters once,
+ * then per round builds its graph in a context (forward, timed), runs
+ * ag_backward (timed) and resets the context. Implementations:
+ *   agrad      the work-stealing pool (the default executor)
+ *   agrad-det  the same with ag_set_deterministic(true)
+ *   agrad-omp  the same graph on OpenMP tasks (AG_EXECUTOR_OPENMP)
+ *   pytorch    bench/pytorch/autograd.py, the same graphs in PyTorch 1.13
+ * Each configuration (implementation, thread count) runs its rounds back to
+ * back, as a training loop would, after a pause that lets the threads of
+ * the one before (libgomp's spin after a parallel region) go to sleep.
+ *
+ * Graph statistics come from the recorded graph (grad_fn, next_functions):
+ * nodes and edges of the backward graph, its work (nodes) and span (nodes on
+ * the longest path from the root to a leaf), so parallelism = work / span
+ * counted in nodes; "graph MB" is what the forward took from its context
+ * (tensors, saved tensors and nodes). */
+#include "bench_autograd.h"
+
+#include <agrad.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef AGRAD_SOURCE_ROOT
+#define AGRAD_SOURCE_ROOT "."
+#endif
+
+/* ---- Workloads ------------------------------------------------------------------ */
+
+enum { MAX_PARAMS = 1024 };
+
+typedef struct ab_state {
+    ag_ctx *params;
+    ag_tensor *p[MAX_PARAMS]; /* parameters: leaves that require grad */
+    int np;
+    ag_tensor *c[MAX_PARAMS]; /* constants (no grad) */
+    int nc;
+    ag_tensor *x;
+    int64_t *targets;
+    int64_t size;
+} ab_state;
+
+typedef struct ab_workload {
+    const char *name, *what;
+    int64_t size[3]; /* full, small, tiny */
+    int (*setup)(ab_state *s);
+    ag_tensor *(*forward)(ab_state *s, ag_ctx *g); /* the scalar loss */
+} ab_workload;
+
+static ag_tensor *param(ab_state *s, int ndim, const int64_t *shape, double scale) {
+    ag_tensor *t = ag_randn(s->params, AG_FLOAT32, ndim, shape);
+    if (t && scale != 1.0)
+        ag_mul_scalar_(t, scale);
+    if (!t || ag_requires_grad_(t, true) || s->np == MAX_PARAMS)
+        return NULL;
+    return s->p[s->np++] = t;
+}
+
+static ag_tensor *constant(ab_state *s, int ndim, const int64_t *shape, double scale) {
+    ag_tensor *t = ag_randn(s->params, AG_FLOAT32, ndim, shape);
+    if (t && scale != 1.0)
+        ag_mul_scalar_(t, scale);
+    if (!t || s->nc == MAX_PARAMS)
+        return NULL;
+    return s->c[s->nc++] = t;
+}
+
+/* chain1: y = (y * w) + b, size links, one-element tensors. */
+static int chain1_setup(ab_state *s) {
+    int64_t one[1] = {1};
+    s->x = ag_full(s->params, AG_FLOAT32, 1, one, 0.5);
+    ag_tensor *w = param(s, 1, one, 0.0), *b = param(s, 1, one, 0.0);
+    if (!s->x || !w || !b)
+        return -1;
+    ag_fill_(w, 1.0001);
+    ag_fill_(b, 0.0001);
+    return 0;
+}
+static ag_tensor *chain1_forward(ab_state *s, ag_ctx *g) {
+    ag_tensor *y = s->x;
+    for (int64_t i = 0; i < s->size && y; i++)
+        y = ag_add(g, ag_mul(g, y, s->p[0]), s->p[1]);
+    return y ? ag_sum(g, y) : NULL;
+}
+
+/* wide: size branches x 8 layers of h = tanh(h @ W), 64 x 64, summed. */
+enum { WIDE_LAYERS = 8, WIDE_DIM = 64 };
+static int wide_setup(ab_state *s) {
+    int64_t sh[2] = {WIDE_DIM, WIDE_DIM};
+    if (s->size * WIDE_LAYERS > MAX_PARAMS - 1 || !(s->x = param(s, 2, sh, 1.0)))
+        return -1;
+    for (int64_t i = 0; i < s->size * WIDE_LAYERS; i++)
+        if (!param(s, 2, sh, 0.125))
+            return -1;
+    return 0;
+}
+static ag_tensor *wide_forward(ab_state *s, ag_ctx *g) {
+    ag_tensor *sum = NULL;
+    for (int64_t b = 0; b < s->size; b++) {
+        ag_tensor *h = s->x;
+        for (int l = 0; l < WIDE_LAYERS; l++)
+            h = ag_tanh(g, ag_matmul(g, h, s->p[1 + b * WIDE_LAYERS + l]));
+        sum = sum ? ag_add(g, sum, h) : h;
+    }
+    return ag_sum(g, sum);
+}
+
+/* fanin: one 128 x 128 leaf used by size branches tanh(x @ C_k). */
+enum { FANIN_DIM = 128 };
+static int fanin_setup(ab_state *s) {
+    int64_t sh[2] = {FANIN_DIM, FANIN_DIM};
+    if (s->size > MAX_PARAMS || !(s->x = param(s, 2, sh, 1.0)))
+        return -1;
+    for (int64_t i = 0; i < s->size; i++)
+        if (!constant(s, 2, sh, 0.09))
+            return -1;
+    return 0;
+}
+static ag_tensor *fanin_forward(ab_state *s, ag_ctx *g) {
+    ag_tensor *sum = NULL;
+    for (int64_t b = 0; b < s->size; b++) {
+        ag_tensor *h = ag_tanh(g, ag_matmul(g, s->x, s->c[b]));
+        sum = sum ? ag_add(g, sum, h) : h;
+    }
+    return ag_sum(g, sum);
+}
+
+/* deep: a chain of size ops on 64 x 64, h = tanh(h @ W_i) (two ops a link). */
+static int deep_setup(ab_state *s) {
+    int64_t sh[2] = {WIDE_DIM, WIDE_DIM};
+    if (s->size / 2 > MAX_PARAMS - 1 || !(s->x = param(s, 2, sh, 1.0)))
+        return -1;
+    for (int64_t i = 0; i < s->size / 2; i++)
+        if (!param(s, 2, sh, 0.125))
+            return -1;
+    return 0;
+}
+static ag_tensor *deep_forward(ab_state *s, ag_ctx *g) {
+    ag_tensor *h = s->x;
+    for (int64_t i = 0; i < s->size / 2 && h; i++)
+        h = ag_tanh(g, ag_matmul(g, h, s->p[1 + i]));
+    return h ? ag_sum(g, h) : NULL;
+}
+
+/* mlp: one training step's graph, batch size, 784-512-512-10, ReLU,
+ * cross-entropy (the optimizer step is not part of it). */
+static int mlp_setup(ab_state *s) {
+    const int64_t dims[4] = {784, 512, 512, 10};
+    int64_t xs[2] = {s->size, 784};
+    if (!(s->x = constant(s, 2, xs, 1.0)) || !(s->targets = malloc((size_t)s->size * sizeof *s->targets)))
+        return -1;
+    for (int64_t i = 0; i < s->size; i++)
+        s->targets[i] = (i * 7919) % 10;
+    for (int l = 0; l < 3; l++) {
+        double scale = 1.0 / sqrt((double)dims[l]);
+        if (!param(s, 2, (int64_t[]){dims[l + 1], dims[l]}, scale) || !param(s, 1, (int64_t[]){dims[l + 1]}, scale))
+            return -1;
+    }
+    return 0;
+}
+static ag_tensor *mlp_forward(ab_state *s, ag_ctx *g) {
+    ag_tensor *h = ag_relu(g, ag_linear(g, s->x, s->p[0], s->p[1]));
+    h = ag_relu(g, ag_linear(g, h, s->p[2], s->p[3]));
+    return ag_cross_entropy(g, ag_linear(g, h, s->p[4], s->p[5]), s->targets);
+}
+
+/* attention: 8 heads of softmax(q k^T / sqrt(64)) v over size positions,
+ * q, k, v = x W_q, x W_k, x W_v with x (8 * size, 64). */
+enum { ATT_HEADS = 8, ATT_DIM = 64 };
+static int attention_setup(ab_state *s) {
+    int64_t xs[2] = {ATT_HEADS * s->size, ATT_DIM}, ws[2] = {ATT_DIM, ATT_DIM};
+    if (!(s->x = param(s, 2, xs, 1.0)))
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (!param(s, 2, ws, 0.125))
+            return -1;
+    return 0;
+}
+static ag_tensor *attention_forward(ab_state *s, ag_ctx *g) {
+    int64_t sh[3] = {ATT_HEADS, s->size, ATT_DIM};
+    ag_tensor *q = ag_reshape(g, ag_matmul(g, s->x, s->p[1]), 3, sh);
+    ag_tensor *k = ag_reshape(g, ag_matmul(g, s->x, s->p[2]), 3, sh);
+    ag_tensor *v = ag_reshape(g, ag_matmul(g, s->x, s->p[3]), 3, sh);
+    ag_tensor *scores = ag_mul_scalar(g, ag_bmm(g, q, ag_transpose(g, k, 1, 2)), 1.0 / sqrt((double)ATT_DIM));
+    ag_tensor *o = ag_bmm(g, ag_softmax(g, scores, 2), v);
+    return ag_mean(g, ag_mul(g, o, o));
+}
+
+static const ab_workload workloads[] = {
+    {"chain1",
+     "one-element chain y = y*w + b (size links): the fixed cost per node",
+     {1000, 1000, 50},
+     chain1_setup,
+     chain1_forward},
+    {"wide",
+     "size branches x 8 layers of tanh(h @ W), 64x64: parallel branches",
+     {16, 16, 2},
+     wide_setup,
+     wide_forward},
+    {"fanin",
+     "one 128x128 leaf used by size branches tanh(x @ C): many producers, one leaf",
+     {256, 128, 4},
+     fanin_setup,
+     fanin_forward},
+    {"deep", "a chain of size ops on 64x64, tanh(h @ W): no parallelism", {400, 400, 20}, deep_setup, deep_forward},
+    {"mlp",
+     "a training step, batch size, 784-512-512-10, cross-entropy: big products",
+     {128, 128, 8},
+     mlp_setup,
+     mlp_forward},
+    {"attention",
+     "8 heads, softmax(q k^T / 8) v over size positions, d 64",
+     {128, 64, 8},
+     attention_setup,
+     attention_forward},
+};
+enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
+
+static const char *const impls[] = {"agrad", "agrad-det", "agrad-omp"};
+enum { NIMPLS = 3 };
+
+void bench_autograd_list(void) {
+    for (int i = 0; i < NWORKLOADS; i++)
+        printf("%-10s sizes %lld/%lld/%lld (full/small/tiny)  %s\n", workloads[i].name, (long long)workloads[i].size[0],
+               (long long)workloads[i].size[1], (long long)workloads[i].size[2], workloads[i].what);
+    printf("implementations: agrad (work-stealing pool), agrad-det (deterministic), agrad-omp (OpenMP tasks), "
+           "pytorch\n");
+}
+
+/* ---- Graph statistics ----------------------------------------------------------- */
+
+typedef struct {
+    const ag_node **keys;
+    int64_t *span; /* longest path from this node to a leaf, in nodes */
+    size_t cap;
+    int64_t nodes, edges;
+} ab_graph;
+
+static size_t ab_slot(const ab_graph *g, const ag_node *n) {
+    uint64_t h = (uint64_t)(uintptr_t)n * 0x9E3779B97F4A7C15ull;
+    size_t i = (size_t)(h >> 20) & (g->cap - 1);
+    while (g->keys[i] && g->keys[i] != n)
+        i = (i + 1) & (g->cap - 1);
+    return i;
+}
+
+static int64_t ab_visit(ab_graph *g, const ag_node *n) {
+    size_t i = ab_slot(g, n);
+    if (g->keys[i])
+        return g->span[i];
+    g->keys[i] = n;
+    g->nodes++;
+    int64_t best = 0;
+    for (int k = 0; k < ag_node_num_next(n); k++) {
+        const ag_node *m = ag_node_next(n, k);
+        if (!m)
+            continue;
+        g->edges++;
+        int64_t s = ab_visit(g, m);
+        if (s > best)
+            best = s;
+    }
+    g->span[ab_slot(g, n)] = best + 1;
+    return best + 1;
+}
+
+typedef struct {
+    int64_t nodes, edges, span;
+} ab_stats;
+
+static ab_stats graph_stats(const ag_tensor *root) {
+    ab_graph g = {.cap = 1 << 16};
+    g.keys = calloc(g.cap, sizeof *g.keys);
+    g.span = calloc(g.cap, sizeof *g.span);
+    ab_stats st = {0};
+    if (g.keys && g.span && ag_grad_fn(root)) {
+        st.span = ab_visit(&g, ag_grad_fn(root));
+        st.nodes = g.nodes;
+        st.edges = g.edges;
+    }
+    free(g.keys);
+    free(g.span);
+    return st;
+}
+
+/* ---- Measuring ------------------------------------------------------------------- */
+
+typedef struct ab_result {
+    const char *workload, *impl;
+    int threads;
+    int64_t size;
+    double fwd_ms, bwd_ms; /* medians */
+    bool ok;
+} ab_result;
+
+typedef struct ab_info {
+    const char *workload;
+    int64_t size;
+    ab_stats st;
+    double graph_mb;
+} ab_info;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static bool in_list(const char *list, const char *name) {
+    if (!list)
+        return true;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
+
+static void set_impl(int impl) {
+    ag_set_deterministic(impl == 1);
+    ag_set_executor(impl == 2 ? AG_EXECUTOR_OPENMP : AG_EXECUTOR_WS);
+}
+
+static void progress(int done, int total, const char *what) {
+    if (isatty(2))
+        fprintf(stderr, "\r\033[K[%d/%d] %s", done, total, what);
+    else if (done == total)
+        fprintf(stderr, "[%d/%d] %s\n", done, total, what);
+}
+
+/* One round of configuration (impl, threads): forward and backward times. */
+static int one_round(ab_state *s, const ab_workload *w, ag_ctx *g, int impl, int threads, double *fwd, double *bwd) {
+    set_impl(impl);
+    ag_set_num_threads(threads);
+    ag_zero_grads(s->p, s->np);
+    ag_ctx_reset(g);
+    double t0 = now_ms();
+    ag_tensor *root = w->forward(s, g);
+    double t1 = now_ms();
+    if (!root)
+        return -1;
+    ag_backward_opts opts = {.num_threads = threads};
+    int rc = ag_backward(root, NULL, &opts);
+    double t2 = now_ms();
+    if (rc)
+        return rc;
+    /* a gradient that came out wrong shows as a non-finite or missing one */
+    ag_tensor *gr = ag_grad(s->p[0]);
+    if (!gr || !isfinite(ag_get(gr, 0)))
+        return -1;
+    *fwd = t1 - t0;
+    *bwd = t2 - t1;
+    return 0;
+}
+
+/* PyTorch peers: "workload threads forward_ms backward_ms" lines. */
+static int run_pytorch(const ab_options *o, ab_result *out, int cap) {
+    char threads[128] = "", sizes[512] = "", names[256] = "";
+    for (int t = 0; t < o->nthreads; t++)
+        snprintf(threads + strlen(threads), sizeof threads - strlen(threads), "%s%d", t ? "," : "", o->threads[t]);
+    for (int i = 0; i < NWORKLOADS; i++) {
+        if (!in_list(o->workloads, workloads[i].name))
+            continue;
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", names[0] ? "," : "", workloads[i].name);
+        snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%s=%lld", sizes[0] ? "," : "",
+                 workloads[i].name, (long long)workloads[i].size[o->scale]);
+    }
+    char cmd[1536];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s/bench/pytorch/autograd.py --workloads %s --sizes %s --threads %s --reps %d "
+             "--warmup %d",
+             AGRAD_SOURCE_ROOT, names, sizes, threads, o->reps, o->warmup);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return 0;
+    int n = 0;
+    char line[256], wname[64];
+    while (fgets(line, sizeof line, p)) {
+        int th;
+        double f, b;
+        if (sscanf(line, "%63s %d %lf %lf", wname, &th, &f, &b) != 4 || n == cap) {
+            fputs(line, stderr); /* the script's own message */
+            continue;
+        }
+        for (int i = 0; i < NWORKLOADS; i++)
+            if (!strcmp(wname, workloads[i].name))
+                out[n++] = (ab_result){.workload = workloads[i].name,
+                                       .impl = "pytorch",
+                                       .threads = th,
+                                       .size = workloads[i].size[o->scale],
+                                       .fwd_ms = f,
+                                       .bwd_ms = b,
+                                       .ok = true};
+        progress(n, n, "pytorch");
+    }
+    pclose(p);
+    return n;
+}
+
+static bool torch_available(void) { return system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
+
+static const ab_result *find(const ab_result *r, int n, const char *w, const char *impl, int threads) {
+    for (int i = 0; i < n; i++)
+        if (r[i].ok && !strcmp(r[i].workload, w) && !strcmp(r[i].impl, impl) && r[i].threads == threads)
+            return &r[i];
+    return NULL;
+}
+
+/* The fastest backward of an implementation, over its thread counts. */
+static const ab_result *best(const ab_result *r, int n, const char *w, const char *impl) {
+    const ab_result *b = NULL;
+    for (int i = 0; i < n; i++)
+        if (r[i].ok && !strcmp(r[i].workload, w) && !strcmp(r[i].impl, impl) && (!b || r[i].bwd_ms < b->bwd_ms))
+            b = &r[i];
+    return b;
+}
+
+static void write_outputs(const ab_options *o, const ab_result *r, int n, const ab_info *info, int ninfo) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/autograd.json", o->out_dir);
+    FILE *j = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/autograd.csv", o->out_dir);
+    FILE *c = fopen(path, "w");
+    if (!j || !c) {
+        fprintf(stderr, "agrad-bench: cannot write under %s\n", o->out_dir);
+        if (j)
+            fclose(j);
+        if (c)
+            fclose(c);
+        return;
+    }
+    fputs("[\n", j);
+    fputs("workload,impl,threads,size,nodes,edges,span,parallelism,graph_mb,forward_ms,backward_ms,speedup\n", c);
+    for (int i = 0; i < n; i++) {
+        const ab_info *in = NULL;
+        for (int k = 0; k < ninfo; k++)
+            if (!strcmp(info[k].workload, r[i].workload))
+                in = &info[k];
+        const ab_result *one = find(r, n, r[i].workload, r[i].impl, 1);
+        double speedup = one && r[i].ok ? one->bwd_ms / r[i].bwd_ms : 0;
+        int64_t nodes = in ? in->st.nodes : 0, edges = in ? in->st.edges : 0, span = in ? in->st.span : 0;
+        double par = span ? (double)nodes / (double)span : 0, mb = in ? in->graph_mb : 0;
+        fprintf(j,
+                "  {\"workload\": \"%s\", \"impl\": \"%s\", \"threads\": %d, \"size\": %lld, \"ok\": %s, "
+                "\"nodes\": %lld, \"edges\": %lld, \"span\": %lld, \"parallelism\": %.2f, \"graph_mb\": %.3f, "
+                "\"forward_ms\": %.6f, \"backward_ms\": %.6f, \"speedup\": %.4f}%s\n",
+                r[i].workload, r[i].impl, r[i].threads, (long long)r[i].size, r[i].ok ? "true" : "false",
+                (long long)nodes, (long long)edges, (long long)span, par, mb, r[i].fwd_ms, r[i].bwd_ms, speedup,
+                i + 1 < n ? "," : "");
+        fprintf(c, "%s,%s,%d,%lld,%lld,%lld,%lld,%.2f,%.3f,%.6f,%.6f,%.4f\n", r[i].workload, r[i].impl, r[i].threads,
+                (long long)r[i].size, (long long)nodes, (long long)edges, (long long)span, par, mb, r[i].fwd_ms,
+                r[i].bwd_ms, speedup);
+    }
+    fputs("]\n", j);
+    fclose(j);
+    fclose(c);
+}
+
+/* speedup.dat: one block per (workload, impl) of "threads speedup";
+ * pytorch.dat: per workload, agrad's and PyTorch's backward at 1 thread and
+ * at their best thread count. plot.gp draws both. */
+static void write_plots(const ab_options *o, const ab_result *r, int n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/speedup.dat", o->out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return;
+    int blocks = 0;
+    char titles[64][48];
+    for (int w = 0; w < NWORKLOADS; w++) {
+        const ab_result *one = find(r, n, workloads[w].name, "agrad", 1);
+        if (!one || blocks == 64)
+            continue;
+        fprintf(f, "# %s\n", workloads[w].name);
+        for (int t = 0; t < o->nthreads; t++) {
+            const ab_result *x = find(r, n, workloads[w].name, "agrad", o->threads[t]);
+            if (x)
+                fprintf(f, "%d %.4f\n", x->threads, one->bwd_ms / x->bwd_ms);
+        }
+        fprintf(f, "\n\n");
+        snprintf(titles[blocks++], sizeof titles[0], "%s", workloads[w].name);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/pytorch.dat", o->out_dir);
+    FILE *p = fopen(path, "w");
+    if (!p)
+        return;
+    fprintf(p, "workload \"agrad 1 thread\" \"agrad best\" \"PyTorch 1 thread\" \"PyTorch best\"\n");
+    int rows = 0;
+    for (int w = 0; w < NWORKLOADS; w++) {
+        const ab_result *a1 = find(r, n, workloads[w].name, "agrad", 1), *ab = best(r, n, workloads[w].name, "agrad");
+        const ab_result *p1 = find(r, n, workloads[w].name, "pytorch", 1);
+        const ab_result *pb = best(r, n, workloads[w].name, "pytorch");
+        if (!a1 || !ab || !p1 || !pb)
+            continue;
+        fprintf(p, "%s %.6f %.6f %.6f %.6f\n", workloads[w].name, a1->bwd_ms, ab->bwd_ms, p1->bwd_ms, pb->bwd_ms);
+        rows++;
+    }
+    fclose(p);
+    int maxt = 1;
+    for (int t = 0; t < o->nthreads; t++)
+        maxt = o->threads[t] > maxt ? o->threads[t] : maxt;
+    snprintf(path, sizeof path, "%s/plot.gp", o->out_dir);
+    FILE *g = fopen(path, "w");
+    if (!g)
+        return;
+    fprintf(g,
+            "set terminal pngcairo size 960,640 font ',11'\n"
+            "set output 'speedup.png'\n"
+            "set title 'agrad backward: speedup over 1 thread (%ld cores; more threads = oversubscribed)'\n"
+            "set xlabel 'threads'\nset ylabel 'speedup (1-thread backward time / backward time)'\n"
+            "set key top left\nset grid\nset xrange [0.8:%d.2]\nset yrange [0:*]\nset xtics 1\n"
+            "plot x title 'ideal' with lines dashtype 2 linecolor 'gray'",
+            sysconf(_SC_NPROCESSORS_ONLN), maxt);
+    for (int b = 0; b < blocks; b++)
+        fprintf(g, ", 'speedup.dat' index %d using 1:2 with linespoints title '%s'", b, titles[b]);
+    fprintf(g, "\n");
+    if (rows > 0) {
+        fprintf(g, "set output 'vs_pytorch.png'\n"
+                   "set title 'backward time per workload: agrad against PyTorch 1.13 (lower is better)'\n"
+                   "set xlabel 'workload'\nset ylabel 'backward time (ms, log scale)'\nset logscale y\n"
+                   "set yrange [*:*]\nset xrange [*:*]\nset xtics auto\nset key top left\n"
+                   "set style data histograms\nset style histogram clustered gap 1\n"
+                   "set style fill solid 0.8 border -1\n"
+                   "plot 'pytorch.dat' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3), "
+                   "'' using 4 title columnheader(4), '' using 5 title columnheader(5)\n");
+    }
+    fclose(g);
+    if (!o->plots)
+        return;
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        printf("plots: skipped (gnuplot is not installed: apt-get install gnuplot-nox)\n");
+        return;
+    }
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plot.gp", o->out_dir);
+    if (system(cmd) != 0)
+        printf("plots: gnuplot failed (see %s/plot.gp)\n", o->out_dir);
+}
+
+static void print_tables(const ab_options *o, const ab_result *r, int n, const ab_info *info, int ninfo) {
+    printf("\nGraphs (backward: nodes, edges; work = nodes, span = nodes on the longest path; graph MB = what the "
+           "forward allocated)\n");
+    printf("%-10s %7s %8s %8s %7s %11s %9s\n", "workload", "size", "nodes", "edges", "span", "parallelism", "graph MB");
+    for (int i = 0; i < ninfo; i++)
+        printf("%-10s %7lld %8lld %8lld %7lld %11.1f %9.2f\n", info[i].workload, (long long)info[i].size,
+               (long long)info[i].st.nodes, (long long)info[i].st.edges, (long long)info[i].st.span,
+               info[i].st.span ? (double)info[i].st.nodes / (double)info[i].st.span : 0.0, info[i].graph_mb);
+
+    printf("\nMedian times in ms (forward / backward) and backward speedup over 1 thread\n");
+    printf("%-10s %-10s %7s %11s %11s %9s\n", "workload", "impl", "threads", "forward", "backward", "speedup");
+    for (int i = 0; i < n; i++) {
+        if (!r[i].ok) {
+            printf("%-10s %-10s %7d %11s %11s %9s\n", r[i].workload, r[i].impl, r[i].threads, "failed", "-", "-");
+            continue;
+        }
+        const ab_result *one = find(r, n, r[i].workload, r[i].impl, 1);
+        printf("%-10s %-10s %7d %11.3f %11.3f", r[i].workload, r[i].impl, r[i].threads, r[i].fwd_ms, r[i].bwd_ms);
+        if (one)
+            printf(" %8.2fx\n", one->bwd_ms / r[i].bwd_ms);
+        else
+            printf(" %9s\n", "-");
+    }
+
+    printf("\nBackward, agrad against the others (same run; above 1: agrad is faster)\n");
+    printf("%-10s %14s %14s %18s %16s\n", "workload", "det / default", "omp / ws", "PyTorch best / agrad",
+           "agrad ns/node");
+    for (int w = 0; w < NWORKLOADS; w++) {
+        const char *name = workloads[w].name;
+        const ab_result *ab = best(r, n, name, "agrad");
+        if (!ab)
+            continue;
+        const ab_result *db = find(r, n, name, "agrad-det", ab->threads);
+        const ab_result *ob = best(r, n, name, "agrad-omp");
+        const ab_result *pb = best(r, n, name, "pytorch");
+        int64_t nodes = 0;
+        for (int k = 0; k < ninfo; k++)
+            if (!strcmp(info[k].workload, name))
+                nodes = info[k].st.nodes;
+        printf("%-10s", name);
+        if (db)
+            printf(" %13.2fx", db->bwd_ms / ab->bwd_ms);
+        else
+            printf(" %14s", "-");
+        if (ob)
+            printf(" %13.2fx", ob->bwd_ms / ab->bwd_ms);
+        else
+            printf(" %14s", "-");
+        if (pb)
+            printf(" %17.2fx", pb->bwd_ms / ab->bwd_ms);
+        else
+            printf(" %18s", "-");
+        printf(" %16.1f\n", nodes ? ab->bwd_ms * 1e6 / (double)nodes : 0.0);
+    }
+    printf("(ratios use each implementation's best thread count; det / default at agrad's best)\n");
+    (void)o;
+}
+
+int bench_autograd_run(const ab_options *o) {
+    int maxr = NWORKLOADS * (NIMPLS + 1) * o->nthreads;
+    ab_result *res = calloc((size_t)maxr, sizeof *res);
+    ab_info info[NWORKLOADS];
+    int nres = 0, ninfo = 0, failures = 0;
+    double *tf = calloc((size_t)o->reps, sizeof *tf), *tb = calloc((size_t)o->reps, sizeof *tb);
+    if (!res || !tf || !tb)
+        return -1;
+    bool have_omp = ag_set_executor(AG_EXECUTOR_OPENMP) == 0;
+    ag_set_executor(AG_EXECUTOR_WS);
+
+    int total = 0, done = 0;
+    for (int w = 0; w < NWORKLOADS; w++)
+        if (in_list(o->workloads, workloads[w].name))
+            for (int i = 0; i < NIMPLS; i++)
+                total += in_list(o->impls, impls[i]) && (i != 2 || have_omp) ? o->nthreads : 0;
+
+    for (int w = 0; w < NWORKLOADS; w++) {
+        const ab_workload *wl = &workloads[w];
+        if (!in_list(o->workloads, wl->name))
+            continue;
+        ab_state s = {.params = ag_ctx_new(), .size = wl->size[o->scale]};
+        ag_manual_seed(1234);
+        if (!s.params || wl->setup(&s) != 0) {
+            fprintf(stderr, "agrad-bench: %s: setup failed: %s\n", wl->name, ag_last_error());
+            return -1;
+        }
+        ag_ctx *g = ag_ctx_new();
+        /* graph statistics from one forward */
+        ag_ctx_reset(g);
+        ag_tensor *root = wl->forward(&s, g);
+        info[ninfo++] =
+            (ab_info){wl->name, s.size, root ? graph_stats(root) : (ab_stats){0}, (double)ag_ctx_bytes(g) / 1048576.0};
+        /* configurations of this workload, each measured warm */
+        int first = nres;
+        for (int i = 0; i < NIMPLS; i++) {
+            if (!in_list(o->impls, impls[i]) || (i == 2 && !have_omp))
+                continue;
+            for (int t = 0; t < o->nthreads; t++)
+                res[nres++] = (ab_result){
+                    .workload = wl->name, .impl = impls[i], .threads = o->threads[t], .size = s.size, .ok = true};
+        }
+        int nconf = nres - first;
+        double *times = calloc((size_t)(nconf * o->reps * 2), sizeof *times);
+        if (!times)
+            return -1;
+        for (int k = 0; k < nconf; k++) {
+            ab_result *c = &res[first + k];
+            int impl = !strcmp(c->impl, "agrad") ? 0 : !strcmp(c->impl, "agrad-det") ? 1 : 2;
+            struct timespec settle = {o->settle_ms / 1000, (long)(o->settle_ms % 1000) * 1000000};
+            nanosleep(&settle, NULL);
+            for (int round = 0; round < o->warmup + o->reps && c->ok; round++) {
+                double f, b;
+                if (one_round(&s, wl, g, impl, c->threads, &f, &b) != 0) {
+                    fprintf(stderr, "\nagrad-bench: %s/%s at %d threads failed: %s\n", wl->name, c->impl, c->threads,
+                            ag_last_error());
+                    c->ok = false;
+                    failures++;
+                } else if (round >= o->warmup) {
+                    times[(k * o->reps + round - o->warmup) * 2] = f;
+                    times[(k * o->reps + round - o->warmup) * 2 + 1] = b;
+                }
+            }
+        }
+        for (int k = 0; k < nconf; k++) {
+            ab_result *c = &res[first + k];
+            for (int q = 0; q < o->reps; q++) {
+                tf[q] = times[(k * o->reps + q) * 2];
+                tb[q] = times[(k * o->reps + q) * 2 + 1];
+            }
+            c->fwd_ms = median(tf, o->reps);
+            c->bwd_ms = median(tb, o->reps);
+            char what[96];
+            snprintf(what, sizeof what, "%s %s %dT: backward %.3f ms", wl->name, c->impl, c->threads, c->bwd_ms);
+            progress(++done, total, what);
+        }
+        free(times);
+        ag_ctx_free(g);
+        free(s.targets);
+        ag_ctx_free(s.params);
+    }
+    set_impl(0);
+    ag_set_num_threads(0);
+    if (isatty(2))
+        fputs("\r\033[K", stderr);
+
+    if (o->pytorch && in_list(o->impls, "pytorch")) {
+        if (torch_available()) {
+            fprintf(stderr, "pytorch: running bench/pytorch/autograd.py\n");
+            nres += run_pytorch(o, res + nres, maxr - nres);
+            if (isatty(2))
+                fputs("\r\033[K", stderr);
+        } else {
+            printf("pytorch: skipped (python3-torch is not installed: apt-get install python3-torch)\n");
+        }
+    }
+    print_tables(o, res, nres, info, ninfo);
+    if (o->out_dir) {
+        write_outputs(o, res, nres, info, ninfo);
+        write_plots(o, res, nres);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("peak resident memory of agrad-bench: %.1f MB\n", (double)ru.ru_maxrss / 1024.0);
+    free(res);
+    free(tf);
+    free(tb);
+    return failures;
+}
