@@ -89,6 +89,11 @@ WS_EXPORT int ws_pool_create(ws_pool **out, const ws_pool_opts *opts);
 WS_EXPORT int ws_pool_destroy(ws_pool *pool);
 
 WS_EXPORT int ws_pool_num_threads(const ws_pool *pool); /* workers */
+/* Wakes up to n sleeping workers, which look for work for a few tens of
+ * microseconds before they sleep again. A caller about to hand the pool a
+ * burst of work calls it first, so that waking (slow on some virtual
+ * machines) overlaps its own preparation. Returns how many it woke. */
+WS_EXPORT int ws_pool_wake(ws_pool *pool, int n);
 /* Upper bound of ws_participant_index() + 1: workers plus outside slots.
  * Size per-participant arrays (scratch buffers, partial sums) with it. */
 WS_EXPORT int ws_pool_max_participants(const ws_pool *pool);

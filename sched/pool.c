@@ -227,6 +227,15 @@ int ws_pool_destroy(ws_pool *p) {
 
 int ws_pool_num_threads(const ws_pool *p) { return p ? p->nworkers : WS_EINVAL; }
 
+int ws_pool_wake(ws_pool *p, int n) {
+    if (!p || n < 0)
+        return WS_EINVAL;
+    int woke = 0;
+    while (woke < n && woke < p->nworkers && ws__wake_one_counted(p))
+        woke++;
+    return woke;
+}
+
 int ws_pool_max_participants(const ws_pool *p) { return p ? p->nslots : WS_EINVAL; }
 
 int ws_participant_index(void) { return ws__self ? ws__self->index : -1; }

@@ -146,23 +146,27 @@ void ws__wake_part(ws__part *w) {
 
 /* Wakes at most one sleeper: workers first (a thread parked in a wait
  * would rather return to its caller than take unrelated work). */
-void ws__wake_one(ws_pool *p) {
+void ws__wake_one(ws_pool *p) { ws__wake_one_counted(p); }
+
+/* The same; true when it woke someone. */
+bool ws__wake_one_counted(ws_pool *p) {
     WS__FENCE_SEQ_CST();
     if (atomic_load_explicit(&p->nwait, memory_order_relaxed) <= 0)
-        return;
+        return false;
     int n = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
     ws__part *self = ws__self;
     int start = self ? (int)((self->rng >> 33) % (uint64_t)(p->nworkers ? p->nworkers : 1)) : 0;
     for (int i = 0; i < p->nworkers; i++) {
         int v = start + i < p->nworkers ? start + i : start + i - p->nworkers;
         if (ws__wake_if_waiting(ws__part_at(p, v)))
-            return;
+            return true;
     }
     for (int v = p->nworkers; v < n; v++) {
         ws__part *w = ws__part_at(p, v);
         if (w && ws__wake_if_waiting(w))
-            return;
+            return true;
     }
+    return false;
 }
 
 void ws__wake_all(ws_pool *p) {

@@ -193,6 +193,7 @@ void ws__run(ws__part *self, ws_task *t);
 ws_task *ws__find_work(ws__part *self, bool *stole);
 void ws__push(ws__part *self, ws_task *t);
 void ws__wake_one(ws_pool *p);
+bool ws__wake_one_counted(ws_pool *p);
 void ws__wake_part(ws__part *w);
 void ws__wake_all(ws_pool *p);
 void ws__submit_queue(ws_pool *p, ws_task *t);

@@ -472,6 +472,12 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
         rc = AG_ENOMEM;
         goto out;
     }
+    /* A thread that runs the same graph again (a training loop) wakes the
+     * workers now, so they are up when the first nodes are pushed. */
+    bool woke = t->was_parallel && nthreads > 1 && !ag__in_worker();
+    if (woke)
+        ag__wake_workers(nthreads);
+    t->was_parallel = false;
     if ((rc = ag__task_reserve(t, 64)) || (rc = ag__discover(t, root_node)))
         goto out;
     if ((rc = ag__seed(t, root, grad, &t->bufs[0])))
@@ -483,9 +489,12 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
      * thread count (on this thread when there is one, or inside a worker),
      * and one not worth threads runs here in PyTorch's fixed order. */
     if ((nthreads > 1 || t->det) && !ag__is_accumulate(root_node) && ag__graph_worth_parallel(t)) {
-        if (nthreads > 1 && !ag__in_worker())
+        if (nthreads > 1 && !ag__in_worker()) {
+            if (!woke)
+                ag__wake_workers(nthreads);
+            t->was_parallel = true;
             rc = ag__par_backward(t, nthreads, (int)ag_get_executor());
-        else if (t->det)
+        } else if (t->det)
             rc = ag__par_backward(t, 1, AG__EXECUTOR_SERIAL);
         else
             goto serial;

@@ -63,7 +63,8 @@ typedef struct ag__task {
     size_t nparts_cap;
     _Atomic int nslots;
     bool det, keep_graph;
-    _Atomic int err; /* first error of this backward; later nodes skip */
+    bool was_parallel; /* the last backward at this depth ran on the pool */
+    _Atomic int err;   /* first error of this backward; later nodes skip */
     char errmsg[512];
     ws_dag dag;
 } ag__task;
@@ -88,6 +89,9 @@ int ag__run_hooks(ag_tensor *owner, ag_tensor **grad);
 extern _Atomic int64_t ag__par_min_work;
 bool ag__graph_worth_parallel(const ag__task *t);
 extern _Thread_local int ag__backward_threads; /* num_threads of this thread's running backward */
+/* Wakes the sleeping workers of the pool for nthreads threads, so that
+ * their wake-up overlaps the caller's discovery and set-up. */
+void ag__wake_workers(int nthreads);
 /* True when the calling thread is running nodes of a pool or OpenMP team. */
 bool ag__in_worker(void);
 /* Runs a discovered graph whose root buffer is seeded, on nthreads threads

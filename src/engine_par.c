@@ -41,7 +41,7 @@ static pthread_mutex_t ag__pools_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The pool that runs a backward on nthreads threads: nthreads - 1 workers,
  * plus the calling thread, which works while it waits. */
-static ws_pool *ag__pool(int nthreads) {
+ws_pool *ag__pool(int nthreads) {
     if (nthreads > AG__MAX_POOL_THREADS)
         nthreads = AG__MAX_POOL_THREADS;
     ws_pool *p = atomic_load_explicit(&ag__pools[nthreads], memory_order_acquire);
@@ -95,6 +95,14 @@ void ag__parallel_for(int64_t n, int64_t grain, ag__range_fn fn, void *arg) {
     }
     if (ws_parallel_for(pool, 0, n, grain, fn, arg) != 0)
         fn(arg, 0, n);
+}
+
+void ag__wake_workers(int nthreads) {
+    ws_pool *p = nthreads > 1 ? ag__pool(nthreads) : NULL;
+    if (p)
+        ws_pool_wake(p, nthreads - 1);
+    else
+        ag_clear_error();
 }
 
 bool ag__in_worker(void) {

@@ -119,6 +119,36 @@ static void *holder_main(void *arg) {
     return NULL;
 }
 
+/* ws_pool_wake wakes sleeping workers (at most n, at most the workers),
+ * and they go back to sleep when there is nothing to do. */
+static void test_wake(void **state) {
+    (void)state;
+    ws_pool *p;
+    ws_pool_opts o = WS_POOL_OPTS_INIT;
+    o.num_threads = 3;
+    assert_int_equal(ws_pool_create(&p, &o), 0);
+    assert_int_equal(ws_pool_wake(NULL, 1), WS_EINVAL);
+    assert_int_equal(ws_pool_wake(p, -1), WS_EINVAL);
+    assert_int_equal(ws_pool_wake(p, 0), 0);
+    ws_stats st[8];
+    for (int round = 0; round < 3; round++) {
+        /* wait until every worker has parked */
+        for (int tries = 0; tries < 2000; tries++) {
+            int n = ws_pool_stats(p, st, 8);
+            uint64_t parked = 0;
+            for (int i = 0; i < 3 && i < n; i++)
+                parked += st[i].parks > (uint64_t)round;
+            if (parked == 3)
+                break;
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
+        int woke = ws_pool_wake(p, 8);
+        assert_true(woke >= 0 && woke <= 3);
+    }
+    assert_int_equal(ws_pool_destroy(p), 0);
+}
+
 static void test_destroy_rules(void **state) {
     (void)state;
     ws_pool *p = test_pool(2);
@@ -267,10 +297,15 @@ static void test_trace(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_destroy),          cmocka_unit_test(test_bad_args),
-        cmocka_unit_test(test_thread_creation_failure), cmocka_unit_test(test_default_threads_env),
-        cmocka_unit_test(test_destroy_rules),           cmocka_unit_test(test_submit_from_outside),
-        cmocka_unit_test(test_destroy_runs_queued),     cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_create_destroy),
+        cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_thread_creation_failure),
+        cmocka_unit_test(test_default_threads_env),
+        cmocka_unit_test(test_destroy_rules),
+        cmocka_unit_test(test_submit_from_outside),
+        cmocka_unit_test(test_destroy_runs_queued),
+        cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_wake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
