@@ -99,8 +99,8 @@ static void usage(FILE *f) {
           "                       sched: serial,ws,openmp,pthreads)\n"
           "  --threads 1,2,8      thread counts, the calling thread included (default 1 to the cores,\n"
           "                       and 8 for oversubscription)\n"
-          "  --reps N             timed repetitions per measurement, median reported (default 11)\n"
-          "  --warmup N           untimed runs first (default 2)\n"
+          "  --reps N             timed repetitions per measurement, median reported (default 21)\n"
+          "  --warmup N           untimed runs first (default 5)\n"
           "  --settle MS          pause before each run, so the threads of the one before\n"
           "                       (libgomp's spin after a parallel region) are asleep (default 20)\n"
           "  --size NAME=N        size of a workload (repeatable), e.g. --size fib=30\n"
@@ -203,9 +203,9 @@ static int parse_args(int argc, char **argv, options *o) {
     if (o->small)
         o->quick = true; /* the scheduler's workloads at their quick sizes */
     if (o->reps < 0)
-        o->reps = o->tiny ? 3 : o->small ? 7 : 11;
+        o->reps = o->tiny ? 3 : o->small ? 7 : 21;
     if (o->warmup < 0)
-        o->warmup = o->quick ? 1 : 2;
+        o->warmup = o->tiny ? 1 : o->small ? 2 : 5;
     if (o->settle_ms < 0)
         o->settle_ms = o->tiny ? 1 : o->small ? 10 : 20;
     return 0;
