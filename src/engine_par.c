@@ -370,6 +370,22 @@ static void ag__hand_over(ag__task *t, int32_t j, ag_tensor *p, ag__slot *sl) {
         ag__grad_give_back(sl, p);
 }
 
+/* A leaf fed by a single edge and without hooks gets its gradient from that
+ * one producer: the producer adds it into .grad at once, while it is in
+ * cache, instead of leaving it for the end of the graph. (Any sum order is
+ * the same for one contribution, so deterministic mode does it too.) */
+static inline bool ag__leaf_early(const ag__task *t, int32_t j) { return t->deps[j] == 1 && !t->nodes[j]->out->hooks; }
+
+static int ag__accumulate_now(ag__task *t, int32_t j, const ag_tensor *g) {
+    if (AG__UNLIKELY(atomic_load_explicit(&ag__tracing, memory_order_relaxed))) {
+        uint64_t t0 = ag__now_ns();
+        int rc = ag__accumulate(t->nodes[j]->out, g);
+        ag__trace_record(ag__accumulate_grad_kind.name, t0, ag__now_ns());
+        return rc;
+    }
+    return ag__accumulate(t->nodes[j]->out, g);
+}
+
 static int ag__par_node(ag__task *t, int32_t idx, ag__slot *sl) {
     ag_node *node = t->nodes[idx];
     ag_tensor *owner = node->out;
@@ -405,7 +421,7 @@ static int ag__par_node(ag__task *t, int32_t idx, ag__slot *sl) {
             dinp[i] = dinp[k];
             continue;
         }
-        if (!t->det && t->leafidx[j] >= 0)
+        if (!t->det && t->leafidx[j] >= 0 && !ag__leaf_early(t, j))
             dinp[i] = ag__leaf_buf(t, sl, t->leafidx[j]);
         else
             dinp[i] = ag__grad_zeros(sl, t->nodes[j]->out);
@@ -428,11 +444,16 @@ static int ag__par_node(ag__task *t, int32_t idx, ag__slot *sl) {
             k++;
         if (k < i)
             continue; /* handed over with the first edge to j */
-        if (t->det)
+        if (t->leafidx[j] >= 0 && ag__leaf_early(t, j)) {
+            if ((rc = ag__accumulate_now(t, j, dinp[i])))
+                return rc;
+            ag__grad_give_back(sl, dinp[i]);
+        } else if (t->det) {
             t->contrib[t->edge_off[idx] + i] = dinp[i];
-        else if (t->leafidx[j] < 0)
+        } else if (t->leafidx[j] < 0) {
             ag__hand_over(t, j, dinp[i], sl);
-        /* a leaf's share stays in this participant's buffer */
+        }
+        /* else a leaf's share stays in this participant's buffer */
     }
     return 0;
 }
