@@ -515,11 +515,15 @@ static int ag__leaf_finish(ag__task *t, int32_t l) {
         }
     }
     if (!g)
-        return 0;
+        return 0; /* no share left: fed by one edge, added at once */
+    uint64_t t0 = AG__UNLIKELY(atomic_load_explicit(&ag__tracing, memory_order_relaxed)) ? ag__now_ns() : 0;
     int rc;
     if (owner->hooks && (rc = ag__run_hooks(owner, &g)))
         return rc;
-    return ag__accumulate(owner, g);
+    rc = ag__accumulate(owner, g);
+    if (t0)
+        ag__trace_record(ag__accumulate_grad_kind.name, t0, ag__now_ns());
+    return rc;
 }
 
 static void ag__leaves_range(void *arg, int64_t lo, int64_t hi) {
@@ -527,14 +531,7 @@ static void ag__leaves_range(void *arg, int64_t lo, int64_t hi) {
     for (int64_t l = lo; l < hi; l++) {
         if (atomic_load_explicit(&t->err, memory_order_relaxed))
             return;
-        int rc;
-        if (AG__UNLIKELY(atomic_load_explicit(&ag__tracing, memory_order_relaxed))) {
-            uint64_t t0 = ag__now_ns();
-            rc = ag__leaf_finish(t, (int32_t)l);
-            ag__trace_record(ag__accumulate_grad_kind.name, t0, ag__now_ns());
-        } else {
-            rc = ag__leaf_finish(t, (int32_t)l);
-        }
+        int rc = ag__leaf_finish(t, (int32_t)l);
         if (rc)
             ag__par_fail(t, rc);
     }
