@@ -37,6 +37,7 @@ typedef struct options {
     const char *workloads, *impls, *json;
     int threads[MAX_THREADS], nthreads;
     int reps, warmup, settle_ms;
+    int autograd_reps, autograd_warmup;
     int64_t work, grain;
     struct {
         char name[32];
@@ -99,8 +100,9 @@ static void usage(FILE *f) {
           "                       sched: serial,ws,openmp,pthreads)\n"
           "  --threads 1,2,8      thread counts, the calling thread included (default 1 to the cores,\n"
           "                       and 8 for oversubscription)\n"
-          "  --reps N             timed repetitions per measurement, median reported (default 21)\n"
-          "  --warmup N           untimed runs first (default 5)\n"
+          "  --reps N             timed repetitions per measurement, median reported (default:\n"
+          "                       autograd 21, scheduler 11; --small 7, --tiny 3)\n"
+          "  --warmup N           untimed runs first (default: autograd 5, scheduler 2)\n"
           "  --settle MS          pause before each run, so the threads of the one before\n"
           "                       (libgomp's spin after a parallel region) are asleep (default 20)\n"
           "  --size NAME=N        size of a workload (repeatable), e.g. --size fib=30\n"
@@ -202,10 +204,15 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (o->small)
         o->quick = true; /* the scheduler's workloads at their quick sizes */
+    /* Full sizes: the autograd suite's rounds are short, so it takes 21
+     * after 5 warm-up rounds; the scheduler's take seconds each (OpenMP's
+     * fib), so 11 after 2. */
+    o->autograd_reps = o->reps >= 0 ? o->reps : o->tiny ? 3 : o->small ? 7 : 21;
+    o->autograd_warmup = o->warmup >= 0 ? o->warmup : o->tiny ? 1 : o->small ? 2 : 5;
     if (o->reps < 0)
-        o->reps = o->tiny ? 3 : o->small ? 7 : 21;
+        o->reps = o->tiny ? 3 : o->small ? 7 : 11;
     if (o->warmup < 0)
-        o->warmup = o->tiny ? 1 : o->small ? 2 : 5;
+        o->warmup = o->tiny ? 1 : 2;
     if (o->settle_ms < 0)
         o->settle_ms = o->tiny ? 1 : o->small ? 10 : 20;
     return 0;
@@ -433,7 +440,7 @@ int main(int argc, char **argv) {
     int failures = 0;
     if (!o.only || !strcmp(o.only, "autograd")) {
         printf("agrad-bench, autograd suite: %ld cores online, compiler %s, reps %d (median), warm-up %d, %s sizes\n",
-               sysconf(_SC_NPROCESSORS_ONLN), __VERSION__, o.reps, o.warmup,
+               sysconf(_SC_NPROCESSORS_ONLN), __VERSION__, o.autograd_reps, o.autograd_warmup,
                o.tiny    ? "tiny"
                : o.small ? "small"
                          : "full");
@@ -442,8 +449,8 @@ int main(int argc, char **argv) {
                                             : AB_SIZE_FULL,
                          .threads = o.threads,
                          .nthreads = o.nthreads,
-                         .reps = o.reps,
-                         .warmup = o.warmup,
+                         .reps = o.autograd_reps,
+                         .warmup = o.autograd_warmup,
                          .settle_ms = o.settle_ms,
                          .workloads = o.workloads,
                          .impls = o.impls,
