@@ -529,9 +529,10 @@ static void write_plots(const ab_options *o, const ab_result *r, int n) {
             "set output 'speedup.png'\n"
             "set title 'agrad backward: speedup over 1 thread (%ld cores; more threads = oversubscribed)'\n"
             "set xlabel 'threads'\nset ylabel 'speedup (1-thread backward time / backward time)'\n"
-            "set key top left\nset grid\nset xrange [0.8:%d.2]\nset yrange [0:*]\nset xtics 1\n"
-            "plot x title 'ideal' with lines dashtype 2 linecolor 'gray'",
-            sysconf(_SC_NPROCESSORS_ONLN), maxt);
+            "set key bottom right\nset grid\nset xrange [0.8:%d.2]\nset yrange [0:%ld]\nset xtics 1\nset samples 400\n"
+            "cores = %ld\n"
+            "plot (x < cores ? x : cores) title 'ideal: min(threads, cores)' with lines dashtype 2 linecolor 'gray'",
+            sysconf(_SC_NPROCESSORS_ONLN), maxt, sysconf(_SC_NPROCESSORS_ONLN) + 1, sysconf(_SC_NPROCESSORS_ONLN));
     for (int b = 0; b < blocks; b++)
         fprintf(g, ", 'speedup.dat' index %d using 1:2 with linespoints title '%s'", b, titles[b]);
     fprintf(g, "\n");
