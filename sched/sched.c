@@ -31,9 +31,13 @@ _Thread_local ws__part *ws__self __attribute__((tls_model("initial-exec"))) = NU
 
 /* Idle tuning: rounds over all victims with a short pause between them,
  * then rounds with sched_yield (so that with more threads than cores the
- * thread holding work gets the core), then park. About 20-60 us of looking
- * before sleeping on this machine. */
+ * thread holding work gets the core) until a worker has looked for
+ * WS__IDLE_NS in all, then park. Waking a parked worker costs more than
+ * 100 us on some virtual machines, so a worker that goes idle between the
+ * parallel parts of a training step (a few hundred microseconds apart)
+ * stays awake for the next; an idle pool still sleeps after 300 us. */
 enum { WS__SPIN_ROUNDS = 64, WS__PAUSES = 32, WS__YIELD_ROUNDS = 16 };
+#define WS__IDLE_NS 300000u
 
 /* ---- Time -------------------------------------------------------------------- */
 
@@ -343,7 +347,16 @@ static ws_task *ws__idle(ws__part *self) {
     ws_pool *p = self->pool;
     atomic_fetch_add_explicit(&p->nspin, 1, memory_order_relaxed);
     for (;;) {
-        for (int round = 0; round < WS__SPIN_ROUNDS + WS__YIELD_ROUNDS; round++) {
+        uint64_t since = 0;
+        for (int round = 0;; round++) {
+            if (round >= WS__SPIN_ROUNDS + WS__YIELD_ROUNDS) {
+                /* past the counted rounds, yield until WS__IDLE_NS is up */
+                uint64_t now = ws__now_ns();
+                if (!since)
+                    since = now;
+                else if (now - since >= WS__IDLE_NS)
+                    break;
+            }
             bool more = false;
             ws_task *t = ws__steal_round(self, &more);
             if (t) {
