@@ -137,6 +137,10 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
         return WS_ENOMEM;
     memset(p, 0, sizeof(*p));
     p->nworkers = n;
+    /* Look for work a while before sleeping, unless threads outnumber the
+     * cores: then idle workers would take the core from the busy ones. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    p->idle_ns = n + 1 <= cores ? WS__IDLE_NS : 0;
     p->max_outside = max_outside;
     p->nslots = n + max_outside;
     atomic_init(&p->nvictims, n);

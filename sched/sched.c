@@ -35,9 +35,10 @@ _Thread_local ws__part *ws__self __attribute__((tls_model("initial-exec"))) = NU
  * WS__IDLE_NS in all, then park. Waking a parked worker costs more than
  * 100 us on some virtual machines, so a worker that goes idle between the
  * parallel parts of a training step (a few hundred microseconds apart)
- * stays awake for the next; an idle pool still sleeps after 300 us. */
+ * stays awake for the next; an idle pool still sleeps after 300 us. A
+ * pool with more threads than cores skips the wait (pool.c): there an
+ * idle worker would take the core from a busy one. */
 enum { WS__SPIN_ROUNDS = 64, WS__PAUSES = 32, WS__YIELD_ROUNDS = 16 };
-#define WS__IDLE_NS 300000u
 
 /* ---- Time -------------------------------------------------------------------- */
 
@@ -354,7 +355,7 @@ static ws_task *ws__idle(ws__part *self) {
                 uint64_t now = ws__now_ns();
                 if (!since)
                     since = now;
-                else if (now - since >= WS__IDLE_NS)
+                else if (now - since >= p->idle_ns)
                     break;
             }
             bool more = false;

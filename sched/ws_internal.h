@@ -123,6 +123,10 @@ typedef struct ws__part {
 
 /* ---- The pool -------------------------------------------------------------- */
 
+/* An idle worker of a pool no bigger than the machine looks for work this
+ * long before it sleeps (sched.c). */
+#define WS__IDLE_NS 300000u
+
 struct ws_pool {
     /* read-only after creation */
     int nworkers;
@@ -132,7 +136,8 @@ struct ws_pool {
      * slot is allocated on first use and published with a release store;
      * thieves load it with acquire. */
     _Atomic(ws__part *) *parts;
-    uint64_t t0_ns; /* CLOCK_MONOTONIC at creation: trace origin */
+    uint64_t t0_ns;   /* CLOCK_MONOTONIC at creation: trace origin */
+    uint64_t idle_ns; /* how long an idle worker looks for work before it sleeps */
 
     /* Thieves look at parts [0, nvictims): workers and the outside slots
      * used so far. Grows under slot_lock, read relaxed (a thief that misses
