@@ -663,6 +663,12 @@ int bench_autograd_run(const ab_options *o) {
         double *times = calloc((size_t)(nconf * o->reps * 2), sizeof *times);
         if (!times)
             return -1;
+        /* A first pass that warms caches, the arena and the CPU's clock, so
+         * that the first configuration is not measured cold. */
+        for (int r = 0; r < o->warmup; r++) {
+            double f, b;
+            one_round(&s, wl, g, 0, 1, &f, &b);
+        }
         for (int k = 0; k < nconf; k++) {
             ab_result *c = &res[first + k];
             int impl = !strcmp(c->impl, "agrad") ? 0 : !strcmp(c->impl, "agrad-det") ? 1 : 2;
