@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 static int setup_ctx(void **state) {
     *state = ag_ctx_new();

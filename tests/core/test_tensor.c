@@ -2,7 +2,7 @@
  * random generators and the thread-local error state. */
 #include "core_check.h"
 
-#include "internal.h"
+#include "core/internal.h"
 
 static void test_create_and_read(void **state) {
     (void)state;

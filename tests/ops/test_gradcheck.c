@@ -8,7 +8,7 @@
  * and the blocked matmul kernel against the naive one. */
 #include "check.h"
 
-#include "ops.h" /* the matmul kernels */
+#include "ops/ops.h" /* the matmul kernels */
 
 #include <stdlib.h>
 

@@ -1,7 +1,7 @@
 /* Optimizers: SGD (momentum, dampening, Nesterov, weight decay) and Adam
  * (with AMSGrad), updating parameters in place exactly as torch.optim's
  * single-tensor paths do, element by element in the parameter's dtype. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 

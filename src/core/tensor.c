@@ -1,7 +1,7 @@
 /* Tensors: creation in a context's arena, element access, and the autograd
  * state a tensor carries (requires_grad, .grad, hooks, retain_grad, detach).
  * A tensor, its storage record and its data are one arena allocation. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <inttypes.h>
 #include <math.h>

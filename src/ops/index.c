@@ -1,7 +1,7 @@
 /* Ops that select, join or replicate: index_select and embedding, cat,
  * narrow, expand, and batched matmul with broadcast batch dimensions.
  * agrad tensors are contiguous, so each result is a copy. */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <inttypes.h>
 

@@ -1,6 +1,6 @@
 /* Graphviz export of a backward graph, for looking at what an op chain
  * recorded: `dot -Tpng graph.dot -o graph.png`. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

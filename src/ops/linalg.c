@@ -2,7 +2,7 @@
  * backward da += g @ b^T, db += a^T @ g. A cache-blocked kernel whose inner
  * loop runs along rows so it vectorizes, and the naive triple loop beside
  * it as the reference the tests compare with. */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <inttypes.h>
 

@@ -3,7 +3,7 @@
  * precision 4, column widths, 80-column line wrapping, summarisation of
  * tensors over 1000 elements, and the dtype / grad_fn / requires_grad
  * suffixes). */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <inttypes.h>
 #include <math.h>

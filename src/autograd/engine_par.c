@@ -21,7 +21,7 @@
  * gradient a node consumed, and a contribution that has been added
  * elsewhere, go back to the slot's bins at once and are reused for the next
  * gradient of the same size. Everything is released in one go at the end. */
-#include "engine.h"
+#include "autograd/engine.h"
 
 #include <pthread.h>
 #include <sched.h>

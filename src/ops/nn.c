@@ -3,7 +3,7 @@
  * and backward kernels side by side; backward kernels add into their
  * gradient buffers. Elementwise maths runs in double and stores in the
  * tensor's dtype where a kernel serves both dtypes. */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -2,7 +2,7 @@
  * tensor's version counter, so a backward that saved the old values fails
  * as PyTorch's does; a leaf that requires grad refuses them while grad mode
  * is on. Rebasing the history of a non-leaf is not supported. */
-#include "ops.h"
+#include "ops/ops.h"
 
 /* 0 when t may be changed in place now; else the error. */
 static int ag__inplace_check(ag_tensor *t, const ag_tensor *other, const char *op) {

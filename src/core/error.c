@@ -1,7 +1,7 @@
 /* Thread-local error state: the code and message of the last failure on this
  * thread, set by ag__error() and read by ag_last_error() / ag_last_status().
  * Messages follow PyTorch's wording where PyTorch has one. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stdio.h>
 

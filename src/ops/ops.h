@@ -5,7 +5,7 @@
 #ifndef AG_OPS_H
 #define AG_OPS_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* `omp simd` asks for vectorisation; where clang cannot give it (sanitizer
  * instrumentation in the loop) the loop still runs correctly, so that is
@@ -67,7 +67,7 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
  * along (the backward of a reduction). Same dtype. */
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
 
-/* Matmul kernels (ops_linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or
+/* Matmul kernels (ops/linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or
  * X^T as ta/tb say; lda/ldb/ldc are the row lengths of the stored
  * matrices. The _ref kernels are the naive triple loop C += A @ B. */
 void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,

@@ -1,7 +1,7 @@
 /* Reductions: sum and mean over all elements or one dimension, and max over
  * all elements. Sums accumulate in double for both dtypes; a mean is the sum
  * divided by the count, as PyTorch computes it (sum, then div_). */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <math.h>
 

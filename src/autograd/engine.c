@@ -8,7 +8,7 @@
  *
  * Per-backward state lives in a task owned by the calling thread (engine.h);
  * nested backward calls (from a hook) get a task of their own. */
-#include "engine.h"
+#include "autograd/engine.h"
 
 #include <inttypes.h>
 #include <pthread.h>

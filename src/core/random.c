@@ -1,7 +1,7 @@
 /* Random tensors: a per-thread xoshiro256** generator (so threads never
  * contend and a seeded thread is reproducible), uniform floats from the top
  * 53 bits and normals by Box-Muller. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 

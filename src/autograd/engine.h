@@ -9,7 +9,7 @@
 #ifndef AG_ENGINE_H
 #define AG_ENGINE_H
 
-#include "internal.h"
+#include "core/internal.h"
 #include "ws.h"
 
 /* Recycled gradient blocks of one size each; a block of another size waits

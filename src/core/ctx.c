@@ -2,7 +2,7 @@
  * it all at once on reset. Chunks come from a private jemalloc arena through
  * jemalloc's own API (mallocx/dallocx), so the application's malloc is never
  * replaced; without jemalloc they come from aligned_alloc. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -200,7 +200,7 @@ int ag__kernel_threads(void);
 /* ---- Grad mode and settings (settings.c) ------------------------------------ */
 bool ag__grad_enabled(void);
 
-/* ---- Shapes and broadcasting (kernels helpers, ops_common.c) --------------- */
+/* ---- Shapes and broadcasting (kernel helpers, ops/common.c) --------------- */
 /* out shape of broadcasting a with b; AG_ESHAPE with PyTorch's message. */
 int ag__broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64_t *shape);
 

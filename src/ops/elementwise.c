@@ -3,7 +3,7 @@
  * (neg, sqrt, exp, log, tanh, sigmoid, relu). Each op's forward kernel, its
  * backward kernel and its node kind sit together. Backward kernels add into
  * the gradient buffers they are given. */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <math.h>
 

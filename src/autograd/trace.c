@@ -1,7 +1,7 @@
 /* Tracing backward passes: while on, every node run records its name, the
  * thread that ran it and its start and end time; ag_trace_stop writes Chrome
  * trace JSON. Off, the engine pays one relaxed atomic load per node. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* Helpers the op families share: broadcasting shapes (NumPy rules, PyTorch's
  * error message) and argument checks. */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <inttypes.h>
 

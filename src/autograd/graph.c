@@ -1,7 +1,7 @@
 /* The recorded graph: nodes made by ops in grad mode, their edges to the
  * producers of their inputs, saved tensors with the versions they had, and
  * the AccumulateGrad node of each leaf that requires grad. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stdio.h>
 

@@ -1,6 +1,6 @@
 /* Process- and thread-wide settings: grad mode (thread-local, as
  * torch.no_grad), the default number of threads and determinism. */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stdlib.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 /* Shape ops: reshape (a view sharing storage, as PyTorch's reshape of a
  * contiguous tensor), transpose (a copy: agrad tensors are contiguous) and
  * clone. */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <inttypes.h>
 
