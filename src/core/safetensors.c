@@ -868,6 +868,11 @@ static int ag__st_load(ag_ctx *ctx, const ag__st_src *src, const char *const *na
     for (int k = 0; k < n; k++) {
         const ag__st_request *q = &r.req[k];
         ag_dtype dt = q->info.dtype == AG__ST_F64 ? AG_FLOAT64 : AG_FLOAT32;
+        if (q->info.end - q->info.start > SIZE_MAX / 2) { /* 32-bit hosts */
+            rc = ag__error(AG_ENOMEM, "ag_load: %s: tensor '%s' is too large for this machine", src->what,
+                           ag__st_shown(shown, q->name, q->len));
+            goto done;
+        }
         ag__st_note_alloc((size_t)(q->info.end - q->info.start));
         ag_tensor *t = ag__tensor_new(ctx, dt, q->info.ndim, q->info.shape);
         if (!t) {
