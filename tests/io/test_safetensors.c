@@ -265,7 +265,7 @@ static void test_load_arguments(void **state) {
     ag_tensor *a = filled(ctx, AG_FLOAT32, 1, (int64_t[]){3}, 1);
     const char *p = path_in("args.safetensors");
     assert_ok(ag_save(p, (const char *[]){"a"}, &a, 1));
-    ag_tensor *out[2] = {SENTINEL, SENTINEL};
+    ag_tensor *out[3] = {SENTINEL, SENTINEL, SENTINEL};
     assert_error_rc(ag_load(NULL, p, (const char *[]){"a"}, out, 1), AG_EINVAL, "context is NULL");
     assert_null(out[0]);
     assert_error_rc(ag_load(ctx, NULL, (const char *[]){"a"}, out, 1), AG_EINVAL, "path is NULL");
