@@ -288,17 +288,18 @@ int main(int argc, char **argv) {
         ag_ctx *params = ag_ctx_new(), *step = ag_ctx_new();
         CHECK(params && step);
         mlp m;
-        if (load_weights(params, load_path, &m) != 0)
-            return 1;
-        int64_t correct;
-        double acc = evaluate(&m, &test, 1000, step, &correct);
-        printf("weights from %s: test accuracy %.2f%% (%lld of %lld)\n", load_path, 100 * acc, (long long)correct,
-               (long long)test.n);
+        int rc = load_weights(params, load_path, &m) != 0;
+        if (rc == 0) {
+            int64_t correct;
+            double acc = evaluate(&m, &test, 1000, step, &correct);
+            printf("weights from %s: test accuracy %.2f%% (%lld of %lld)\n", load_path, 100 * acc, (long long)correct,
+                   (long long)test.n);
+        }
         free(test.x);
         free(test.y);
         ag_ctx_free(step);
         ag_ctx_free(params);
-        return 0;
+        return rc;
     }
     if (load(dir, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", limit, &train, err, sizeof err) ||
         load(dir, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", limit, &test, err, sizeof err)) {
