@@ -180,6 +180,40 @@ AG_EXPORT int ag_mul_(ag_tensor *t, const ag_tensor *other);
 AG_EXPORT int ag_add_scalar_(ag_tensor *t, double s);
 AG_EXPORT int ag_mul_scalar_(ag_tensor *t, double s);
 
+/* ---- Weights in files (safetensors) ------------------------------------------
+ * The safetensors format (8-byte little-endian header length, JSON header,
+ * raw little-endian data), so weights move to and from PyTorch
+ * (safetensors.torch) and other frameworks. agrad reads and writes F32 and
+ * F64; a file may hold other dtypes as long as they are not asked for.
+ *
+ * ag_save writes tensors[i] under names[i] (UTF-8, distinct, not
+ * "__metadata__"); it only reads its arguments and keeps nothing. Each
+ * tensor is saved as its elements in row-major order (views too), without
+ * history or requires_grad. The layout is the reference writer's (F64
+ * before F32, then by name; header padded with spaces to 8 bytes): the same
+ * tensors always give the same bytes. The file is written under a
+ * temporary name next to path and renamed over it, so a failed save leaves
+ * an earlier file whole and nothing partial behind. Errors: AG_EINVAL (NULL
+ * or invalid argument, duplicate name, a file that cannot be written, with
+ * the system's reason), AG_ENOMEM; a NULL tensor keeps the first error.
+ *
+ * ag_load reads the tensors named names[0..n) into out[0..n): new tensors
+ * owned by ctx, not requiring grad. All or nothing: on error every out[i]
+ * is NULL (tensors made before a late I/O error stay in ctx until reset).
+ * The file is untrusted: the whole header is checked first, nothing is
+ * allocated bigger than the file, and a malformed, truncated or hostile
+ * file is an error with a message, never a crash. AG_EINVAL: bad JSON,
+ * duplicate names, offsets out of range, overlapping or gapped data,
+ * trailing bytes, a name the file lacks, a file that cannot be read;
+ * AG_ESHAPE: a shape that does not match its data, overflows or has more
+ * than AG_MAX_DIMS dimensions; AG_EDTYPE: a tensor asked for that is not
+ * F32 or F64. n = 0 only checks the file.
+ *
+ * Threads: ag_load uses ctx as ops do (one thread at a time); ag_save only
+ * reads its tensors and may run while other threads read them. */
+AG_EXPORT int ag_save(const char *path, const char *const *names, ag_tensor *const *tensors, int n);
+AG_EXPORT int ag_load(ag_ctx *ctx, const char *path, const char *const *names, ag_tensor **out, int n);
+
 /* ---- Backward --------------------------------------------------------------- */
 
 typedef struct ag_backward_opts {
