@@ -87,7 +87,10 @@ ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like); /* ze
  * and a zeroed tensor made in such a block (the engine recycles them). */
 size_t ag__tensor_block_bytes(const ag_tensor *like);
 ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
-int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out);
+/* Validates a shape for a new tensor of dt: its element count (PyTorch's
+ * overflow rule, core/checked.h) and data bytes. AG_EINVAL / AG_ENOMEM with
+ * PyTorch's message. */
+int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_out, size_t *nbytes_out);
 int ag__normalize_dim(int dim, int ndim, int *out); /* PyTorch's "Dimension out of range" */
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b);
 void ag__shape_str(char *buf, size_t n, int ndim, const int64_t *shape); /* "[2, 3]" */

@@ -3,6 +3,8 @@
  * A tensor, its storage record and its data are one arena allocation. */
 #include "core/internal.h"
 
+#include "core/checked.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,21 +28,27 @@ static ag_tensor *ag__carve(char *mem, size_t nbytes, size_t pad) {
     return (ag_tensor *)mem;
 }
 
-int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out) {
+int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_out, size_t *nbytes_out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
         return ag__error(AG_EINVAL, "ndim %d is out of range (0 to %d)", ndim, AG_MAX_DIMS);
     if (ndim > 0 && !shape)
         return ag__error(AG_EINVAL, "shape is NULL for a %d-dimensional tensor", ndim);
-    int64_t numel = 1;
+    char s[AG_MAX_DIMS * 22 + 3];
     for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 0)
-            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s", shape[d],
-                             "every size must be >= 0");
-        if (shape[d] > 0 && numel > INT64_MAX / 16 / shape[d])
-            return ag__error(AG_ENOMEM, "a tensor of that shape is too large");
-        numel *= shape[d];
+        if (shape[d] < 0) {
+            ag__shape_str(s, sizeof s, ndim, shape);
+            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s", shape[d], s);
+        }
+    }
+    int64_t numel;
+    size_t nbytes;
+    if (!ag__numel_ok(ndim, shape, &numel) || !ag__size_mul_ok((size_t)numel, ag__dtype_size(dt), &nbytes) ||
+        nbytes > PTRDIFF_MAX) {
+        ag__shape_str(s, sizeof s, ndim, shape);
+        return ag__error(AG_ENOMEM, "Storage size calculation overflowed with sizes=%s", s);
     }
     *numel_out = numel;
+    *nbytes_out = nbytes;
     return 0;
 }
 
@@ -54,12 +62,13 @@ static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int
     if (!ctx)
         return ag__error_null(AG_EINVAL, "context is NULL");
     int64_t numel;
-    if (ag__check_dtype(dt) || ag__check_shape(ndim, shape, &numel))
+    size_t nbytes;
+    if (ag__check_dtype(dt) || ag__check_shape(dt, ndim, shape, &numel, &nbytes))
         return NULL;
-    size_t nbytes = (size_t)numel * ag__dtype_size(dt);
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
-    char *mem = shared ? ag__ctx_alloc_shared(ctx, AG__STRUCTS_SIZE + pad + nbytes)
-                       : ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + pad + nbytes);
+    /* nbytes <= PTRDIFF_MAX, so the header and pad cannot wrap */
+    size_t block = AG__STRUCTS_SIZE + pad + nbytes;
+    char *mem = shared ? ag__ctx_alloc_shared(ctx, block) : ag__ctx_alloc(ctx, block);
     if (!mem)
         return NULL;
     ag_tensor *t = ag__carve(mem, nbytes, pad);

@@ -5,6 +5,7 @@
 #ifndef AG_OPS_H
 #define AG_OPS_H
 
+#include "core/checked.h"
 #include "core/internal.h"
 
 /* `omp simd` asks for vectorisation; where clang cannot give it (sanitizer
@@ -85,15 +86,23 @@ static inline void ag__gemm_any(ag_dtype dt, bool ta, bool tb, int64_t m, int64_
         ag__gemm_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
 }
 
-/* (outer, n, inner) split of a tensor around dimension dim. */
+/* (outer, n, inner) split of a tensor around dimension dim. Only a tensor
+ * with elements has well-defined products (core/checked.h): an empty one
+ * splits as (0, n, 0), so loops over it do nothing and no trailing product
+ * of huge sizes is ever formed. */
 static inline void ag__split(const ag_tensor *a, int dim, int64_t *outer, int64_t *n, int64_t *inner) {
+    *n = a->ndim ? a->shape[dim] : 1;
+    if (a->numel == 0) {
+        *outer = 0;
+        *inner = 0;
+        return;
+    }
     *outer = 1;
     *inner = 1;
     for (int d = 0; d < dim; d++)
         *outer *= a->shape[d];
     for (int d = dim + 1; d < a->ndim; d++)
         *inner *= a->shape[d];
-    *n = a->ndim ? a->shape[dim] : 1;
 }
 
 #endif /* AG_OPS_H */

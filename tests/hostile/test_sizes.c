@@ -1,0 +1,97 @@
+/* Sizes near INT64_MAX and empty tensors with huge sizes: every product and
+ * sum of sizes is checked (PyTorch's messages where it has one), and an
+ * empty tensor costs nothing whatever its sizes, forward and backward.
+ * A loop over the rows of an empty tensor (2^62 of them here) would not
+ * end before the test's timeout. */
+#include "hostile.h"
+
+#include <stdlib.h>
+
+static int setup(void **state) {
+    *state = ag_ctx_new();
+    ag_clear_error();
+    return *state ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    ag_ctx_free(*state);
+    return 0;
+}
+
+/* sum(y) backward from y; x, a leaf, gets a .grad of its own shape. */
+static void backward_to(ag_ctx *ctx, ag_tensor *y, ag_tensor *x) {
+    assert_nonnull_ag(y);
+    assert_ok(ag_backward(ag_sum(ctx, y), NULL, NULL));
+    ag_tensor *g = ag_grad(x);
+    assert_nonnull_ag(g);
+    assert_int_equal(ag_ndim(g), ag_ndim(x));
+    for (int d = 0; d < ag_ndim(x); d++)
+        assert_int_equal(ag_size(g, d), ag_size(x, d));
+    assert_ok(ag_set_grad(x, NULL));
+}
+
+static void test_shape_overflow(void **state) {
+    ag_ctx *ctx = *state;
+    size_t before = ag_ctx_bytes(ctx);
+    expect_error(ag_zeros(ctx, AG_FLOAT32, 2, (int64_t[]){P62, P62}), AG_ENOMEM,
+                 "Storage size calculation overflowed with sizes=[4611686018427387904, 4611686018427387904]");
+    expect_error(ag_zeros(ctx, AG_FLOAT32, 3, (int64_t[]){P62, P62, 0}), AG_ENOMEM,
+                 "Storage size calculation overflowed with sizes=[4611686018427387904, 4611686018427387904, 0]");
+    /* elements that fit, bytes that do not (PyTorch's limit: INT64_MAX bytes) */
+    expect_error(ag_zeros(ctx, AG_FLOAT64, 1, (int64_t[]){(int64_t)1 << 60}), AG_ENOMEM,
+                 "Storage size calculation overflowed with sizes=[1152921504606846976]");
+    expect_error(ag_ones(ctx, AG_FLOAT32, 2, (int64_t[]){3, -1}), AG_EINVAL,
+                 "Trying to create tensor with negative dimension -1: [3, -1]");
+    expect_error(ag_full(ctx, AG_FLOAT32, 1, (int64_t[]){INT64_MIN}, 1), AG_EINVAL,
+                 "Trying to create tensor with negative dimension -9223372036854775808: [-9223372036854775808]");
+    assert_int_equal(ag_ctx_bytes(ctx), before);
+    /* leading products that fit make a valid empty tensor */
+    ag_tensor *e = ag_zeros(ctx, AG_FLOAT32, 3, (int64_t[]){0, P62, P62});
+    expect_shape(e, 0, P62, P62);
+    assert_int_equal(ag_numel(e), 0);
+}
+
+static void test_reduce_empty(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
+    expect_error(ag_sum_dim(ctx, x, 0, false), AG_ENOMEM,
+                 "Storage size calculation overflowed with sizes=[4294967296, 4294967296]");
+    ag_tensor *s = ag_sum_dim(ctx, x, 1, true);
+    expect_shape(s, 0, 1, P32);
+    backward_to(ctx, s, x);
+    ag_tensor *m = ag_mean_dim(ctx, x, -1, false);
+    expect_shape(m, 0, P32);
+    backward_to(ctx, m, x);
+    /* sums of nothing are 0, means nan, as in PyTorch */
+    ag_tensor *z = ag_zeros(ctx, AG_FLOAT64, 2, (int64_t[]){3, 0});
+    ag_tensor *zs = ag_sum_dim(ctx, z, 1, false), *zm = ag_mean_dim(ctx, z, 1, false);
+    expect_shape(zs, 3);
+    expect_shape(zm, 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(ag_get(zs, i) == 0.0 && isnan(ag_get(zm, i)));
+    expect_shape(ag_sum_dim(ctx, z, 0, false), 0);
+}
+
+static void test_print_empty_huge(void **state) {
+    ag_ctx *ctx = *state;
+    char *s = ag_to_string(ag_zeros(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32}));
+    assert_nonnull_ag(s);
+    assert_string_equal(s, "tensor([], size=(0, 4294967296, 4294967296))");
+    free(s);
+    ag_tensor *t = ag_zeros(ctx, AG_FLOAT64, 8, (int64_t[]){INT64_MAX, 0, INT64_MAX, INT64_MAX, 1, 2, 3, INT64_MAX});
+    s = ag_to_string(t);
+    assert_nonnull_ag(s);
+    /* as PyTorch 1.13 prints it, each suffix on a line of its own */
+    assert_string_equal(s, "tensor([],\n       size=(9223372036854775807, 0, 9223372036854775807, "
+                           "9223372036854775807, 1, 2, 3, 9223372036854775807),\n       dtype=torch.float64)");
+    free(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shape_overflow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
