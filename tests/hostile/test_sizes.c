@@ -51,6 +51,29 @@ static void test_shape_overflow(void **state) {
     assert_int_equal(ag_numel(e), 0);
 }
 
+/* 274177 * 67280421310721 is 2^64 + 1: wrapped, it is the one element. */
+static void test_reshape_overflow(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *one = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){1});
+    expect_error(ag_reshape(ctx, one, 2, (int64_t[]){274177, 67280421310721}), AG_ESHAPE,
+                 "shape '[274177, 67280421310721]' is invalid for input of size 1");
+    expect_error(ag_reshape(ctx, one, 3, (int64_t[]){-1, 274177, 67280421310721}), AG_ESHAPE,
+                 "shape '[-1, 274177, 67280421310721]' is invalid for input of size 1");
+    ag_tensor *six = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){6});
+    expect_error(ag_reshape(ctx, six, 3, (int64_t[]){-1, P62, P62}), AG_ESHAPE,
+                 "shape '[-1, 4611686018427387904, 4611686018427387904]' is invalid for input of size 6");
+    expect_error(ag_reshape(ctx, six, 3, (int64_t[]){P62, 4, 0}), AG_ESHAPE,
+                 "shape '[4611686018427387904, 4, 0]' is invalid for input of size 6");
+
+    ag_tensor *none = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){0});
+    expect_shape(ag_reshape(ctx, none, 3, (int64_t[]){0, P62, P62}), 0, P62, P62);
+    expect_error(ag_reshape(ctx, none, 3, (int64_t[]){P62, P62, 0}), AG_ENOMEM,
+                 "numel: integer multiplication overflow");
+    expect_error(ag_reshape(ctx, none, 3, (int64_t[]){P62, -1, 0}), AG_ESHAPE,
+                 "cannot reshape tensor of 0 elements into shape [4611686018427387904, -1, 0] because the "
+                 "unspecified dimension size -1 can be any value and is ambiguous");
+}
+
 static void test_reduce_empty(void **state) {
     ag_ctx *ctx = *state;
     ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
@@ -90,6 +113,7 @@ static void test_print_empty_huge(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shape_overflow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reshape_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
     };
