@@ -162,9 +162,9 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
     }                                                                                                                  \
     static void ag__transpose_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) {                \
         int nd = s->ndim, lo = d0 < d1 ? d0 : d1, hi = d0 < d1 ? d1 : d0;                                              \
-        if (nd >= 2 && lo == nd - 2 && hi == nd - 1) {                                                                 \
+        if (nd >= 2 && lo == nd - 2 && hi == nd - 1) { /* s has elements: rows * cols fits */                          \
             int64_t rows = s->shape[nd - 2], cols = s->shape[nd - 1];                                                  \
-            int64_t batch = rows > 0 && cols > 0 ? s->numel / (rows * cols) : 0;                                       \
+            int64_t batch = s->numel / (rows * cols);                                                                  \
             ag__transpose_2d_##T(dst, src, batch, rows, cols, add);                                                    \
         } else {                                                                                                       \
             ag__transpose_nd_##T(dst, src, s, d0, d1, add);                                                            \
@@ -182,7 +182,7 @@ static void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int
 
 static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(scratch);
-    if (dinp[0])
+    if (dinp[0] && dout->numel > 0)
         ag__transpose_into(dinp[0], dout, (int)node->iarg[0], (int)node->iarg[1], true);
     return 0;
 }
@@ -203,7 +203,7 @@ ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
         return NULL;
     if (a->ndim == 0)
         memcpy(out->data, a->data, (size_t)a->numel * ag__dtype_size(a->dtype));
-    else
+    else if (a->numel > 0)
         ag__transpose_into(out, a, d0, d1, false);
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins)) {

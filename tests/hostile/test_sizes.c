@@ -74,6 +74,20 @@ static void test_reshape_overflow(void **state) {
                  "unspecified dimension size -1 can be any value and is ambiguous");
 }
 
+static void test_transpose_empty_huge(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
+    ag_tensor *last2 = ag_transpose(ctx, x, 1, 2);
+    expect_shape(last2, 0, P32, P32);
+    backward_to(ctx, last2, x);
+    ag_tensor *first2 = ag_transpose(ctx, x, 0, 1);
+    expect_shape(first2, P32, 0, P32);
+    backward_to(ctx, ag_transpose(ctx, first2, 1, 0), x);
+    /* as PyTorch's x.transpose(0, 2).contiguous() */
+    expect_error(ag_transpose(ctx, x, 0, 2), AG_ENOMEM,
+                 "Storage size calculation overflowed with sizes=[4294967296, 4294967296, 0]");
+}
+
 static void test_reduce_empty(void **state) {
     ag_ctx *ctx = *state;
     ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
@@ -114,6 +128,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shape_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reshape_overflow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transpose_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
     };
