@@ -183,6 +183,8 @@ static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
     ag_tensor *d = dinp[0];
     int dim = (int)node->iarg[0];
     int64_t start = node->iarg[1], outer, n, inner, so, sn, si;
+    if (!d || dout->numel == 0)
+        return 0;
     ag__split(d, dim, &outer, &n, &inner);
     ag__split(dout, dim, &so, &sn, &si);
     for (int64_t o = 0; o < outer; o++)
@@ -204,15 +206,21 @@ ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t 
     int d = 0;
     if (ag__normalize_dim(dim, a->ndim, &d))
         return NULL;
+    /* PyTorch wraps start as a dimension index (of a size-1 dimension when
+     * the size is 0), except that start == size is the empty end slice;
+     * length is checked against size - start, which cannot overflow */
     int64_t size = a->shape[d];
-    if (start < -size || start > size)
-        return ag__error_null(AG_EINVAL,
-                              "start out of range (expected to be in range of [%" PRId64 ", %" PRId64
-                              "], but got %" PRId64 ")",
-                              -size, size, start);
-    if (start < 0)
-        start += size;
-    if (length < 0 || start + length > size)
+    if (start != size) {
+        int64_t wrap = size > 0 ? size : 1;
+        if (start < -wrap || start > wrap - 1)
+            return ag__error_null(AG_EINVAL,
+                                  "Dimension out of range (expected to be in range of [%" PRId64 ", %" PRId64
+                                  "], but got %" PRId64 ")",
+                                  -wrap, wrap - 1, start);
+        if (start < 0)
+            start += wrap;
+    }
+    if (length < 0 || start > size - length)
         return ag__error_null(AG_EINVAL,
                               "start (%" PRId64 ") + length (%" PRId64 ") exceeds dimension size (%" PRId64 ").", start,
                               length, size);
@@ -223,7 +231,8 @@ ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t 
     if (!out)
         return NULL;
     int64_t outer, n, inner;
-    ag__split(a, d, &outer, &n, &inner);
+    ag__split(out, d, &outer, &n, &inner); /* (0, length, 0) when empty: no rows */
+    n = a->shape[d];
     size_t es = ag__dtype_size(a->dtype);
     for (int64_t o = 0; o < outer; o++)
         memcpy((char *)out->data + (size_t)(o * length * inner) * es,

@@ -88,6 +88,37 @@ static void test_transpose_empty_huge(void **state) {
                  "Storage size calculation overflowed with sizes=[4294967296, 4294967296, 0]");
 }
 
+static void test_narrow_bounds(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *a = ag_tensor_from(ctx, AG_FLOAT64, 1, (int64_t[]){5}, (double[]){1, 2, 3, 4, 5});
+    expect_error(ag_narrow(ctx, a, 0, 1, INT64_MAX), AG_EINVAL,
+                 "start (1) + length (9223372036854775807) exceeds dimension size (5).");
+    expect_error(ag_narrow(ctx, a, 0, -1, INT64_MAX), AG_EINVAL,
+                 "start (4) + length (9223372036854775807) exceeds dimension size (5).");
+    expect_error(ag_narrow(ctx, a, 0, 2, INT64_MIN), AG_EINVAL,
+                 "start (2) + length (-9223372036854775808) exceeds dimension size (5).");
+    expect_error(ag_narrow(ctx, a, 0, 6, 0), AG_EINVAL,
+                 "Dimension out of range (expected to be in range of [-5, 4], but got 6)");
+    expect_error(ag_narrow(ctx, a, 0, INT64_MIN, 0), AG_EINVAL,
+                 "Dimension out of range (expected to be in range of [-5, 4], but got -9223372036854775808)");
+    expect_shape(ag_narrow(ctx, a, 0, 5, 0), 0);
+    ag_tensor *last = ag_narrow(ctx, a, 0, -1, 1);
+    expect_shape(last, 1);
+    assert_true(ag_item(last) == ag_get(a, 4));
+    ag_tensor *none = ag_zeros(ctx, AG_FLOAT64, 1, (int64_t[]){0});
+    expect_shape(ag_narrow(ctx, none, 0, -1, 0), 0);
+    expect_error(ag_narrow(ctx, none, 0, 1, 0), AG_EINVAL,
+                 "Dimension out of range (expected to be in range of [-1, 0], but got 1)");
+}
+
+static void test_narrow_empty_huge(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = empty_leaf(ctx, AG_FLOAT64, 3, (int64_t[]){P60, 3, 0});
+    ag_tensor *y = ag_narrow(ctx, x, 1, 1, 2);
+    expect_shape(y, P60, 2, 0);
+    backward_to(ctx, y, x);
+}
+
 static void test_reduce_empty(void **state) {
     ag_ctx *ctx = *state;
     ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
@@ -129,6 +160,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_shape_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reshape_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transpose_empty_huge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_narrow_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_narrow_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
     };
