@@ -108,7 +108,7 @@ static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     AG__UNUSED(scratch);
     const int64_t *sizes = node->attr;
     int64_t start = 0;
-    for (int t = 0; t < node->num_next; t++) {
+    for (int t = 0; t < node->num_next && dout->numel > 0; t++) {
         if (dinp[t])
             ag__copy_slab((ag_tensor *)dout, dinp[t], (int)node->iarg[0], start, true);
         start += sizes[t];
@@ -147,7 +147,11 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
                                       "Sizes of tensors must match except in dimension %d. Expected size %" PRId64
                                       " but got size %" PRId64 " for tensor number %d in the list.",
                                       d, first->shape[k], x->shape[k], t);
-        total += x->shape[d];
+        if (!ag__add_ok(total, x->shape[d], &total))
+            return ag__error_null(AG_ENOMEM,
+                                  "torch.cat(): the sizes along dimension %d add up to more than %" PRId64
+                                  " (at tensor number %d)",
+                                  d, INT64_MAX, t);
     }
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, first->shape, sizeof shape);
@@ -156,7 +160,7 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     if (!out)
         return NULL;
     int64_t start = 0;
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < n && out->numel > 0; t++) {
         ag__copy_slab(out, ts[t], d, start, false);
         start += ts[t]->shape[d];
     }

@@ -119,6 +119,24 @@ static void test_narrow_empty_huge(void **state) {
     backward_to(ctx, y, x);
 }
 
+static void test_cat_overflow(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *e = ag_zeros(ctx, AG_FLOAT32, 2, (int64_t[]){0, P62});
+    expect_error(ag_cat(ctx, (ag_tensor *[]){e, e}, 2, 1), AG_ENOMEM,
+                 "torch.cat(): the sizes along dimension 1 add up to more than 9223372036854775807");
+    expect_error(ag_cat(ctx, (ag_tensor *[]){e, e, e}, 3, -1), AG_ENOMEM,
+                 "torch.cat(): the sizes along dimension 1 add up to more than 9223372036854775807");
+    expect_shape(ag_cat(ctx, (ag_tensor *[]){e, e, e}, 3, 0), 0, P62);
+}
+
+static void test_cat_empty_huge(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){P60, 3, 0});
+    ag_tensor *y = ag_cat(ctx, (ag_tensor *[]){x, x}, 2, 1);
+    expect_shape(y, P60, 6, 0);
+    backward_to(ctx, y, x);
+}
+
 static void test_reduce_empty(void **state) {
     ag_ctx *ctx = *state;
     ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
@@ -162,6 +180,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_transpose_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_narrow_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_narrow_empty_huge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cat_overflow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cat_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
     };
