@@ -32,7 +32,8 @@ static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     AG__UNUSED(scratch);
     if (ag__node_check_released(node))
         return ag_last_status();
-    ag__gather_rows(dinp[0], dout, node->attr, node->iarg[1], (int)node->iarg[0], true);
+    if (dout->numel > 0)
+        ag__gather_rows(dinp[0], dout, node->attr, node->iarg[1], (int)node->iarg[0], true);
     return 0;
 }
 
@@ -59,7 +60,8 @@ static ag_tensor *ag__index(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *i
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, shape);
     if (!out)
         return NULL;
-    ag__gather_rows(out, a, index, k, d, false);
+    if (out->numel > 0)
+        ag__gather_rows(out, a, index, k, d, false);
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins)) {
         ag_node *n = ag__record(ctx, kind, out, 1, ins);

@@ -137,6 +137,19 @@ static void test_cat_empty_huge(void **state) {
     backward_to(ctx, y, x);
 }
 
+static void test_index_select_empty_huge(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){P60, 3, 0});
+    ag_tensor *y = ag_index_select(ctx, x, 1, (int64_t[]){0, 2, 2}, 3);
+    expect_shape(y, P60, 3, 0);
+    backward_to(ctx, y, x);
+    expect_error(ag_index_select(ctx, x, 1, (int64_t[]){3}, 1), AG_EINVAL, "index out of range in self");
+    ag_tensor *w = empty_leaf(ctx, AG_FLOAT64, 2, (int64_t[]){P62, 0});
+    ag_tensor *e = ag_embedding(ctx, w, (int64_t[]){0, P62 - 1}, 2);
+    expect_shape(e, 2, 0);
+    backward_to(ctx, e, w);
+}
+
 static void test_reduce_empty(void **state) {
     ag_ctx *ctx = *state;
     ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
@@ -182,6 +195,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_narrow_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cat_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cat_empty_huge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_select_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
     };
