@@ -383,19 +383,19 @@ ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     bb.ndim -= 2;
     if (ag__broadcast_shape(&ba, &bb, &dm.bnd, dm.bshape))
         return NULL;
-    dm.nb = 1;
-    for (int d = 0; d < dm.bnd; d++)
-        dm.nb *= dm.bshape[d];
+    if (dm.bnd + 2 > AG_MAX_DIMS)
+        return ag__error_null(AG_ESHAPE, "ag_bmm: too many dimensions");
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, dm.bshape, sizeof shape);
     shape[dm.bnd] = dm.n;
     shape[dm.bnd + 1] = dm.m;
-    if (dm.bnd + 2 > AG_MAX_DIMS)
-        return ag__error_null(AG_ESHAPE, "ag_bmm: too many dimensions");
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, dm.bnd + 2, shape);
     if (!out)
         return NULL;
     memset(out->data, 0, out->storage->nbytes);
+    /* The matrices of an empty result are not counted (their number may
+     * not fit in int64) nor visited: forward and backward do nothing. */
+    dm.nb = out->numel > 0 ? out->numel / (dm.n * dm.m) : 0;
     size_t es = ag__dtype_size(a->dtype);
     for (int64_t r = 0; r < dm.nb; r++) {
         int64_t ia = ag__bmm_operand_index(&dm, a, r), ib = ag__bmm_operand_index(&dm, b, r);

@@ -150,6 +150,27 @@ static void test_index_select_empty_huge(void **state) {
     backward_to(ctx, e, w);
 }
 
+static void test_bmm_empty_huge(void **state) {
+    ag_ctx *ctx = *state;
+    /* 2^62 matrices of size 0 x 0, from broadcast batch dimensions */
+    ag_tensor *a = empty_leaf(ctx, AG_FLOAT32, 4, (int64_t[]){(int64_t)1 << 31, 1, 0, 3});
+    ag_tensor *b = empty_leaf(ctx, AG_FLOAT32, 4, (int64_t[]){1, (int64_t)1 << 31, 3, 0});
+    ag_tensor *y = ag_bmm(ctx, a, b);
+    expect_shape(y, (int64_t)1 << 31, (int64_t)1 << 31, 0, 0);
+    assert_ok(ag_backward(ag_sum(ctx, y), NULL, NULL));
+    expect_shape(ag_grad(a), (int64_t)1 << 31, 1, 0, 3);
+    expect_shape(ag_grad(b), 1, (int64_t)1 << 31, 3, 0);
+    /* an inner size of 0: a product of nothing is zeros */
+    ag_tensor *p = ag_bmm(ctx, ag_zeros(ctx, AG_FLOAT64, 3, (int64_t[]){2, 3, 0}),
+                          ag_zeros(ctx, AG_FLOAT64, 3, (int64_t[]){2, 0, 4}));
+    expect_shape(p, 2, 3, 4);
+    for (int64_t i = 0; i < ag_numel(p); i++)
+        assert_true(ag_get(p, i) == 0.0);
+    expect_error(ag_bmm(ctx, ag_zeros(ctx, AG_FLOAT32, 3, (int64_t[]){P61, 2, 0}),
+                        ag_zeros(ctx, AG_FLOAT32, 3, (int64_t[]){P61, 0, 2})),
+                 AG_ENOMEM, "Storage size calculation overflowed with sizes=[2305843009213693952, 2, 2]");
+}
+
 static void test_reduce_empty(void **state) {
     ag_ctx *ctx = *state;
     ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
@@ -196,6 +217,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cat_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cat_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_select_empty_huge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bmm_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
     };
