@@ -299,6 +299,9 @@ ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) 
         }
         sh[k] = want;
     }
+    int64_t numel;
+    if (!ag__numel_ok(ndim, sh, &numel))
+        return ag__error_null(AG_ENOMEM, "numel: integer multiplication overflow");
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, ndim, sh);
     if (!out)
         return NULL;

@@ -192,6 +192,16 @@ static void test_reduce_empty(void **state) {
     expect_shape(ag_sum_dim(ctx, z, 0, false), 0);
 }
 
+static void test_expand_overflow(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *one = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){1});
+    expect_error(ag_expand(ctx, one, 2, (int64_t[]){P62, P62}), AG_ENOMEM, "numel: integer multiplication overflow");
+    ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, 1, P32});
+    ag_tensor *y = ag_expand(ctx, x, 4, (int64_t[]){2, 0, P32, -1});
+    expect_shape(y, 2, 0, P32, P32);
+    backward_to(ctx, y, x);
+}
+
 static void test_print_empty_huge(void **state) {
     ag_ctx *ctx = *state;
     char *s = ag_to_string(ag_zeros(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32}));
@@ -219,6 +229,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_index_select_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bmm_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expand_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
