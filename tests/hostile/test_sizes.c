@@ -171,6 +171,38 @@ static void test_bmm_empty_huge(void **state) {
                  AG_ENOMEM, "Storage size calculation overflowed with sizes=[2305843009213693952, 2, 2]");
 }
 
+/* PyTorch: linear of (..., 0) features is the bias, broadcast over the rows. */
+static void test_linear_zero_features(void **state) {
+    ag_ctx *ctx = *state;
+    for (int dt = AG_FLOAT32; dt <= AG_FLOAT64; dt++) {
+        ag_tensor *x = empty_leaf(ctx, dt, 3, (int64_t[]){2, 3, 0});
+        ag_tensor *w = empty_leaf(ctx, dt, 2, (int64_t[]){2, 0});
+        ag_tensor *b = ag_full(ctx, dt, 1, (int64_t[]){2}, 1.5);
+        assert_nonnull_ag(b);
+        if (dt == AG_FLOAT32)
+            ((float *)ag_mutable_data_ptr(b))[1] = -2.25f;
+        else
+            ((double *)ag_mutable_data_ptr(b))[1] = -2.25;
+        assert_ok(ag_requires_grad_(b, true));
+        ag_tensor *y = ag_linear(ctx, x, w, b);
+        expect_shape(y, 2, 3, 2);
+        for (int64_t i = 0; i < ag_numel(y); i++)
+            assert_true(ag_get(y, i) == ag_get(b, i % 2));
+        ag_tensor *nob = ag_linear(ctx, x, w, NULL);
+        expect_shape(nob, 2, 3, 2);
+        for (int64_t i = 0; i < ag_numel(nob); i++)
+            assert_true(ag_get(nob, i) == 0.0);
+        assert_ok(ag_backward(ag_sum(ctx, y), NULL, NULL));
+        /* d(sum)/db: one per row of x */
+        assert_true(ag_get(ag_grad(b), 0) == 6.0 && ag_get(ag_grad(b), 1) == 6.0);
+        expect_shape(ag_grad(x), 2, 3, 0);
+        expect_shape(ag_grad(w), 2, 0);
+    }
+    /* and no rows at all, however many there are */
+    ag_tensor *x = ag_zeros(ctx, AG_FLOAT32, 2, (int64_t[]){P62, 0});
+    expect_shape(ag_linear(ctx, x, ag_zeros(ctx, AG_FLOAT32, 2, (int64_t[]){0, 0}), NULL), P62, 0);
+}
+
 static void test_reduce_empty(void **state) {
     ag_ctx *ctx = *state;
     ag_tensor *x = empty_leaf(ctx, AG_FLOAT32, 3, (int64_t[]){0, P32, P32});
@@ -228,6 +260,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cat_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_select_empty_huge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bmm_empty_huge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_linear_zero_features, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expand_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
