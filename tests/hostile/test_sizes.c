@@ -249,6 +249,51 @@ static void test_print_empty_huge(void **state) {
     free(s);
 }
 
+typedef ag_tensor *(*unary_fn)(ag_ctx *, ag_tensor *);
+
+static ag_tensor *op_add(ag_ctx *c, ag_tensor *x) { return ag_add(c, x, ag_scalar(c, AG_FLOAT64, 1)); }
+static ag_tensor *op_mul(ag_ctx *c, ag_tensor *x) { return ag_mul(c, x, x); }
+static ag_tensor *op_div(ag_ctx *c, ag_tensor *x) { return ag_div(c, ag_scalar(c, AG_FLOAT64, 1), x); }
+static ag_tensor *op_sub(ag_ctx *c, ag_tensor *x) { return ag_sub(c, x, ag_ones(c, AG_FLOAT64, 1, (int64_t[]){1})); }
+static ag_tensor *op_pow(ag_ctx *c, ag_tensor *x) { return ag_pow_scalar(c, x, 3); }
+static ag_tensor *op_adds(ag_ctx *c, ag_tensor *x) { return ag_add_scalar(c, x, 2); }
+static ag_tensor *op_muls(ag_ctx *c, ag_tensor *x) { return ag_mul_scalar(c, x, 2); }
+static ag_tensor *op_clamp(ag_ctx *c, ag_tensor *x) { return ag_clamp(c, x, -1, 1); }
+static ag_tensor *op_softmax(ag_ctx *c, ag_tensor *x) { return ag_softmax(c, x, 0); }
+static ag_tensor *op_log_softmax(ag_ctx *c, ag_tensor *x) { return ag_log_softmax(c, x, -1); }
+static ag_tensor *op_maximum(ag_ctx *c, ag_tensor *x) { return ag_maximum(c, x, ag_scalar(c, AG_FLOAT64, 0)); }
+static ag_tensor *op_mse(ag_ctx *c, ag_tensor *x) { return ag_mse_loss(c, x, ag_clone(c, x)); }
+static ag_tensor *op_reshape(ag_ctx *c, ag_tensor *x) { return ag_reshape(c, x, 3, (int64_t[]){P32, 0, P32}); }
+static ag_tensor *op_sum_dim(ag_ctx *c, ag_tensor *x) { return ag_sum_dim(c, x, 2, false); }
+static ag_tensor *op_mean(ag_ctx *c, ag_tensor *x) { return ag_mean(c, x); }
+static ag_tensor *op_matmul(ag_ctx *c, ag_tensor *x) {
+    return ag_matmul(c, ag_reshape(c, x, 2, (int64_t[]){0, P32}), ag_zeros(c, AG_FLOAT64, 2, (int64_t[]){P32, 0}));
+}
+
+/* Every op on an empty tensor with sizes whose trailing products overflow:
+ * a result at once, and a backward that reaches the leaf. */
+static void test_every_op_on_empty_huge(void **state) {
+    ag_ctx *ctx = *state;
+    const unary_fn ops[] = {ag_neg,     ag_sqrt,  ag_exp,   ag_log,     ag_tanh,        ag_sigmoid, ag_relu,
+                            ag_abs,     ag_clone, op_add,   op_mul,     op_div,         op_sub,     op_pow,
+                            op_adds,    op_muls,  op_clamp, op_softmax, op_log_softmax, op_maximum, op_mse,
+                            op_reshape, ag_sum,   op_mean,  op_sum_dim, op_matmul};
+    ag_tensor *x = empty_leaf(ctx, AG_FLOAT64, 3, (int64_t[]){0, P32, P32});
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        ag_tensor *y = ops[i](ctx, x);
+        if (!y)
+            print_error("op %zu: %s\n", i, ag_last_error());
+        backward_to(ctx, y, x);
+    }
+    /* in place, broadcasting a scalar over nothing */
+    ag_tensor *t = ag_zeros(ctx, AG_FLOAT64, 3, (int64_t[]){0, P32, P32});
+    assert_ok(ag_add_(t, ag_scalar(ctx, AG_FLOAT64, 1), 2));
+    assert_ok(ag_mul_(t, ag_zeros(ctx, AG_FLOAT64, 3, (int64_t[]){0, 1, 1})));
+    assert_ok(ag_fill_(t, 1));
+    float out[1];
+    assert_ok(ag_copy_to(t, out, AG_FLOAT32));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_shape_overflow, setup, teardown),
@@ -264,6 +309,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expand_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_op_on_empty_huge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
