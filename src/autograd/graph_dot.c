@@ -45,8 +45,10 @@ static void ag__dot_label(FILE *out, long id, const ag_node *node, bool is_root)
 }
 
 int ag_graph_dot(const ag_tensor *root, FILE *out) {
-    if (!root || !out)
-        return ag__error(AG_EINVAL, "ag_graph_dot: NULL argument");
+    if (!root)
+        return ag__null_code("ag_graph_dot");
+    if (!out)
+        return ag__error(AG_EINVAL, "ag_graph_dot: FILE is NULL");
     const ag_node *start = root->grad_fn ? root->grad_fn : root->grad_accumulator;
     fprintf(out, "digraph agrad {\n  rankdir=BT;\n  node [shape=ellipse, fontname=\"Helvetica\"];\n");
     if (!start) {

@@ -24,7 +24,10 @@ int ag__error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void *ag__error_null(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A NULL tensor argument: keep the first error if one is set, else report. */
 void *ag__null_arg(const char *fn);
-int ag__null_code(const char *fn);              /* the same, returning the kept (or new) code */
+int ag__null_code(const char *fn); /* the same, returning the kept (or new) code */
+/* The same for another object the library made (an optimizer, a node):
+ * "fn: what is NULL" unless an earlier error is kept. */
+int ag__null_object(const char *fn, const char *what);
 const char *ag__dtype_torch_name(ag_dtype dt);  /* "torch.FloatTensor" */
 const char *ag__dtype_scalar_name(ag_dtype dt); /* "Float" / "Double" */
 size_t ag__dtype_size(ag_dtype dt);

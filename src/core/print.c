@@ -274,9 +274,7 @@ static void ag__suffix_cat(ag__suffixes *sx, const char *a, const char *b, const
     free(s.s);
 }
 
-char *ag_to_string(const ag_tensor *t) {
-    if (!t)
-        return ag__null_arg("ag_to_string");
+static char *ag__to_string(const ag_tensor *t) {
     ag__buf b = {0};
     const int indent = 7; /* strlen("tensor(") */
     ag__buf_str(&b, "tensor(");
@@ -311,15 +309,24 @@ char *ag_to_string(const ag_tensor *t) {
     return b.s;
 }
 
-int ag_fprint(FILE *out, const ag_tensor *t) {
+char *ag_to_string(const ag_tensor *t) {
+    if (!t)
+        return ag__null_arg("ag_to_string");
+    return ag__to_string(t);
+}
+
+static int ag__fprint(FILE *out, const ag_tensor *t, const char *fn) {
+    if (!t)
+        return ag__null_code(fn);
     if (!out)
-        return ag__error(AG_EINVAL, "ag_fprint: FILE is NULL");
-    char *s = ag_to_string(t);
+        return ag__error(AG_EINVAL, "%s: FILE is NULL", fn);
+    char *s = ag__to_string(t);
     if (!s)
-        return ag_last_status() ? ag_last_status() : AG_EINVAL;
-    int rc = fprintf(out, "%s\n", s) < 0 ? ag__error(AG_EINVAL, "ag_fprint: write failed") : 0;
+        return AG_ENOMEM;
+    int rc = fprintf(out, "%s\n", s) < 0 ? ag__error(AG_EINVAL, "%s: write failed", fn) : 0;
     free(s);
     return rc;
 }
 
-int ag_print(const ag_tensor *t) { return ag_fprint(stdout, t); }
+int ag_fprint(FILE *out, const ag_tensor *t) { return ag__fprint(out, t, "ag_fprint"); }
+int ag_print(const ag_tensor *t) { return ag__fprint(stdout, t, "ag_print"); }

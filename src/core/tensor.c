@@ -255,8 +255,10 @@ void *ag_mutable_data_ptr(ag_tensor *t) {
 }
 
 int ag_copy_to(const ag_tensor *t, void *out, ag_dtype out_dtype) {
-    if (!t || !out)
-        return ag__error(AG_EINVAL, "ag_copy_to: NULL argument");
+    if (!t)
+        return ag__null_code("ag_copy_to");
+    if (!out)
+        return ag__error(AG_EINVAL, "ag_copy_to: out is NULL");
     if (ag__check_dtype(out_dtype))
         return AG_EDTYPE;
     if (out_dtype == t->dtype) {
@@ -337,8 +339,6 @@ int ag_zero_grad(ag_tensor *t) {
     return 0;
 }
 
-int ag_zero_(ag_tensor *t) { return ag_fill_(t, 0.0); }
-
 int ag_retain_grad(ag_tensor *t) {
     if (!t)
         return ag__null_code("ag_retain_grad");
@@ -417,7 +417,7 @@ const char *ag_node_name(const ag_node *n) {
 
 int ag_node_num_next(const ag_node *n) {
     if (!n)
-        return ag__error(AG_EINVAL, "ag_node_num_next: got a NULL node");
+        return ag__null_object("ag_node_num_next", "node");
     return n->num_next;
 }
 

@@ -121,13 +121,13 @@ static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
 static const ag__node_kind ag__cat_kind = {"CatBackward0", ag__cat_backward};
 
 ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
-    if (!ctx)
-        return ag__error_null(AG_EINVAL, "ag_cat: context is NULL");
     if (!ts || n <= 0)
         return ag__error_null(AG_EINVAL, "torch.cat(): expected a non-empty list of Tensors");
     for (int t = 0; t < n; t++)
         if (!ts[t])
             return ag__null_arg("ag_cat");
+    if (!ctx)
+        return ag__error_null(AG_EINVAL, "ag_cat: context is NULL");
     const ag_tensor *first = ts[0];
     int d = 0;
     if (ag__normalize_dim(dim, first->ndim, &d))
