@@ -91,8 +91,8 @@ ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like); /* ze
 size_t ag__tensor_block_bytes(const ag_tensor *like);
 ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
 /* Validates a shape for a new tensor of dt: its element count (PyTorch's
- * overflow rule, core/checked.h) and data bytes. AG_EINVAL / AG_ENOMEM with
- * PyTorch's message. */
+ * overflow rule, core/checked.h) and data bytes, which must be within
+ * ag_get_max_tensor_bytes(). AG_EINVAL / AG_ENOMEM with PyTorch's message. */
 int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_out, size_t *nbytes_out);
 int ag__normalize_dim(int dim, int ndim, int *out); /* PyTorch's "Dimension out of range" */
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b);

@@ -5,9 +5,12 @@
 
 #include "core/checked.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 
 #define AG__STRUCTS_SIZE ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
 /* Small tensors keep their data right after the structs (one-element chains
@@ -26,6 +29,82 @@ static ag_tensor *ag__carve(char *mem, size_t nbytes, size_t pad) {
     st->nbytes = nbytes;
     atomic_init(&st->version, 0);
     return (ag_tensor *)mem;
+}
+
+/* ---- Limits -------------------------------------------------------------------
+ * The largest tensor data agrad allocates, in bytes. 0: not known yet (read
+ * from AG_MAX_TENSOR_BYTES on first use, else the default). */
+static _Atomic size_t ag__max_tensor_bytes;
+
+/* What the address space allows: the largest object C can index
+ * (PTRDIFF_MAX), or the process's address-space limit when it has one. */
+static size_t ag__default_max_tensor_bytes(void) {
+    size_t cap = PTRDIFF_MAX;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < cap)
+        cap = (size_t)rl.rlim_cur;
+    return cap;
+}
+
+/* "1048576", "64k", "256M", "2G": bytes, or 0 when the text is not a size. */
+static size_t ag__parse_bytes(const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return 0;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            return 0;
+        }
+        if (end[1] != '\0')
+            return 0;
+    }
+    if (v > (unsigned long long)(PTRDIFF_MAX >> shift))
+        return PTRDIFF_MAX;
+    return (size_t)(v << shift);
+}
+
+static size_t ag__env_max_tensor_bytes(void) {
+    const char *env = getenv("AG_MAX_TENSOR_BYTES");
+    size_t v = env && *env ? ag__parse_bytes(env) : 0;
+    return v ? v : ag__default_max_tensor_bytes();
+}
+
+size_t ag_get_max_tensor_bytes(void) {
+    size_t cap = atomic_load_explicit(&ag__max_tensor_bytes, memory_order_relaxed);
+    if (AG__LIKELY(cap))
+        return cap;
+    size_t expected = 0;
+    atomic_compare_exchange_strong_explicit(&ag__max_tensor_bytes, &expected, ag__env_max_tensor_bytes(),
+                                            memory_order_relaxed, memory_order_relaxed);
+    return atomic_load_explicit(&ag__max_tensor_bytes, memory_order_relaxed);
+}
+
+size_t ag_set_max_tensor_bytes(size_t bytes) {
+    size_t prev = ag_get_max_tensor_bytes();
+    if (bytes > PTRDIFF_MAX) /* a tensor's arena block must stay indexable */
+        bytes = PTRDIFF_MAX;
+    atomic_store_explicit(&ag__max_tensor_bytes, bytes ? bytes : ag__env_max_tensor_bytes(), memory_order_relaxed);
+    return prev;
 }
 
 int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_out, size_t *nbytes_out) {
@@ -47,6 +126,12 @@ int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_
         ag__shape_str(s, sizeof s, ndim, shape);
         return ag__error(AG_ENOMEM, "Storage size calculation overflowed with sizes=%s", s);
     }
+    size_t cap = ag_get_max_tensor_bytes();
+    if (nbytes > cap)
+        return ag__error(AG_ENOMEM,
+                         "can't allocate memory: you tried to allocate %zu bytes, over the limit of %zu bytes for "
+                         "one tensor (ag_set_max_tensor_bytes, AG_MAX_TENSOR_BYTES)",
+                         nbytes, cap);
     *numel_out = numel;
     *nbytes_out = nbytes;
     return 0;
@@ -66,7 +151,7 @@ static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int
     if (ag__check_dtype(dt) || ag__check_shape(dt, ndim, shape, &numel, &nbytes))
         return NULL;
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
-    /* nbytes <= PTRDIFF_MAX, so the header and pad cannot wrap */
+    /* nbytes <= PTRDIFF_MAX (the cap), so the header and pad cannot wrap */
     size_t block = AG__STRUCTS_SIZE + pad + nbytes;
     char *mem = shared ? ag__ctx_alloc_shared(ctx, block) : ag__ctx_alloc(ctx, block);
     if (!mem)
