@@ -2,6 +2,7 @@
  * it all at once on reset. Chunks come from a private jemalloc arena through
  * jemalloc's own API (mallocx/dallocx), so the application's malloc is never
  * replaced; without jemalloc they come from aligned_alloc. */
+#include "core/checked.h"
 #include "core/internal.h"
 
 #include <pthread.h>
@@ -62,12 +63,14 @@ static void ag__je_init(void) {
 #endif
 
 void *ag__chunk_alloc(size_t nbytes) {
+    if (nbytes > PTRDIFF_MAX)
+        return NULL;
     atomic_fetch_add_explicit(&ag__heap_call_count, 1, memory_order_relaxed);
 #ifdef AG_HAVE_JEMALLOC
     pthread_once(&ag__je_once, ag__je_init);
     return mallocx(nbytes, ag__je_flags | MALLOCX_ALIGN(AG__ALIGN));
 #else
-    size_t rounded = (nbytes + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN;
+    size_t rounded = (nbytes + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN; /* nbytes <= PTRDIFF_MAX: no wrap */
     return aligned_alloc(AG__ALIGN, rounded);
 #endif
 }
@@ -89,7 +92,8 @@ uint64_t ag__heap_calls(void) { return atomic_load_explicit(&ag__heap_call_count
 /* ---- Regions ------------------------------------------------------------------- */
 
 static ag__chunk *ag__chunk_new(size_t usable) {
-    ag__chunk *c = ag__chunk_alloc(AG__CHUNK_HDR + usable);
+    size_t total;
+    ag__chunk *c = ag__size_add_ok(AG__CHUNK_HDR, usable, &total) ? ag__chunk_alloc(total) : NULL;
     if (!c)
         return NULL;
     c->next = NULL;
@@ -104,9 +108,10 @@ static void ag__region_init(ag__region *r) {
 }
 
 static void *ag__region_alloc(ag__region *r, size_t nbytes) {
-    size_t n = (nbytes + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN;
-    if (n < nbytes) /* overflow */
-        return ag__error_null(AG_ENOMEM, "allocation of %zu bytes is too large", nbytes);
+    size_t n;
+    if (!ag__size_add_ok(nbytes, AG__MIN_ALIGN - 1, &n))
+        return ag__error_null(AG_ENOMEM, "out of memory allocating %zu bytes", nbytes);
+    n = n / AG__MIN_ALIGN * AG__MIN_ALIGN;
     ag__chunk *c = r->chunks;
     if (AG__LIKELY(c && c->size - c->used >= n)) {
         void *p = (char *)c + AG__CHUNK_HDR + c->used;

@@ -107,12 +107,27 @@ static void test_default_is_the_address_space(void **state) {
     assert_int_equal(ag_get_max_tensor_bytes(), want);
 }
 
+/* The arena's own sizes (rounding, chunk headers) cannot wrap either. */
+static void test_arena_sizes_that_wrap(void **state) {
+    ag_ctx *ctx = *state;
+    size_t huge[] = {SIZE_MAX, SIZE_MAX - 8, SIZE_MAX - 100, (size_t)PTRDIFF_MAX + 1, (size_t)PTRDIFF_MAX - 10};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        ag_clear_error();
+        assert_null(ag__ctx_alloc(ctx, huge[i]));
+        assert_int_equal(ag_last_status(), AG_ENOMEM);
+        assert_null(ag__ctx_alloc_shared(ctx, huge[i]));
+        assert_int_equal(ag_last_status(), AG_ENOMEM);
+    }
+    assert_nonnull_ag(ag__ctx_alloc(ctx, 100));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_over_the_limit_allocates_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_before_any_heap_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_from_the_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_is_the_address_space, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arena_sizes_that_wrap, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
