@@ -20,7 +20,7 @@ static long ag__set_index(ag__node_set *s, const ag_node *node, bool *added) {
         }
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 64;
-        const ag_node **v = realloc(s->v, cap * sizeof *v);
+        const ag_node **v = ag__realloc(s->v, cap * sizeof *v);
         if (!v)
             return -1;
         s->v = v;

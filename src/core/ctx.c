@@ -41,6 +41,55 @@ struct ag_ctx {
     ag__region shared;
 };
 
+/* ---- Failure injection ------------------------------------------------------------
+ * SQLite's way of testing what happens when memory runs out: every heap
+ * allocation agrad makes (arena chunks, the engine's arrays, print and DOT
+ * buffers) asks ag__fault_should_fail first, and a test can make the n-th
+ * one from now fail. The scheduler's allocations and thread starts ask the
+ * same function when a test wires it in (ws__fault_hook). Disarmed, it
+ * costs one relaxed load. */
+static _Atomic bool ag__fault_armed;
+static _Atomic bool ag__fault_persist;
+static _Atomic int64_t ag__fault_at;      /* the counted call that fails */
+static _Atomic int64_t ag__fault_count;   /* calls counted since armed */
+static _Atomic int64_t ag__fault_nhits;   /* calls failed since armed */
+static _Atomic int64_t ag__fault_nthread; /* of them, thread starts */
+
+void ag__fault_inject(int64_t n, bool persistent) {
+    atomic_store(&ag__fault_armed, false);
+    if (n < 0) /* disarmed: the counts stay for the test to read */
+        return;
+    atomic_store(&ag__fault_count, 0);
+    atomic_store(&ag__fault_nhits, 0);
+    atomic_store(&ag__fault_nthread, 0);
+    atomic_store(&ag__fault_persist, persistent);
+    atomic_store(&ag__fault_at, n > 0 ? n : INT64_MAX);
+    atomic_store(&ag__fault_armed, true);
+}
+
+bool ag__fault_should_fail(int what) {
+    if (AG__LIKELY(!atomic_load_explicit(&ag__fault_armed, memory_order_relaxed)))
+        return false;
+    int64_t k = atomic_fetch_add_explicit(&ag__fault_count, 1, memory_order_relaxed) + 1;
+    int64_t at = atomic_load_explicit(&ag__fault_at, memory_order_relaxed);
+    if (k < at || (k > at && !atomic_load_explicit(&ag__fault_persist, memory_order_relaxed)))
+        return false;
+    atomic_fetch_add_explicit(&ag__fault_nhits, 1, memory_order_relaxed);
+    if (what == AG__FAULT_THREAD)
+        atomic_fetch_add_explicit(&ag__fault_nthread, 1, memory_order_relaxed);
+    return true;
+}
+
+int64_t ag__fault_calls(void) { return atomic_load(&ag__fault_count); }
+int64_t ag__fault_hits(void) { return atomic_load(&ag__fault_nhits); }
+int64_t ag__fault_thread_hits(void) { return atomic_load(&ag__fault_nthread); }
+
+void *ag__realloc(void *p, size_t nbytes) {
+    if (ag__fault_should_fail(AG__FAULT_ALLOC))
+        return NULL;
+    return realloc(p, nbytes);
+}
+
 /* ---- Chunk memory ------------------------------------------------------------ */
 
 static _Atomic uint64_t ag__heap_call_count;
@@ -63,7 +112,7 @@ static void ag__je_init(void) {
 #endif
 
 void *ag__chunk_alloc(size_t nbytes) {
-    if (nbytes > PTRDIFF_MAX)
+    if (ag__fault_should_fail(AG__FAULT_ALLOC) || nbytes > PTRDIFF_MAX)
         return NULL;
     atomic_fetch_add_explicit(&ag__heap_call_count, 1, memory_order_relaxed);
 #ifdef AG_HAVE_JEMALLOC

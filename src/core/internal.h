@@ -46,6 +46,22 @@ void *ag__chunk_alloc(size_t nbytes);
 void ag__chunk_free(void *p, size_t nbytes);
 /* Heap calls made by the library (chunk allocations), for memory tests. */
 uint64_t ag__heap_calls(void);
+/* realloc(p, nbytes) that failure injection can fail: for buffers that
+ * the caller frees with free() (ag_to_string) and private growable ones. */
+void *ag__realloc(void *p, size_t nbytes);
+/* Failure injection for tests (ctx.c). Every allocation asks
+ * ag__fault_should_fail(AG__FAULT_ALLOC) first, every thread start (in
+ * sched/, through ws__fault_hook when a test sets it to this function)
+ * ag__fault_should_fail(AG__FAULT_THREAD). ag__fault_inject(n, persistent)
+ * counts from 0 and fails the n-th call (and every later one when
+ * persistent); n = 0 counts without failing, n < 0 disarms (keeping the
+ * counts). */
+enum { AG__FAULT_ALLOC = 0, AG__FAULT_THREAD = 1 };
+void ag__fault_inject(int64_t n, bool persistent);
+bool ag__fault_should_fail(int what);
+int64_t ag__fault_calls(void);       /* calls counted since armed */
+int64_t ag__fault_hits(void);        /* of them, failed */
+int64_t ag__fault_thread_hits(void); /* of the failed, thread starts */
 
 /* ---- Tensors (tensor.c) ------------------------------------------------------ */
 

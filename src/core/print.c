@@ -30,7 +30,7 @@ static void ag__buf_put(ag__buf *b, const char *s, size_t n) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1)
             cap *= 2;
-        char *p = realloc(b->s, cap);
+        char *p = ag__realloc(b->s, cap);
         if (!p) {
             b->oom = true;
             return;
