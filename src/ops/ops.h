@@ -80,6 +80,10 @@ void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const
 
 static inline void ag__gemm_any(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
                                 int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc) {
+    /* A size of 0 adds nothing: the kernels' loops over the other sizes
+     * (2^62 of them, for an empty operand) never start. */
+    if (m == 0 || n == 0 || k == 0)
+        return;
     if (dt == AG_FLOAT32)
         ag__gemm_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
     else

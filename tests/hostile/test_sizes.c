@@ -249,6 +249,31 @@ static void test_print_empty_huge(void **state) {
     free(s);
 }
 
+/* Products of nothing along a huge inner size: (0, 2^62) @ (2^62, 0) is
+ * (0, 0), and its gradients (0, 2^62) and (2^62, 0) are empty: nothing
+ * walks the 2^62 columns, forward or backward. The same for linear. */
+static void test_matmul_empty_huge_inner(void **state) {
+    ag_ctx *ctx = *state;
+    for (int dt = AG_FLOAT32; dt <= AG_FLOAT64; dt++) {
+        ag_tensor *a = empty_leaf(ctx, dt, 2, (int64_t[]){0, P62});
+        ag_tensor *b = empty_leaf(ctx, dt, 2, (int64_t[]){P62, 0});
+        ag_tensor *y = ag_matmul(ctx, a, b);
+        expect_shape(y, 0, 0);
+        assert_ok(ag_backward(ag_sum(ctx, y), NULL, NULL));
+        expect_shape(ag_grad(a), 0, P62);
+        expect_shape(ag_grad(b), P62, 0);
+        ag_tensor *w = empty_leaf(ctx, dt, 2, (int64_t[]){0, P62});
+        ag_tensor *l = ag_linear(ctx, a, w, NULL);
+        expect_shape(l, 0, 0);
+        assert_ok(ag_backward(ag_sum(ctx, l), NULL, NULL));
+        expect_shape(ag_grad(w), 0, P62);
+        ag_tensor *x = empty_leaf(ctx, dt, 3, (int64_t[]){2, 0, P61});
+        ag_tensor *m = ag_bmm(ctx, x, ag_transpose(ctx, x, 1, 2));
+        expect_shape(m, 2, 0, 0);
+        backward_to(ctx, m, x);
+    }
+}
+
 typedef ag_tensor *(*unary_fn)(ag_ctx *, ag_tensor *);
 
 static ag_tensor *op_add(ag_ctx *c, ag_tensor *x) { return ag_add(c, x, ag_scalar(c, AG_FLOAT64, 1)); }
@@ -309,6 +334,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reduce_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expand_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_empty_huge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_matmul_empty_huge_inner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_op_on_empty_huge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
