@@ -708,8 +708,20 @@ static void op_backward(reader *r) {
     ag_backward_opts opts = {.retain_graph = o & 1, .create_graph = (o & 0x30) == 0x30, .num_threads = (o >> 1) % 4};
     if ((o & 0xc0) == 0xc0)
         opts.num_threads = -1;
-    CHECK_RC(ag_backward(root, (o & 8) ? grad : NULL, (o & 0x40) && !(o & 0x80) ? NULL : &opts));
+    int64_t rc = CHECK_RC(ag_backward(root, (o & 8) ? grad : NULL, (o & 0x40) && !(o & 0x80) ? NULL : &opts));
     ag_ctx_reset(hook_ctx);
+    /* every .grad there is has its tensor's shape and dtype */
+    for (int i = 0; rc == 0 && i < NSLOT; i++) {
+        ag_tensor *t = slots[i].t, *g = t ? ag_grad(t) : NULL;
+        if (!g)
+            continue;
+        check_tensor(g, "ag_grad after ag_backward");
+        bool same = ag_ndim(g) == ag_ndim(t) && ag_tensor_dtype(g) == ag_tensor_dtype(t);
+        for (int d = 0; same && d < ag_ndim(t); d++)
+            same = ag_size(g, d) == ag_size(t, d);
+        if (!same)
+            broken("a .grad whose shape or dtype is not its tensor's", "ag_backward");
+    }
 }
 
 static void op_hook(reader *r) {

@@ -152,6 +152,9 @@ SEEDS["empty_huge"] = b"".join([
     op("INDEX", 8, 1, 5, dim(1), 0, 3, 0, 2, 2, 0), reduce(9, 1, 6, "sum"), backward(9),
     create("ZEROS", 10, 0, F32, 3, 0), create("ZEROS", 11, 0, F32, 2, 0), create("ONES", 12, 0, F32, 2),
     op("LINEAR", 13, 1, 10, 11, 12), print_(13), print_(0), print_(2, 1),
+    create("ZEROS", 14, 0, F64, 0, "(int64_t)1 << 62"), op("REQUIRES_GRAD", 14, 1),
+    op("TRANSPOSE", 15, 1, 14, dim(0), dim(1)), binary(9, 1, 14, 15, "matmul"), reduce(9, 1, 9, "sum"),
+    backward(9),
 ])
 
 # Sizes whose products and sums overflow.
