@@ -5,7 +5,8 @@
  * NULL tensors, contexts and arrays, bad dimensions, hooks that return
  * the wrong shape or dtype or run a backward of their own, in-place ops,
  * optimizers, backward with random options on 1 to 3 threads, context
- * resets, printing and DOT.
+ * resets, printing and DOT, and allocations (agrad's and the scheduler's)
+ * and thread starts made to fail from any point on.
  *
  * Besides what ASan and UBSan catch, each call is held to agrad's
  * contract: a failure returns NULL or a negative code with that code and a
@@ -30,7 +31,14 @@
 
 #include "agrad.h"
 
-extern _Atomic int64_t ag__par_min_work; /* private knob: 0 puts small graphs on the pool */
+/* Private knobs of the static library: the size under which backward stays
+ * on the calling thread, and failure injection (every allocation of agrad
+ * and of its scheduler, and every thread start, asks the hook first). */
+extern _Atomic int64_t ag__par_min_work;
+void ag__fault_inject(int64_t n, bool persistent);
+bool ag__fault_should_fail(int what);
+typedef bool (*ws__fault_fn)(int what);
+extern _Atomic(ws__fault_fn) ws__fault_hook;
 
 #define NSLOT 16 /* tensor slots */
 #define NCTX 3   /* contexts 0..2 */
@@ -287,7 +295,8 @@ static ag_tensor *hook_fn(ag_tensor *grad, void *ud) {
     X(SETTINGS)                                                                                                        \
     X(ERRORS)                                                                                                          \
     X(CTX_RESET)                                                                                                       \
-    X(TRACE)
+    X(TRACE)                                                                                                           \
+    X(FAIL_ALLOC)
 
 enum {
 #define FUZZ_ENUM(name) OP_##name,
@@ -860,6 +869,13 @@ static const char *const op_names[] = {
  * read what an input does: `FUZZ_API_TRACE=1 fuzz_api crash-...`). */
 static int trace_ops = -1;
 
+/* From here on, the n-th allocation (or thread start) fails, alone or with
+ * every one after it, until the next FAIL_ALLOC or the input's end. */
+static void op_fail_alloc(reader *r) {
+    uint8_t b = u8(r);
+    ag__fault_inject(b == 255 ? -1 : 1 + (b >> 1) % 64, b & 1);
+}
+
 static void step(reader *r) {
     int op = u8(r) % NOPS;
     if (trace_ops < 0)
@@ -980,8 +996,11 @@ static void step(reader *r) {
     case OP_CTX_RESET:
         op_ctx_reset(r);
         break;
-    default:
+    case OP_TRACE:
         op_trace(r);
+        break;
+    default:
+        op_fail_alloc(r);
         break;
     }
     if (trace_ops)
@@ -996,6 +1015,8 @@ const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stackt
 
 /* Everything an input may change, back to where every input starts. */
 static void reset_state(void) {
+    ag__fault_inject(-1, false);
+    atomic_store(&ws__fault_hook, ag__fault_should_fail);
     ag_trace_stop(NULL);
     ag_set_grad_enabled(true);
     ag_set_num_threads(1);

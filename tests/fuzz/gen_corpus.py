@@ -210,6 +210,14 @@ SEEDS["nn"] = b"".join([
 ])
 
 
+# Allocations failing from some point on (alone, or all later ones) in a
+# parallel backward and an optimizer step.
+SEEDS["fail_alloc"] = b"".join([
+    op("FAIL_ALLOC", 2 * 12 + 1), SEEDS["parallel"], op("FAIL_ALLOC", 2 * 30), SEEDS["optim"],
+    op("FAIL_ALLOC", 2 * 3), SEEDS["hooks"], op("FAIL_ALLOC", 255), SEEDS["basic"],
+])
+
+
 def main():
     out = HERE / "corpus" / "api"
     out.mkdir(parents=True, exist_ok=True)
