@@ -1,5 +1,6 @@
-/* Failed allocations, SQLite's way: a representative program (a forward,
- * optimizer steps, printing, kernels and tasks on a pool) runs
+/* Failed allocations, SQLite's way: a representative program (a forward, a
+ * backward on one thread, optimizer steps, printing, kernels and tasks on
+ * a pool) runs
  * once for every N with its N-th allocation made to fail (contexts,
  * tensors, nodes, the engine's arrays, pools and their deques, and thread
  * starts), once failing that allocation only and once failing every one
@@ -64,6 +65,12 @@ static report *shared;
 
 /* ---- The programs ---------------------------------------------------------------- */
 
+static ag_tensor *keep_hook(ag_tensor *g, void *ud) {
+    (void)ud;
+    (void)g;
+    return NULL; /* keep the gradient; the hook's run is what is tested */
+}
+
 static int forward_ops(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_tensor **out) {
     ag_tensor *h, *y, *z;
     TRY(h = ag_tanh(ctx, ag_linear(ctx, x, w, b)));
@@ -104,6 +111,41 @@ static int prog_forward(void) {
     ag_ctx_free(ctx);
     return rc;
 }
+
+/* Two backwards into the same leaves (the second accumulates), on one
+ * thread or on the pool, with a hook and a retained grad on the way. */
+static int backward_prog(int threads, bool det) {
+    ag_set_deterministic(det);
+    ag_ctx *params = ag_ctx_new(), *step = ag_ctx_new();
+    int rc = 0;
+    if (!params || !step) {
+        rc = ag_last_status();
+        goto out;
+    }
+    ag_tensor *x, *w, *b, *loss;
+    if ((rc = make_inputs(params, &x, &w, &b)))
+        goto out;
+    ag_backward_opts o = {.num_threads = threads, .retain_graph = true};
+    for (int round = 0; round < 2 && !rc; round++) {
+        if ((rc = forward_ops(step, x, w, b, &loss)))
+            break;
+        int hook = ag_register_hook(w, keep_hook, NULL);
+        if ((rc = hook) < 0 || (rc = ag_retain_grad(loss)) < 0)
+            break;
+        if ((rc = ag_backward(loss, NULL, &o)))
+            break;
+        ag_ctx_reset(step);
+        if ((rc = ag_remove_hook(w, hook)))
+            break;
+    }
+out:
+    ag_ctx_free(step);
+    ag_ctx_free(params);
+    ag_set_deterministic(false);
+    return rc;
+}
+
+static int prog_backward_serial(void) { return backward_prog(1, false); }
 
 /* On one thread: the pool's part is the kernels' and the backward's. */
 static int prog_optim(void) {
@@ -356,6 +398,11 @@ static void test_pool(void **state) {
     run_program("a pool of the scheduler", prog_pool);
 }
 
+static void test_backward_serial(void **state) {
+    (void)state;
+    run_program("backward on one thread", prog_backward_serial);
+}
+
 static int group_setup(void **state) {
     (void)state;
     shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -369,6 +416,7 @@ int main(void) {
         cmocka_unit_test(test_optimizer_steps),
         cmocka_unit_test(test_kernels_on_the_pool),
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_backward_serial),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
