@@ -173,7 +173,11 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
 AG__TRANSPOSE(float)
 AG__TRANSPOSE(double)
 
+/* An empty tensor has nothing to move, and its trailing sizes may not
+ * multiply without overflow: the kernels only see tensors with elements. */
 static void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add) {
+    if (src->numel == 0)
+        return;
     if (src->dtype == AG_FLOAT32)
         ag__transpose_float(dst->data, src->data, src, d0, d1, add);
     else
@@ -182,7 +186,7 @@ static void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int
 
 static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(scratch);
-    if (dinp[0] && dout->numel > 0)
+    if (dinp[0])
         ag__transpose_into(dinp[0], dout, (int)node->iarg[0], (int)node->iarg[1], true);
     return 0;
 }
@@ -203,7 +207,7 @@ ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
         return NULL;
     if (a->ndim == 0)
         memcpy(out->data, a->data, (size_t)a->numel * ag__dtype_size(a->dtype));
-    else if (a->numel > 0)
+    else
         ag__transpose_into(out, a, d0, d1, false);
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins)) {
