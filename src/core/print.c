@@ -46,8 +46,9 @@ static void ag__buf_put(ag__buf *b, const char *s, size_t n) {
 static void ag__buf_str(ag__buf *b, const char *s) { ag__buf_put(b, s, strlen(s)); }
 
 static void ag__buf_spaces(ag__buf *b, int n) {
-    for (int i = 0; i < n; i++)
-        ag__buf_put(b, " ", 1);
+    static const char spaces[] = "                                ";
+    for (; n > 0; n -= (int)sizeof spaces - 1)
+        ag__buf_put(b, spaces, n < (int)sizeof spaces - 1 ? (size_t)n : sizeof spaces - 1);
 }
 
 /* ---- The formatter (torch._tensor_str._Formatter) ----------------------------- */
