@@ -3,7 +3,7 @@
 # any is missing. Usage: .ci/deps.sh [build|bench]  (bench adds PyTorch and
 # gnuplot, which only the benchmarks use).
 set -euo pipefail
-pkgs=(meson ninja-build pkg-config gcc clang libc6-dev libcmocka-dev libjemalloc-dev libomp-14-dev zlib1g-dev libopenblas-serial-dev)
+pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev libc6-dev libcmocka-dev libjemalloc-dev libomp-14-dev zlib1g-dev libopenblas-serial-dev)
 if [ "${1:-build}" = bench ]; then
     pkgs+=(python3 python3-torch libopenblas0-openmp gnuplot-nox)
 fi

@@ -284,6 +284,16 @@ typedef enum ag_executor { AG_EXECUTOR_WS = 0, AG_EXECUTOR_OPENMP = 1 } ag_execu
 AG_EXPORT int ag_set_executor(ag_executor e);
 AG_EXPORT ag_executor ag_get_executor(void);
 
+/* ---- Limits ------------------------------------------------------------------
+ * The most bytes of data one tensor may have. A tensor over it is refused
+ * with AG_ENOMEM before anything is allocated. The default is what the
+ * address space allows (PTRDIFF_MAX, or the process's RLIMIT_AS when it has
+ * one), unless AG_MAX_TENSOR_BYTES is set in the environment (bytes, or with
+ * a k, M, G or T suffix). ag_set_max_tensor_bytes(0) goes back to that
+ * default; it returns the previous limit. */
+AG_EXPORT size_t ag_set_max_tensor_bytes(size_t bytes);
+AG_EXPORT size_t ag_get_max_tensor_bytes(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,11 +2,12 @@
  * the first array, growth, and freeing every array the deque ever had once
  * no thief can be reading any of them. */
 #include "deque.h"
+#include "fault.h"
 
 #include <stdlib.h>
 
 static ws__array *ws__array_new(int64_t capacity) {
-    ws__array *a = malloc(sizeof(*a) + (size_t)capacity * sizeof(a->slot[0]));
+    ws__array *a = ws__malloc(sizeof(*a) + (size_t)capacity * sizeof(a->slot[0]));
     if (!a)
         return NULL;
     a->mask = capacity - 1;

@@ -2,6 +2,7 @@
  * threads that are not workers, fire-and-forget submission, counters and
  * error strings. */
 #include "deque.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -53,7 +54,7 @@ int ws_default_num_threads(void) {
 /* ---- Participants -------------------------------------------------------------- */
 
 static ws__part *ws__part_new(ws_pool *p, int index, bool outside) {
-    ws__part *w = aligned_alloc(WS__LINE, sizeof(*w));
+    ws__part *w = ws__aligned_alloc(WS__LINE, sizeof(*w));
     if (!w)
         return NULL;
     memset(w, 0, sizeof(*w));
@@ -132,7 +133,7 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
 
     ws__barriers_init();
     size_t size = (sizeof(ws_pool) + WS__LINE - 1) / WS__LINE * WS__LINE;
-    ws_pool *p = aligned_alloc(WS__LINE, size);
+    ws_pool *p = ws__aligned_alloc(WS__LINE, size);
     if (!p)
         return WS_ENOMEM;
     memset(p, 0, sizeof(*p));
@@ -154,8 +155,8 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
     pthread_mutex_init(&p->slot_lock, NULL);
     pthread_cond_init(&p->slot_cond, NULL);
     p->t0_ns = ws__now_ns();
-    p->parts = calloc((size_t)p->nslots, sizeof(p->parts[0]));
-    p->in_use = calloc((size_t)max_outside, sizeof(bool));
+    p->parts = ws__calloc((size_t)p->nslots, sizeof(p->parts[0]));
+    p->in_use = ws__calloc((size_t)max_outside, sizeof(bool));
     if (!p->parts || !p->in_use) {
         ws__pool_free(p);
         return WS_ENOMEM;
@@ -186,7 +187,7 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
     int started = 0, rc = 0;
     for (; started < n; started++) {
         ws__part *w = ws__part_at(p, started);
-        if (pthread_create(&w->thread, &attr, ws__worker_main, w) != 0) {
+        if (ws__thread_create(&w->thread, &attr, ws__worker_main, w) != 0) {
             rc = WS_EAGAIN;
             break;
         }

@@ -24,7 +24,10 @@ int ag__error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void *ag__error_null(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A NULL tensor argument: keep the first error if one is set, else report. */
 void *ag__null_arg(const char *fn);
-int ag__null_code(const char *fn);              /* the same, returning the kept (or new) code */
+int ag__null_code(const char *fn); /* the same, returning the kept (or new) code */
+/* The same for another object the library made (an optimizer, a node):
+ * "fn: what is NULL" unless an earlier error is kept. */
+int ag__null_object(const char *fn, const char *what);
 const char *ag__dtype_torch_name(ag_dtype dt);  /* "torch.FloatTensor" */
 const char *ag__dtype_scalar_name(ag_dtype dt); /* "Float" / "Double" */
 size_t ag__dtype_size(ag_dtype dt);
@@ -43,6 +46,22 @@ void *ag__chunk_alloc(size_t nbytes);
 void ag__chunk_free(void *p, size_t nbytes);
 /* Heap calls made by the library (chunk allocations), for memory tests. */
 uint64_t ag__heap_calls(void);
+/* realloc(p, nbytes) that failure injection can fail: for buffers that
+ * the caller frees with free() (ag_to_string) and private growable ones. */
+void *ag__realloc(void *p, size_t nbytes);
+/* Failure injection for tests (ctx.c). Every allocation asks
+ * ag__fault_should_fail(AG__FAULT_ALLOC) first, every thread start (in
+ * sched/, through ws__fault_hook when a test sets it to this function)
+ * ag__fault_should_fail(AG__FAULT_THREAD). ag__fault_inject(n, persistent)
+ * counts from 0 and fails the n-th call (and every later one when
+ * persistent); n = 0 counts without failing, n < 0 disarms (keeping the
+ * counts). */
+enum { AG__FAULT_ALLOC = 0, AG__FAULT_THREAD = 1 };
+void ag__fault_inject(int64_t n, bool persistent);
+bool ag__fault_should_fail(int what);
+int64_t ag__fault_calls(void);       /* calls counted since armed */
+int64_t ag__fault_hits(void);        /* of them, failed */
+int64_t ag__fault_thread_hits(void); /* of the failed, thread starts */
 
 /* ---- Tensors (tensor.c) ------------------------------------------------------ */
 
@@ -87,7 +106,10 @@ ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like); /* ze
  * and a zeroed tensor made in such a block (the engine recycles them). */
 size_t ag__tensor_block_bytes(const ag_tensor *like);
 ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
-int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out);
+/* Validates a shape for a new tensor of dt: its element count (PyTorch's
+ * overflow rule, core/checked.h) and data bytes, which must be within
+ * ag_get_max_tensor_bytes(). AG_EINVAL / AG_ENOMEM with PyTorch's message. */
+int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_out, size_t *nbytes_out);
 int ag__normalize_dim(int dim, int ndim, int *out); /* PyTorch's "Dimension out of range" */
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b);
 void ag__shape_str(char *buf, size_t n, int ndim, const int64_t *shape); /* "[2, 3]" */

@@ -3,9 +3,14 @@
  * A tensor, its storage record and its data are one arena allocation. */
 #include "core/internal.h"
 
+#include "core/checked.h"
+
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 
 #define AG__STRUCTS_SIZE ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
 /* Small tensors keep their data right after the structs (one-element chains
@@ -26,21 +31,109 @@ static ag_tensor *ag__carve(char *mem, size_t nbytes, size_t pad) {
     return (ag_tensor *)mem;
 }
 
-int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out) {
+/* ---- Limits -------------------------------------------------------------------
+ * The largest tensor data agrad allocates, in bytes. 0: not known yet (read
+ * from AG_MAX_TENSOR_BYTES on first use, else the default). */
+static _Atomic size_t ag__max_tensor_bytes;
+
+/* What the address space allows: the largest object C can index
+ * (PTRDIFF_MAX), or the process's address-space limit when it has one. */
+static size_t ag__default_max_tensor_bytes(void) {
+    size_t cap = PTRDIFF_MAX;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < cap)
+        cap = (size_t)rl.rlim_cur;
+    return cap;
+}
+
+/* "1048576", "64k", "256M", "2G": bytes, or 0 when the text is not a size. */
+static size_t ag__parse_bytes(const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return 0;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            return 0;
+        }
+        if (end[1] != '\0')
+            return 0;
+    }
+    if (v > (unsigned long long)(PTRDIFF_MAX >> shift))
+        return PTRDIFF_MAX;
+    return (size_t)(v << shift);
+}
+
+static size_t ag__env_max_tensor_bytes(void) {
+    const char *env = getenv("AG_MAX_TENSOR_BYTES");
+    size_t v = env && *env ? ag__parse_bytes(env) : 0;
+    return v ? v : ag__default_max_tensor_bytes();
+}
+
+size_t ag_get_max_tensor_bytes(void) {
+    size_t cap = atomic_load_explicit(&ag__max_tensor_bytes, memory_order_relaxed);
+    if (AG__LIKELY(cap))
+        return cap;
+    size_t expected = 0;
+    atomic_compare_exchange_strong_explicit(&ag__max_tensor_bytes, &expected, ag__env_max_tensor_bytes(),
+                                            memory_order_relaxed, memory_order_relaxed);
+    return atomic_load_explicit(&ag__max_tensor_bytes, memory_order_relaxed);
+}
+
+size_t ag_set_max_tensor_bytes(size_t bytes) {
+    size_t prev = ag_get_max_tensor_bytes();
+    if (bytes > PTRDIFF_MAX) /* a tensor's arena block must stay indexable */
+        bytes = PTRDIFF_MAX;
+    atomic_store_explicit(&ag__max_tensor_bytes, bytes ? bytes : ag__env_max_tensor_bytes(), memory_order_relaxed);
+    return prev;
+}
+
+int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_out, size_t *nbytes_out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
         return ag__error(AG_EINVAL, "ndim %d is out of range (0 to %d)", ndim, AG_MAX_DIMS);
     if (ndim > 0 && !shape)
         return ag__error(AG_EINVAL, "shape is NULL for a %d-dimensional tensor", ndim);
-    int64_t numel = 1;
+    char s[AG_MAX_DIMS * 22 + 3];
     for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 0)
-            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s", shape[d],
-                             "every size must be >= 0");
-        if (shape[d] > 0 && numel > INT64_MAX / 16 / shape[d])
-            return ag__error(AG_ENOMEM, "a tensor of that shape is too large");
-        numel *= shape[d];
+        if (shape[d] < 0) {
+            ag__shape_str(s, sizeof s, ndim, shape);
+            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s", shape[d], s);
+        }
     }
+    int64_t numel;
+    size_t nbytes;
+    if (!ag__numel_ok(ndim, shape, &numel) || !ag__size_mul_ok((size_t)numel, ag__dtype_size(dt), &nbytes) ||
+        nbytes > PTRDIFF_MAX) {
+        ag__shape_str(s, sizeof s, ndim, shape);
+        return ag__error(AG_ENOMEM, "Storage size calculation overflowed with sizes=%s", s);
+    }
+    size_t cap = ag_get_max_tensor_bytes();
+    if (nbytes > cap)
+        return ag__error(AG_ENOMEM,
+                         "can't allocate memory: you tried to allocate %zu bytes, over the limit of %zu bytes for "
+                         "one tensor (ag_set_max_tensor_bytes, AG_MAX_TENSOR_BYTES)",
+                         nbytes, cap);
     *numel_out = numel;
+    *nbytes_out = nbytes;
     return 0;
 }
 
@@ -54,12 +147,13 @@ static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int
     if (!ctx)
         return ag__error_null(AG_EINVAL, "context is NULL");
     int64_t numel;
-    if (ag__check_dtype(dt) || ag__check_shape(ndim, shape, &numel))
+    size_t nbytes;
+    if (ag__check_dtype(dt) || ag__check_shape(dt, ndim, shape, &numel, &nbytes))
         return NULL;
-    size_t nbytes = (size_t)numel * ag__dtype_size(dt);
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
-    char *mem = shared ? ag__ctx_alloc_shared(ctx, AG__STRUCTS_SIZE + pad + nbytes)
-                       : ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + pad + nbytes);
+    /* nbytes <= PTRDIFF_MAX (the cap), so the header and pad cannot wrap */
+    size_t block = AG__STRUCTS_SIZE + pad + nbytes;
+    char *mem = shared ? ag__ctx_alloc_shared(ctx, block) : ag__ctx_alloc(ctx, block);
     if (!mem)
         return NULL;
     ag_tensor *t = ag__carve(mem, nbytes, pad);
@@ -246,8 +340,10 @@ void *ag_mutable_data_ptr(ag_tensor *t) {
 }
 
 int ag_copy_to(const ag_tensor *t, void *out, ag_dtype out_dtype) {
-    if (!t || !out)
-        return ag__error(AG_EINVAL, "ag_copy_to: NULL argument");
+    if (!t)
+        return ag__null_code("ag_copy_to");
+    if (!out)
+        return ag__error(AG_EINVAL, "ag_copy_to: out is NULL");
     if (ag__check_dtype(out_dtype))
         return AG_EDTYPE;
     if (out_dtype == t->dtype) {
@@ -328,8 +424,6 @@ int ag_zero_grad(ag_tensor *t) {
     return 0;
 }
 
-int ag_zero_(ag_tensor *t) { return ag_fill_(t, 0.0); }
-
 int ag_retain_grad(ag_tensor *t) {
     if (!t)
         return ag__null_code("ag_retain_grad");
@@ -408,7 +502,7 @@ const char *ag_node_name(const ag_node *n) {
 
 int ag_node_num_next(const ag_node *n) {
     if (!n)
-        return ag__error(AG_EINVAL, "ag_node_num_next: got a NULL node");
+        return ag__null_object("ag_node_num_next", "node");
     return n->num_next;
 }
 

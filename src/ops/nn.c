@@ -381,7 +381,10 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
                               ag__dtype_scalar_name(x->dtype));
     if (x->ndim < 1 || w->ndim != 2)
         return ag__error_null(AG_ESHAPE, "ag_linear: expected input (..., in) and a 2-D weight (out, in)");
-    int64_t in = x->shape[x->ndim - 1], out_f = w->shape[0], M = in ? x->numel / in : 0;
+    /* M: the rows of x, its leading sizes (whose product fits, as x exists),
+     * also when there are 0 input features: then each row is the bias */
+    int64_t in = x->shape[x->ndim - 1], out_f = w->shape[0], M = 1;
+    ag__numel_ok(x->ndim - 1, x->shape, &M);
     if (w->shape[1] != in)
         return ag__error_null(AG_ESHAPE,
                               "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
@@ -395,10 +398,12 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
     ag_tensor *out = ag__tensor_new(ctx, x->dtype, x->ndim, shape);
     if (!out)
         return NULL;
-    for (int64_t r = 0; r < M; r++) /* rows start as the bias, then += x @ w^T */
-        for (int64_t j = 0; j < out_f; j++)
-            ag__store(out, r * out_f + j, b ? ag__load(b, j) : 0.0);
-    ag__gemm_any(x->dtype, false, true, M, out_f, in, x->data, in, w->data, in, out->data, out_f);
+    if (out->numel > 0) {
+        for (int64_t r = 0; r < M; r++) /* rows start as the bias, then += x @ w^T */
+            for (int64_t j = 0; j < out_f; j++)
+                ag__store(out, r * out_f + j, b ? ag__load(b, j) : 0.0);
+        ag__gemm_any(x->dtype, false, true, M, out_f, in, x->data, in, w->data, in, out->data, out_f);
+    }
     ag_tensor *ins[3] = {b, x, w};
     if (ag__needs_grad(3, ins)) {
         ag_node *n = ag__record(ctx, b ? &ag__linear_kind : &ag__linear_nobias_kind, out, 3, ins);

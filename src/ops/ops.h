@@ -5,6 +5,7 @@
 #ifndef AG_OPS_H
 #define AG_OPS_H
 
+#include "core/checked.h"
 #include "core/internal.h"
 
 /* `omp simd` asks for vectorisation; where clang cannot give it (sanitizer
@@ -79,21 +80,33 @@ void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const
 
 static inline void ag__gemm_any(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
                                 int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc) {
+    /* A size of 0 adds nothing: the kernels' loops over the other sizes
+     * (2^62 of them, for an empty operand) never start. */
+    if (m == 0 || n == 0 || k == 0)
+        return;
     if (dt == AG_FLOAT32)
         ag__gemm_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
     else
         ag__gemm_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
 }
 
-/* (outer, n, inner) split of a tensor around dimension dim. */
+/* (outer, n, inner) split of a tensor around dimension dim. Only a tensor
+ * with elements has well-defined products (core/checked.h): an empty one
+ * splits as (0, n, 0), so loops over it do nothing and no trailing product
+ * of huge sizes is ever formed. */
 static inline void ag__split(const ag_tensor *a, int dim, int64_t *outer, int64_t *n, int64_t *inner) {
+    *n = a->ndim ? a->shape[dim] : 1;
+    if (a->numel == 0) {
+        *outer = 0;
+        *inner = 0;
+        return;
+    }
     *outer = 1;
     *inner = 1;
     for (int d = 0; d < dim; d++)
         *outer *= a->shape[d];
     for (int d = dim + 1; d < a->ndim; d++)
         *inner *= a->shape[d];
-    *n = a->ndim ? a->shape[dim] : 1;
 }
 
 #endif /* AG_OPS_H */

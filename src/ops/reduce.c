@@ -192,6 +192,11 @@ static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool 
             ((float *)out->data)[0] = (float)total / (float)div;
         else
             ((double *)out->data)[0] = total / div;
+    } else if (a->numel == 0) {
+        /* sums of nothing are 0, means 0 / 0 = nan; no split of an empty
+         * shape (core/checked.h) */
+        for (int64_t i = 0; i < out->numel; i++)
+            ag__store(out, i, mean ? NAN : 0.0);
     } else if (out->numel > 0) {
         if (a->dtype == AG_FLOAT32)
             ag__sum_dim_fwd_float(out->data, a->data, outer, n, inner, (float)div);
