@@ -67,6 +67,11 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
  * along (the backward of a reduction). Same dtype. */
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
 
+/* Shape kernels (ops/shape.c): a reshape's backward (dinp[0] += dout,
+ * element for element), and dst op= src with dims d0 and d1 swapped. */
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch);
+void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add);
+
 /* Matmul kernels (ops/linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or
  * X^T as ta/tb say; lda/ldb/ldc are the row lengths of the stored
  * matrices. The _ref kernels are the naive triple loop C += A @ B. */

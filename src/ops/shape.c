@@ -7,7 +7,7 @@
 
 /* ==== reshape ================================================================
  * out shares a's storage and version counter; da += g (same elements). */
-static int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
@@ -161,7 +161,7 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
 AG__TRANSPOSE(float)
 AG__TRANSPOSE(double)
 
-static void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add) {
+void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add) {
     if (src->dtype == AG_FLOAT32)
         ag__transpose_float(dst->data, src->data, src, d0, d1, add);
     else
