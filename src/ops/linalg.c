@@ -145,6 +145,15 @@ static void ag__blis_one_thread(rntm_t *rntm) {
 }
 #endif
 
+void *ag__blis_kernels(void) {
+#if defined(AG_HAVE_BLIS)
+    pthread_once(&ag__blis_once, ag__blis_init);
+    return ag__blis_cntx;
+#else
+    return NULL;
+#endif
+}
+
 const char *ag__blas_name(void) {
 #if defined(AG_HAVE_BLIS)
     pthread_once(&ag__blis_once, ag__blis_init);

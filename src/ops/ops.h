@@ -79,8 +79,11 @@ void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const flo
                     int64_t ldb, float *C, int64_t ldc);
 void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
                      int64_t ldb, double *C, int64_t ldc);
-/* What runs the products: "BLIS 0.9.0, skx kernels (chosen by agrad)", ... */
+/* What runs the products: "BLIS 0.9.0, skx kernels (chosen by agrad)", ...;
+ * and the BLIS context (cntx_t *) agrad passes to every call, NULL where
+ * BLIS picks its kernels itself (for the GEMM benchmark). */
 const char *ag__blas_name(void);
+void *ag__blis_kernels(void);
 void ag__gemm_ref_float(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
 void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
 
