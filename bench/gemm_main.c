@@ -3,7 +3,7 @@
  * and at 2 (where agrad cuts the product into tiles over its pool), BLIS
  * with the kernels agrad gives it and with the ones it picks by itself, and
  * Debian's serial OpenBLAS. Each figure is the median over --reps samples
- * taken back to back; a sample times enough calls to last about 2 ms.
+ * of about 2 ms, the columns' samples taking turns.
  * usage: agrad-bench-gemm [--sizes 64,128,512,1024] [--reps N] [--no-openblas] */
 #include "ops/ops.h"
 
@@ -42,25 +42,36 @@ typedef struct {
 
 typedef void (*gemm_fn)(problem *p);
 
-/* Median GFLOP/s of fn over reps samples of `calls` calls each. */
-static double measure(gemm_fn fn, problem *p, int reps) {
+/* One timed sample: GFLOP/s over `calls` calls. */
+static double sample(gemm_fn fn, problem *p, int calls) {
     double flops = 2.0 * (double)p->n * (double)p->n * (double)p->n;
-    fn(p); /* warm up: first-touch, packing buffers, the pool's threads */
-    double t = now();
-    fn(p);
-    t = now() - t;
-    int calls = t > 0 ? (int)(2e-3 / t) + 1 : 1;
-    double *g = malloc((size_t)reps * sizeof *g);
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-        for (int c = 0; c < calls; c++)
-            fn(p);
-        g[r] = flops * calls / (now() - t0) * 1e-9;
+    double t0 = now();
+    for (int c = 0; c < calls; c++)
+        fn(p);
+    return flops * calls / (now() - t0) * 1e-9;
+}
+
+/* Median GFLOP/s of each of the n functions over reps samples. The samples
+ * of the functions take turns, so a change of load on the machine touches
+ * every column alike; a sample times enough calls to last about 2 ms. */
+static void measure(int n, gemm_fn *fns, problem *p, int reps, double *median) {
+    int calls[8];
+    double *g = malloc((size_t)(n * reps) * sizeof *g);
+    for (int f = 0; f < n; f++) {
+        fns[f](p); /* warm up: first touch, packing buffers, the pool's threads */
+        double t = now();
+        fns[f](p);
+        t = now() - t;
+        calls[f] = t > 0 ? (int)(2e-3 / t) + 1 : 1;
     }
-    qsort(g, (size_t)reps, sizeof *g, cmp_double);
-    double med = g[reps / 2];
+    for (int r = 0; r < reps; r++)
+        for (int f = 0; f < n; f++)
+            g[f * reps + r] = sample(fns[f], p, calls[f]);
+    for (int f = 0; f < n; f++) {
+        qsort(g + f * reps, (size_t)reps, sizeof *g, cmp_double);
+        median[f] = g[f * reps + reps / 2];
+    }
     free(g);
-    return med;
 }
 
 /* ag_matmul as a user calls it: a new output in the context each time
@@ -73,6 +84,16 @@ static void run_agrad(problem *p) {
     }
 }
 
+static void run_agrad_1t(problem *p) {
+    ag_set_num_threads(1);
+    run_agrad(p);
+}
+
+static void run_agrad_2t(problem *p) {
+    ag_set_num_threads(2);
+    run_agrad(p);
+}
+
 #ifdef AG_HAVE_BLIS
 static cntx_t *blis_cntx; /* NULL: BLIS's own choice */
 
@@ -82,6 +103,16 @@ static void run_blis(problem *p) {
     float one = 1.0f, zero = 0.0f;
     bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, p->n, p->n, p->n, &one, p->A, p->n, 1, p->B, p->n, 1, &zero,
                  p->C, p->n, 1, blis_cntx, &rntm);
+}
+
+static void run_blis_agrad_kernels(problem *p) {
+    blis_cntx = ag__blis_kernels();
+    run_blis(p);
+}
+
+static void run_blis_own_kernels(problem *p) {
+    blis_cntx = NULL;
+    run_blis(p);
 }
 #endif
 
@@ -166,32 +197,29 @@ int main(int argc, char **argv) {
         }
         memcpy(p.A, ag_data_ptr(p.a), bytes);
         memcpy(p.B, ag_data_ptr(p.b), bytes);
-        char cell[5][32];
-        ag_set_num_threads(1);
-        snprintf(cell[0], sizeof cell[0], "%.1f", measure(run_agrad, &p, reps));
-        /* agrad tiles products of 2^22 multiply-adds and more */
-        if (n * n * n >= (1 << 22)) {
-            ag_set_num_threads(2);
-            snprintf(cell[1], sizeof cell[1], "%.1f", measure(run_agrad, &p, reps));
-            ag_set_num_threads(1);
-        } else {
-            snprintf(cell[1], sizeof cell[1], "(not tiled)");
-        }
+        /* the columns; agrad tiles products of 2^22 multiply-adds and more */
+        enum { AGRAD_1T, AGRAD_2T, BLIS_AGRAD, BLIS_OWN, OPENBLAS, NCOLS };
+        gemm_fn col[NCOLS] = {run_agrad_1t, n * n * n >= (1 << 22) ? run_agrad_2t : NULL, NULL, NULL,
+                              ob_core ? run_openblas : NULL};
 #ifdef AG_HAVE_BLIS
-#ifdef AG_BLIS_PRIVATE
-        blis_cntx = ag__blis_kernels();
+        col[BLIS_AGRAD] = run_blis_agrad_kernels;
+        col[BLIS_OWN] = run_blis_own_kernels;
 #endif
-        snprintf(cell[2], sizeof cell[2], "%.1f", measure(run_blis, &p, reps));
-        blis_cntx = NULL;
-        snprintf(cell[3], sizeof cell[3], "%.1f", measure(run_blis, &p, reps));
-#else
-        snprintf(cell[2], sizeof cell[2], "-");
-        snprintf(cell[3], sizeof cell[3], "-");
-#endif
-        if (ob_core)
-            snprintf(cell[4], sizeof cell[4], "%.1f", measure(run_openblas, &p, reps));
-        else
-            snprintf(cell[4], sizeof cell[4], "-");
+        gemm_fn fns[NCOLS];
+        int which[NCOLS], nf = 0;
+        for (int c = 0; c < NCOLS; c++)
+            if (col[c]) {
+                which[nf] = c;
+                fns[nf++] = col[c];
+            }
+        double med[NCOLS];
+        measure(nf, fns, &p, reps, med);
+        char cell[NCOLS][32];
+        for (int c = 0; c < NCOLS; c++)
+            snprintf(cell[c], sizeof cell[c], c == AGRAD_2T ? "(not tiled)" : "-");
+        for (int f = 0; f < nf; f++)
+            snprintf(cell[which[f]], sizeof cell[which[f]], "%.1f", med[f]);
+        ag_set_num_threads(1);
         printf("| %lld | %s | %s | %s | %s | %s |\n", (long long)n, cell[0], cell[1], cell[2], cell[3], cell[4]);
         fflush(stdout);
         ag_ctx_free(in);
