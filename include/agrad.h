@@ -101,7 +101,7 @@ AG_EXPORT ag_tensor *ag_grad(const ag_tensor *); /* NULL when there is none */
 AG_EXPORT int ag_zero_grad(ag_tensor *);         /* t.grad.zero_(); no-op without grad */
 AG_EXPORT int ag_set_grad(ag_tensor *, ag_tensor *grad_or_null);
 AG_EXPORT int ag_retain_grad(ag_tensor *);        /* keep a non-leaf's grad */
-AG_EXPORT ag_tensor *ag_detach(ag_tensor *);      /* shares storage, no history */
+AG_EXPORT ag_tensor *ag_detach(ag_tensor *);      /* a view: shares storage and version, no history */
 AG_EXPORT uint32_t ag_version(const ag_tensor *); /* t._version */
 
 AG_EXPORT const ag_node *ag_grad_fn(const ag_tensor *); /* NULL for leaves */
@@ -122,7 +122,14 @@ AG_EXPORT bool ag_is_grad_enabled(void);
 
 /* ---- Ops ------------------------------------------------------------------
  * Binary ops broadcast as NumPy does; both operands must have the same dtype.
- * The result belongs to ctx; inputs may come from any context. */
+ * The result belongs to ctx; inputs may come from any context.
+ *
+ * Views and copies: agrad tensors are contiguous, so only ag_reshape and
+ * ag_detach return views (sharing storage and version counter with their
+ * input, as in PyTorch). ag_transpose, ag_narrow and ag_expand return
+ * copies where PyTorch returns views: writing to the result does not
+ * change the input nor bump its version, and the result takes memory of
+ * its own. Each declaration below says which it is. */
 
 AG_EXPORT ag_tensor *ag_add(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_sub(ag_ctx *, ag_tensor *a, ag_tensor *b);
@@ -142,11 +149,11 @@ AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_mean_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
-AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                  /* all elements, 0-dim */
-AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b); /* 2-D x 2-D */
-AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
-AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);
-AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                                     /* all elements, 0-dim */
+AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b);                    /* 2-D x 2-D */
+AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* a view */
+AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);           /* a copy; PyTorch: a view */
+AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);                                   /* a copy, as in PyTorch */
 
 /* Neural-network ops. Index and target arrays are the caller's (copied
  * where backward needs them); class targets are in [0, C). */
@@ -162,11 +169,13 @@ AG_EXPORT ag_tensor *ag_mse_loss(ag_ctx *, ag_tensor *a, ag_tensor *b);         
 AG_EXPORT ag_tensor *ag_linear(ag_ctx *, ag_tensor *x, ag_tensor *w, ag_tensor *b);
 /* (..., n, k) @ (..., k, m); the batch dimensions broadcast. */
 AG_EXPORT ag_tensor *ag_bmm(ag_ctx *, ag_tensor *a, ag_tensor *b);
-AG_EXPORT ag_tensor *ag_index_select(ag_ctx *, ag_tensor *a, int dim, const int64_t *index, int64_t n);
-AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n); /* (n, D) */
-AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);
+AG_EXPORT ag_tensor *ag_index_select(ag_ctx *, ag_tensor *a, int dim, const int64_t *index, int64_t n); /* a copy */
+AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n); /* (n, D), a copy */
+AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);                   /* a copy */
+/* A copy; PyTorch: a view. */
 AG_EXPORT ag_tensor *ag_narrow(ag_ctx *, ag_tensor *a, int dim, int64_t start, int64_t length);
-AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* -1 keeps a size */
+/* -1 keeps a size. A copy, the expanded size in memory; PyTorch: a view with stride 0. */
+AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
 
 /* In-place: bump the version counter. Refused on a leaf that requires grad
  * while grad mode is on, as in PyTorch; on a tensor with history while grad

@@ -368,6 +368,15 @@ static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
 
 static const ag__node_kind ag__bmm_kind = {"BmmBackward0", ag__bmm_backward};
 
+/* The product of n sizes, for an error message (INT64_MAX past it). */
+static int64_t ag__bmm_rows(const int64_t *shape, int n) {
+    int64_t p = 1;
+    for (int d = 0; d < n; d++)
+        if (__builtin_mul_overflow(p, shape[d], &p))
+            return INT64_MAX;
+    return p;
+}
+
 ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (ag__check_binary(ctx, a, b, "ag_bmm"))
         return NULL;
@@ -375,11 +384,24 @@ ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
         return ag__error_null(AG_ESHAPE, "ag_bmm: both arguments need at least 2 dimensions, got %d and %d", a->ndim,
                               b->ndim);
     ag__bmm_dims dm = {.n = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .m = b->shape[b->ndim - 1]};
-    if (b->shape[b->ndim - 2] != dm.k)
+    int64_t kb = b->shape[b->ndim - 2];
+    if (kb != dm.k && (a->ndim == 2 || b->ndim == 2)) {
+        /* PyTorch 1.13's matmul folds the batch dimensions into the rows of
+         * a 2-D product, (B.. n, k) @ (k, m) or, with the batch on the
+         * right, b^T (B.. m, k) @ a^T (k, n), and its error names those. */
+        if (b->ndim == 2)
+            return ag__error_null(AG_ESHAPE,
+                                  "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
+                                  "x%" PRId64 ")",
+                                  ag__bmm_rows(a->shape, a->ndim - 1), dm.k, kb, dm.m);
+        int64_t bt[AG_MAX_DIMS]; /* b^T's shape, (B.., m, k) */
+        memcpy(bt, b->shape, sizeof bt);
+        bt[b->ndim - 2] = dm.m;
         return ag__error_null(AG_ESHAPE,
-                              "Expected size for first two dimensions of batch2 tensor to be: [batch, %" PRId64
-                              "] but got: [batch, %" PRId64 "].",
-                              dm.k, b->shape[b->ndim - 2]);
+                              "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
+                              "x%" PRId64 ")",
+                              ag__bmm_rows(bt, b->ndim - 1), kb, dm.k, dm.n);
+    }
     /* broadcast the batch dims: shapes without their last two */
     ag_tensor ba = *a, bb = *b;
     ba.ndim -= 2;
@@ -388,6 +410,13 @@ ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
         return NULL;
     if (dm.bnd + 2 > AG_MAX_DIMS)
         return ag__error_null(AG_ESHAPE, "ag_bmm: too many dimensions");
+    if (kb != dm.k) {
+        int64_t batch = ag__bmm_rows(dm.bshape, dm.bnd);
+        return ag__error_null(AG_ESHAPE,
+                              "Expected size for first two dimensions of batch2 tensor to be: [%" PRId64 ", %" PRId64
+                              "] but got: [%" PRId64 ", %" PRId64 "].",
+                              batch, dm.k, batch, kb);
+    }
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, dm.bshape, sizeof shape);
     shape[dm.bnd] = dm.n;

@@ -68,6 +68,11 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
  * along (the backward of a reduction). Same dtype. */
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
 
+/* Shape kernels (ops/shape.c): a reshape's backward (dinp[0] += dout,
+ * element for element), and dst op= src with dims d0 and d1 swapped. */
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch);
+void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add);
+
 /* Matmul kernels (ops/linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or
  * X^T as ta/tb say; lda/ldb/ldc are the row lengths of the stored
  * matrices. The _ref kernels are the naive triple loop C += A @ B. */
@@ -75,6 +80,11 @@ void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const flo
                     int64_t ldb, float *C, int64_t ldc);
 void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
                      int64_t ldb, double *C, int64_t ldc);
+/* What runs the products: "BLIS 0.9.0, skx kernels (chosen by agrad)", ...;
+ * and the BLIS context (cntx_t *) agrad passes to every call, NULL where
+ * BLIS picks its kernels itself (for the GEMM benchmark). */
+const char *ag__blas_name(void);
+void *ag__blis_kernels(void);
 void ag__gemm_ref_float(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
 void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
 

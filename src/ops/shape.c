@@ -7,7 +7,7 @@
 
 /* ==== reshape ================================================================
  * out shares a's storage and version counter; da += g (same elements). */
-static int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
@@ -175,7 +175,7 @@ AG__TRANSPOSE(double)
 
 /* An empty tensor has nothing to move, and its trailing sizes may not
  * multiply without overflow: the kernels only see tensors with elements. */
-static void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add) {
+void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add) {
     if (src->numel == 0)
         return;
     if (src->dtype == AG_FLOAT32)
