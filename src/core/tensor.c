@@ -308,6 +308,8 @@ ag_tensor *ag_grad(const ag_tensor *t) {
 int ag_set_grad(ag_tensor *t, ag_tensor *g) {
     if (!t)
         return ag__null_code("ag_set_grad");
+    if (g == t)
+        return ag__error(AG_EINVAL, "can't assign Variable as its own grad");
     if (g) {
         if (g->dtype != t->dtype)
             return ag__error(AG_EDTYPE, "assigned grad has data of a different type");

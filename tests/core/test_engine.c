@@ -141,6 +141,29 @@ static void test_hooks(void **state) {
     assert_int_equal(ag_remove_hook(y, handle), AG_EINVAL);
 }
 
+/* ag_set_grad refuses what PyTorch 1.13's `x.grad = g` refuses, with its
+ * messages and in its order (the tensor itself, then dtype, then size). */
+static void test_set_grad_checks(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = leaf(ag_ones(ctx, AG_FLOAT32, 2, (int64_t[]){2, 2}));
+    assert_int_equal(ag_set_grad(x, x), AG_EINVAL);
+    assert_string_equal(ag_last_error(), "can't assign Variable as its own grad");
+    assert_null(ag_grad(x));
+    assert_int_equal(ag_set_grad(x, ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){4})), AG_ESHAPE);
+    assert_string_equal(ag_last_error(), "assigned grad has data of a different size");
+    assert_int_equal(ag_set_grad(x, ag_ones(ctx, AG_FLOAT64, 2, (int64_t[]){2, 2})), AG_EDTYPE);
+    assert_string_equal(ag_last_error(), "assigned grad has data of a different type");
+    assert_int_equal(ag_set_grad(x, ag_ones(ctx, AG_FLOAT64, 1, (int64_t[]){3})), AG_EDTYPE);
+    assert_string_equal(ag_last_error(), "assigned grad has data of a different type");
+    assert_null(ag_grad(x));
+    /* a detached alias is another tensor: accepted, as in PyTorch */
+    ag_tensor *d = ag_detach(x);
+    assert_ok(ag_set_grad(x, d));
+    assert_ptr_equal(ag_grad(x), d);
+    assert_ok(ag_set_grad(x, NULL));
+    assert_null(ag_grad(x));
+}
+
 /* A hook on a leaf runs before AccumulateGrad and can change what lands in .grad. */
 static void test_leaf_hook(void **state) {
     ag_ctx *ctx = *state;
@@ -431,6 +454,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_accumulates_across_calls, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_simple_graph_and_grad_fn, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_retain_graph, setup_ctx, teardown_ctx),
+        cmocka_unit_test_setup_teardown(test_set_grad_checks, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_hooks, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_leaf_hook, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_hook_wrong_shape_is_an_error, setup_ctx, teardown_ctx),
