@@ -474,7 +474,9 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
     if (woke)
         ag__wake_workers(nthreads);
     t->was_parallel = false;
-    if ((rc = ag__task_reserve(t, 64)) || (rc = ag__discover(t, root_node)))
+    /* Both arrays exist before discovery, also for a graph without edges (a
+     * leaf as the root), so no offset is ever taken from NULL. */
+    if ((rc = ag__task_reserve(t, 64)) || (rc = ag__task_reserve_edges(t, 1)) || (rc = ag__discover(t, root_node)))
         goto out;
     if ((rc = ag__seed(t, root, grad, &t->bufs[0])))
         goto out;

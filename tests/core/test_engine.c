@@ -3,6 +3,7 @@
  * rules, grad mode, detach, execution order and dead branches. */
 #include "core_check.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -312,6 +313,25 @@ static void test_explicit_grad_and_leaf_root(void **state) {
     assert_int_equal(ag_backward(s, NULL, &(ag_backward_opts){.create_graph = true}), AG_EUNSUPPORTED);
 }
 
+static void *leaf_root_backward(void *arg) {
+    ag_tensor *s = arg;
+    intptr_t rc = ag_backward(s, NULL, NULL);
+    return (void *)rc;
+}
+
+/* A leaf as the root, as a thread's first backward (no engine arrays yet):
+ * the graph has no edge at all (UBSan checks the pointer arithmetic). */
+static void test_leaf_root_first_backward(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *s = leaf(ag_scalar(ctx, AG_FLOAT64, 5));
+    pthread_t th;
+    void *rc = (void *)1;
+    assert_int_equal(pthread_create(&th, NULL, leaf_root_backward, s), 0);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    assert_int_equal((intptr_t)rc, 0);
+    assert_values(ag_grad(s), 0, 1);
+}
+
 typedef struct {
     int order[16];
     int n;
@@ -476,6 +496,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_grad, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_dead_branch_blocks_nothing, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_explicit_grad_and_leaf_root, setup_ctx, teardown_ctx),
+        cmocka_unit_test_setup_teardown(test_leaf_root_first_backward, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_latest_created_first, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_nested_backward, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_no_heap_calls_when_warm, setup_ctx, teardown_ctx),
