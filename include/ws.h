@@ -64,8 +64,7 @@ typedef struct ws_node ws_node;
 #define WS_THREADS_DEFAULT (-1)
 
 typedef struct ws_pool_opts {
-    /* Worker threads. WS_THREADS_DEFAULT: AG_NUM_THREADS if set to a
-     * positive number, else one per core this process may run on. 0 is
+    /* Worker threads. WS_THREADS_DEFAULT: ws_default_num_threads(). 0 is
      * allowed: then only threads waiting in the pool run tasks. */
     int num_threads;
     int max_outside;   /* outside threads inside the pool at once; 0: 64 */
@@ -75,8 +74,13 @@ typedef struct ws_pool_opts {
 #define WS_POOL_OPTS_INIT                                                                                              \
     { WS_THREADS_DEFAULT, 0, 0 }
 
-/* The default worker count: AG_NUM_THREADS, else the cores we may run on. */
+/* The default worker count: WS_NUM_THREADS if set to a positive number,
+ * else ws_cpu_count(). */
 WS_EXPORT int ws_default_num_threads(void);
+/* The CPUs this process may run on: its affinity mask, capped by the CPU
+ * quota of its cgroup where one is set (cgroup v2 cpu.max, or v1
+ * cpu.cfs_quota_us / cpu.cfs_period_us, rounded up), at least 1. Read once. */
+WS_EXPORT int ws_cpu_count(void);
 
 /* Starts the workers. opts may be NULL (defaults). On failure *out is NULL
  * and every thread already started has been joined: WS_EAGAIN when a thread

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 enum {
-    WS__MAX_THREADS = 4096,
     WS__DEFAULT_OUTSIDE = 64,
     WS__DEQUE_CAPACITY = 256, /* grows on demand */
 };
@@ -29,25 +28,6 @@ const char *ws_strerror(int code) {
     default:
         return "unknown error";
     }
-}
-
-int ws_default_num_threads(void) {
-    const char *s = getenv("AG_NUM_THREADS");
-    if (s && *s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (errno == 0 && *end == '\0' && v > 0 && v <= WS__MAX_THREADS)
-            return (int)v;
-    }
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-        int c = CPU_COUNT(&set);
-        if (c > 0)
-            return c;
-    }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n < WS__MAX_THREADS ? n : WS__MAX_THREADS) : 1;
 }
 
 /* ---- Participants -------------------------------------------------------------- */
@@ -139,8 +119,7 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
     p->nworkers = n;
     /* Look for work a while before sleeping, unless threads outnumber the
      * cores: then idle workers would take the core from the busy ones. */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    p->idle_ns = n + 1 <= cores ? WS__IDLE_NS : 0;
+    p->idle_ns = n + 1 <= ws_cpu_count() ? WS__IDLE_NS : 0;
     p->max_outside = max_outside;
     p->nslots = n + max_outside;
     atomic_init(&p->nvictims, n);

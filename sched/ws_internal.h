@@ -191,6 +191,8 @@ uint64_t ws__now_ns(void);
  * if all are taken), NULL on error; ws__leave undoes one ws__enter. */
 ws__part *ws__enter(ws_pool *pool);
 void ws__leave(ws__part *self);
+/* pool.c: at most WS__MAX_THREADS workers (and outside slots). */
+#define WS__MAX_THREADS 4096
 
 /* sched.c: running and finding work, waking and parking. */
 void ws__barriers_init(void); /* once per process, before the first pool */
