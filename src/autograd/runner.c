@@ -199,9 +199,11 @@ int ag__slots_prepare(ag__task *t, int n) {
             if (!sl)
                 return ag__error(AG_ENOMEM, "out of memory in backward");
             memset(sl, 0, sizeof *sl);
-            t->slots[t->nslots] = sl;
-            if (!(sl->tmp = ag_ctx_new()))
+            if (!(sl->tmp = ag_ctx_new())) {
+                ag__chunk_free(sl, sizeof *sl);
                 return AG_ENOMEM;
+            }
+            t->slots[t->nslots] = sl;
         }
     }
     if (t->max_next > 4)
