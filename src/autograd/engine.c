@@ -287,7 +287,7 @@ int64_t ag__min_work(void) {
     int64_t w = atomic_load_explicit(&ag__par_min_work, memory_order_relaxed);
     if (AG__LIKELY(w >= 0))
         return w;
-    w = AG_TUNE_PAR_MIN_WORK;
+    w = AG__PAR_MIN_WORK;
     const char *env = getenv("AG_PAR_MIN_WORK");
     if (env && *env) {
         char *end;

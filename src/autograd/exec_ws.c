@@ -28,8 +28,8 @@ static void ag__ws_backward(ws_task *wt) {
     }
     if (atomic_load_explicit(&t->err, memory_order_relaxed))
         return;
-    if (t->nleaves >= AG_TUNE_PAR_LEAVES)
-        ws_parallel_for(NULL, 0, (int64_t)t->nleaves, AG_TUNE_LEAF_GRAIN, ag__finish_leaves, t);
+    if (t->nleaves >= AG__PAR_LEAVES)
+        ws_parallel_for(NULL, 0, (int64_t)t->nleaves, AG__LEAF_GRAIN, ag__finish_leaves, t);
     else
         ag__finish_leaves(t, 0, (int64_t)t->nleaves);
     if (atomic_load_explicit(&t->err, memory_order_relaxed))
@@ -39,8 +39,8 @@ static void ag__ws_backward(ws_task *wt) {
         return;
     }
     int64_t n = atomic_load_explicit(&t->ncommit, memory_order_relaxed);
-    if (n >= AG_TUNE_PAR_LEAVES)
-        ws_parallel_for(NULL, 0, n, AG_TUNE_LEAF_GRAIN, ag__commit_chunks, t);
+    if (n >= AG__PAR_LEAVES)
+        ws_parallel_for(NULL, 0, n, AG__LEAF_GRAIN, ag__commit_chunks, t);
     else
         ag__commit_range(t, 0, n);
 }

@@ -245,7 +245,7 @@ typedef struct {
 static void ag__sum_chunks(void *arg, int64_t lo, int64_t hi) {
     const ag__sum_job *job = arg;
     const ag__task *t = job->t;
-    int64_t e0 = lo * AG_TUNE_SUM_CHUNK, e1 = hi * AG_TUNE_SUM_CHUNK;
+    int64_t e0 = lo * AG__SUM_CHUNK, e1 = hi * AG__SUM_CHUNK;
     if (e1 > job->acc->numel)
         e1 = job->acc->numel;
     for (int32_t k = t->in_off[job->j]; k < t->in_off[job->j + 1]; k++) {
@@ -270,8 +270,8 @@ static ag_tensor *ag__gather_in_order(ag__task *t, int32_t j, ag__slot *sl) {
         return t->bufs[j]; /* the root's seed */
     if (count > 1) {
         ag__sum_job job = {t, j, acc};
-        int64_t chunks = (acc->numel + AG_TUNE_SUM_CHUNK - 1) / AG_TUNE_SUM_CHUNK;
-        if (acc->numel * (count - 1) >= AG_TUNE_PAR_SUM_MIN && chunks > 1)
+        int64_t chunks = (acc->numel + AG__SUM_CHUNK - 1) / AG__SUM_CHUNK;
+        if (acc->numel * (count - 1) >= AG__PAR_SUM_MIN && chunks > 1)
             ag__parallel_for(chunks, 1, ag__sum_chunks, &job);
         else
             ag__sum_chunks(&job, 0, chunks);

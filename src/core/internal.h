@@ -82,8 +82,7 @@ struct ag_tensor {
 /* A tensor with uninitialised data (numel elements of dt), in ctx. */
 ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
 ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
-ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t);               /* same dtype/shape, uninitialised */
-ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like); /* zeroed; no checks */
+ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t); /* same dtype/shape, uninitialised */
 /* A tensor, its storage record and its data are one arena block: the
  * structs, then the data. Small tensors keep their data right after the
  * structs (one-element chains stay compact); larger ones get

@@ -97,11 +97,6 @@ ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *
     return t;
 }
 
-ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like) {
-    char *mem = ag__ctx_alloc(ctx, ag__tensor_block_bytes(like));
-    return mem ? ag__tensor_zeros_in_block(mem, ctx, like) : NULL;
-}
-
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b) {
     if (a->ndim != b->ndim)
         return false;
