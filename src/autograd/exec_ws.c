@@ -10,8 +10,13 @@ static void ag__ws_node_fn(ws_task *wt) {
     if (atomic_load_explicit(&t->err, memory_order_relaxed))
         return; /* the backward failed: the rest only drains */
     int32_t idx = (int32_t)(ws_node_of(wt) - t->wsn);
+    int seat = ws_seat_index();
+    if (AG__UNLIKELY(seat < 0 || seat >= t->nparts)) { /* the capped run guarantees a seat */
+        ag__fail(t, ag__error(AG_ESTATE, "backward: a node ran on a thread without a seat in its run"));
+        return;
+    }
     bool prev = ag_set_grad_enabled(false);
-    ag__run_node_traced(t, idx, t->slots[ws_seat_index()]);
+    ag__run_node_traced(t, idx, t->slots[seat]);
     ag_set_grad_enabled(prev);
 }
 
