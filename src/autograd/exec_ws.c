@@ -64,12 +64,25 @@ int ag__exec_ws(ag__task *t, int nthreads) {
         ws_node *w = &t->wsn[i];
         ws_node_init(&t->dag, w, ag__ws_node_fn, t, t->deps[i]);
         w->task.name = node->kind->name;
+        /* Successors latest created first: the thread that finishes this
+         * node keeps the first that is ready and pushes the others, so it
+         * goes down a branch as PyTorch's order would, and what it leaves
+         * for thieves is the rest of the graph, not hundreds of branches'
+         * gradients at once (memory stays near the one-thread run's). */
         ws_node **succ = t->succ + t->edge_off[i];
         const int32_t *tgt = t->edges + t->edge_off[i];
         int ns = 0;
-        for (int k = 0; k < node->num_next; k++)
-            if (tgt[k] >= 0 && t->leafidx[tgt[k]] < 0)
-                succ[ns++] = &t->wsn[tgt[k]];
+        for (int k = 0; k < node->num_next; k++) {
+            int32_t j = tgt[k];
+            if (j < 0 || t->leafidx[j] >= 0)
+                continue;
+            int at = ns++;
+            while (at > 0 && t->nodes[succ[at - 1] - t->wsn]->seq < t->nodes[j]->seq) {
+                succ[at] = succ[at - 1];
+                at--;
+            }
+            succ[at] = &t->wsn[j];
+        }
         w->succ = succ;
         w->nsucc = ns;
     }
