@@ -62,9 +62,11 @@ static ag_tensor *count_hook(ag_tensor *grad, void *ud) {
     while (now > m && !atomic_compare_exchange_weak(&c->max_inside, &m, now))
         ;
     /* stay a moment, so that threads running at once overlap here */
-    volatile double x = 0;
+    double x = 0;
     for (int i = 0; i < 2000; i++)
-        x += ag_get(grad, 0);
+        x += ag_get(grad, i % ag_numel(grad));
+    if (x < 0) /* never: the gradient is positive; keeps the loop */
+        atomic_fetch_add(&c->max_inside, 1000);
     atomic_fetch_sub(&c->inside, 1);
     return NULL;
 }
