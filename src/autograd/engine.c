@@ -416,8 +416,9 @@ static int ag__seed(ag__task *t, ag_tensor *root, const ag_tensor *grad) {
 static int ag__check_root(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts) {
     if (opts && opts->create_graph)
         return ag__error(AG_EUNSUPPORTED, "create_graph=True is not supported yet");
-    if (opts && opts->num_threads < 0)
-        return ag__error(AG_EINVAL, "num_threads must be >= 0 (0: the default), got %d", opts->num_threads);
+    if (opts && (opts->num_threads < 0 || opts->num_threads > AG__MAX_THREADS))
+        return ag__error(AG_EINVAL, "num_threads must be from 0 (the default) to %d, got %d", AG__MAX_THREADS,
+                         opts->num_threads);
     if (!root->requires_grad)
         return ag__error(AG_ESTATE, "element 0 of tensors does not require grad and does not have a grad_fn");
     if (!grad) {
