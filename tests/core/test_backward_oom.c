@@ -164,7 +164,12 @@ static void test_out_of_memory_everywhere(void **state) {
             assert_int_equal(__real_pthread_create(&th, NULL, oom_thread, &c), 0);
             pthread_join(th, NULL);
             assert_int_equal(c.rc, 0);
-            assert_true(c.grad0 == want);
+            /* bitwise in deterministic mode; else the order of the sums
+             * (so the last bits) may differ between runs on two threads */
+            if (det)
+                assert_true(c.grad0 == want);
+            else
+                assert_true(fabs(c.grad0 - want) <= 1e-5 * (1.0 + fabs(want)));
         }
     }
     ag_set_deterministic(false);
