@@ -278,7 +278,7 @@ AG_EXPORT int ag_trace_stop(const char *path); /* writes the JSON; NULL: discard
 
 /* ---- Threads and determinism ------------------------------------------------ */
 
-AG_EXPORT int ag_set_num_threads(int n); /* default: all cores, or AG_NUM_THREADS */
+AG_EXPORT int ag_set_num_threads(int n); /* 0: AG_NUM_THREADS, else the CPUs this process may use */
 AG_EXPORT int ag_get_num_threads(void);
 AG_EXPORT void ag_set_deterministic(bool on);
 AG_EXPORT bool ag_is_deterministic(void);

@@ -64,8 +64,7 @@ typedef struct ws_node ws_node;
 #define WS_THREADS_DEFAULT (-1)
 
 typedef struct ws_pool_opts {
-    /* Worker threads. WS_THREADS_DEFAULT: AG_NUM_THREADS if set to a
-     * positive number, else one per core this process may run on. 0 is
+    /* Worker threads. WS_THREADS_DEFAULT: ws_default_num_threads(). 0 is
      * allowed: then only threads waiting in the pool run tasks. */
     int num_threads;
     int max_outside;   /* outside threads inside the pool at once; 0: 64 */
@@ -75,8 +74,13 @@ typedef struct ws_pool_opts {
 #define WS_POOL_OPTS_INIT                                                                                              \
     { WS_THREADS_DEFAULT, 0, 0 }
 
-/* The default worker count: AG_NUM_THREADS, else the cores we may run on. */
+/* The default worker count: WS_NUM_THREADS if set to a positive number,
+ * else ws_cpu_count(). */
 WS_EXPORT int ws_default_num_threads(void);
+/* The CPUs this process may run on: its affinity mask, capped by the CPU
+ * quota of its cgroup where one is set (cgroup v2 cpu.max, or v1
+ * cpu.cfs_quota_us / cpu.cfs_period_us, rounded up), at least 1. Read once. */
+WS_EXPORT int ws_cpu_count(void);
 
 /* Starts the workers. opts may be NULL (defaults). On failure *out is NULL
  * and every thread already started has been joined: WS_EAGAIN when a thread
@@ -89,18 +93,25 @@ WS_EXPORT int ws_pool_create(ws_pool **out, const ws_pool_opts *opts);
 WS_EXPORT int ws_pool_destroy(ws_pool *pool);
 
 WS_EXPORT int ws_pool_num_threads(const ws_pool *pool); /* workers */
+/* Starts workers until the pool has num_threads of them (never fewer than
+ * it has). On failure the workers already started stay: WS_EAGAIN when a
+ * thread cannot be created, WS_ENOMEM, WS_EINVAL. Safe while the pool runs
+ * tasks. */
+WS_EXPORT int ws_pool_grow(ws_pool *pool, int num_threads);
 /* Wakes up to n sleeping workers, which look for work for a few tens of
  * microseconds before they sleep again. A caller about to hand the pool a
  * burst of work calls it first, so that waking (slow on some virtual
  * machines) overlaps its own preparation. Returns how many it woke. */
 WS_EXPORT int ws_pool_wake(ws_pool *pool, int n);
-/* Upper bound of ws_participant_index() + 1: workers plus outside slots.
- * Size per-participant arrays (scratch buffers, partial sums) with it. */
+/* Upper bound of ws_participant_index() + 1 until the pool grows: workers
+ * plus outside slots. Size per-participant arrays (scratch buffers, partial
+ * sums) with it. */
 WS_EXPORT int ws_pool_max_participants(const ws_pool *pool);
 
 /* The calling thread's participant index in the pool it is working for
- * (workers first, then outside slots), or -1 when it is in none. Stable for
- * the duration of a task. */
+ * (in the order participants were created: the first workers, then
+ * outside slots and added workers as they come), or -1 when it is in
+ * none. Stable for the duration of a task. */
 WS_EXPORT int ws_participant_index(void);
 /* The pool the calling thread is working for, or NULL. */
 WS_EXPORT ws_pool *ws_current_pool(void);
@@ -147,6 +158,25 @@ WS_EXPORT int ws_submit(ws_pool *pool, ws_task *task);
  * the call, so the groups, parallel-fors and DAGs fn starts help with the
  * pool's work. */
 WS_EXPORT int ws_run(ws_pool *pool, ws_task_fn fn, void *arg);
+
+/* ws_run with at most max_participants threads, the caller included,
+ * working on what fn starts (its groups, parallel-fors, DAGs and all they
+ * start in turn), however many workers the pool has and whatever other
+ * threads run in it at the same time. The caller has seat 0; a worker
+ * takes a free seat when it steals the run's first task and gives it up
+ * when it finds no more of the run's work, so over a run different
+ * workers may hold a seat, one at a time. Workers with a seat run only the
+ * run's tasks; the caller helps only with them. From a thread already
+ * working for pool (a worker, or a thread inside ws_run), fn runs within
+ * the seats that thread has and max_participants is ignored. Returns when
+ * fn has returned and every seat but the caller's is free. WS_EINVAL for
+ * max_participants < 1 (at most 1024 are used), WS_ENOMEM. */
+WS_EXPORT int ws_run_capped(ws_pool *pool, int max_participants, ws_task_fn fn, void *arg);
+/* The calling thread's seat in the capped run it works for, in
+ * [0, max_participants), or -1 outside one. A seat is held by one thread
+ * at a time, and seat changes are ordered (release, acquire), so state kept
+ * per seat (scratch memory, partial sums) needs no lock. */
+WS_EXPORT int ws_seat_index(void);
 
 /* ---- Task groups: spawn, then wait ------------------------------------------
  * A group belongs to the thread that initialises it; only that thread may

@@ -76,7 +76,7 @@ int ws_trace_write(ws_pool *p, const char *path) {
             continue;
         /* Name the timeline rows. */
         fprintf(f, "%s\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"args\":{\"name\":\"%s %d\"}}",
-                first ? "" : ",", i, w->outside ? "outside" : "worker", w->outside ? i - p->nworkers : i);
+                first ? "" : ",", i, w->outside ? "outside" : "worker", w->number);
         first = false;
         if (w->trace_gen != gen)
             continue;

@@ -90,6 +90,7 @@ struct ag_tensor {
     /* autograd */
     bool requires_grad;
     bool retains_grad;
+    int retain_mark;           /* hooks with a larger handle run after the grad is retained */
     ag_node *grad_fn;          /* producer; NULL for leaves */
     ag_node *grad_accumulator; /* AccumulateGrad, for a leaf that requires grad */
     ag_tensor *grad;           /* .grad: in ctx (shared sub-allocation) */
@@ -100,11 +101,19 @@ struct ag_tensor {
 /* A tensor with uninitialised data (numel elements of dt), in ctx. */
 ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
 ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
-ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t);               /* same dtype/shape, uninitialised */
-ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like); /* zeroed; no checks */
-/* The arena block of a tensor shaped like `like` (header, storage, data),
- * and a zeroed tensor made in such a block (the engine recycles them). */
-size_t ag__tensor_block_bytes(const ag_tensor *like);
+ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t); /* same dtype/shape, uninitialised */
+/* A tensor, its storage record and its data are one arena block: the
+ * structs, then the data. Small tensors keep their data right after the
+ * structs (one-element chains stay compact); larger ones get
+ * cache-line-aligned data for the kernels. */
+#define AG__STRUCTS_SIZE ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
+#define AG__SMALL_DATA 256
+/* The block of a tensor shaped like `like`, and a zeroed tensor made in
+ * such a block (the engine recycles them). */
+static inline size_t ag__tensor_block_bytes(const ag_tensor *like) {
+    size_t nbytes = like->storage->nbytes;
+    return AG__STRUCTS_SIZE + (nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN) + nbytes;
+}
 ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
 /* Validates a shape for a new tensor of dt: its element count (PyTorch's
  * overflow rule, core/checked.h) and data bytes, which must be within
@@ -206,7 +215,7 @@ extern _Atomic bool ag__tracing;
 uint64_t ag__now_ns(void);
 void ag__trace_record(const char *name, uint64_t start_ns, uint64_t end_ns);
 
-/* ---- Kernels on the pool (engine_par.c) ---------------------------------------
+/* ---- Kernels on the pool (autograd/pool.c) --------------------------------------
  * fn(arg, lo, hi) over [0, n) in pieces of at least `grain`, on the pool the
  * calling thread works for (a backward node on a worker), or on the pool of
  * ag__kernel_threads() threads with the caller working too; serially on one
@@ -221,6 +230,10 @@ int ag__kernel_threads(void);
 
 /* ---- Grad mode and settings (settings.c) ------------------------------------ */
 bool ag__grad_enabled(void);
+/* The CPUs this process may run on (autograd/pool.c asks the scheduler). */
+int ag__cpu_count(void);
+/* Largest thread count agrad accepts (ag_set_num_threads, AG_NUM_THREADS). */
+#define AG__MAX_THREADS 1024
 
 /* ---- Shapes and broadcasting (kernel helpers, ops/common.c) --------------- */
 /* out shape of broadcasting a with b; AG_ESHAPE with PyTorch's message. */

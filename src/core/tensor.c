@@ -12,11 +12,6 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
-#define AG__STRUCTS_SIZE ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
-/* Small tensors keep their data right after the structs (one-element chains
- * stay compact); larger ones get cache-line-aligned data for the kernels. */
-#define AG__SMALL_DATA 256
-
 /* One arena block holds a tensor header, its storage record and (pad
  * bytes of alignment later) its data: sets the storage record up and
  * returns the header, which the caller fills in. */
@@ -184,12 +179,6 @@ ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t) {
 
 /* The engine's gradient buffers: like an existing (so valid) tensor, zeroed,
  * with none of the argument checks and only the header fields set. */
-size_t ag__tensor_block_bytes(const ag_tensor *like) {
-    size_t nbytes = like->storage->nbytes;
-    size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
-    return AG__STRUCTS_SIZE + pad + nbytes;
-}
-
 ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like) {
     size_t nbytes = like->storage->nbytes;
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
@@ -200,11 +189,6 @@ ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *
     memcpy(t->shape, like->shape, sizeof t->shape);
     memset(st->data, 0, nbytes);
     return t;
-}
-
-ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like) {
-    char *mem = ag__ctx_alloc(ctx, ag__tensor_block_bytes(like));
-    return mem ? ag__tensor_zeros_in_block(mem, ctx, like) : NULL;
 }
 
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b) {
@@ -404,6 +388,8 @@ ag_tensor *ag_grad(const ag_tensor *t) {
 int ag_set_grad(ag_tensor *t, ag_tensor *g) {
     if (!t)
         return ag__null_code("ag_set_grad");
+    if (g == t)
+        return ag__error(AG_EINVAL, "can't assign Variable as its own grad");
     if (g) {
         if (g->dtype != t->dtype)
             return ag__error(AG_EDTYPE, "assigned grad has data of a different type");
@@ -429,8 +415,10 @@ int ag_retain_grad(ag_tensor *t) {
         return ag__null_code("ag_retain_grad");
     if (!t->requires_grad)
         return ag__error(AG_ESTATE, "can't retain_grad on Tensor that has requires_grad=False");
-    if (t->grad_fn) /* a leaf keeps its grad anyway */
+    if (t->grad_fn && !t->retains_grad) { /* a leaf keeps its grad anyway */
         t->retains_grad = true;
+        t->retain_mark = t->next_hook_handle; /* retained before later hooks, as in PyTorch 1.13 */
+    }
     return 0;
 }
 

@@ -216,9 +216,6 @@ static void ag__gemm_one_double(bool ta, bool tb, int64_t m, int64_t n, int64_t 
  * as a parallel-for on the pool the caller works for: rows of C in blocks
  * of AG__TILE_M when there are enough rows, else columns in blocks of
  * AG__TILE_N. Each tile is one single-threaded BLAS (or C kernel) call. */
-#define AG__PAR_GEMM_MIN (1 << 22) /* multiply-adds */
-#define AG__TILE_M 64
-#define AG__TILE_N 128
 
 typedef struct {
     bool dbl, ta, tb, by_rows;

@@ -7,6 +7,7 @@
 
 #include "core/checked.h"
 #include "core/internal.h"
+#include "core/tuning.h"
 
 /* `omp simd` asks for vectorisation; where clang cannot give it (sanitizer
  * instrumentation in the loop) the loop still runs correctly, so that is
