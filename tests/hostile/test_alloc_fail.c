@@ -1,12 +1,13 @@
 /* Failed allocations, SQLite's way: a representative program (a forward, a
- * backward on one thread, optimizer steps, printing, kernels and tasks on
- * a pool) runs
+ * backward on one thread and on the pool, optimizer steps, printing,
+ * kernels and tasks on a pool) runs
  * once for every N with its N-th allocation made to fail (contexts,
  * tensors, nodes, the engine's arrays, pools and their deques, and thread
  * starts), once failing that allocation only and once failing every one
  * from it on. Each run must end in success or in AG_ENOMEM with a message
  * (a thread that cannot start may give another code, with a message),
- * without a crash, a hang or a leak (the ASan build checks).
+ * without a crash, a hang or a leak (the ASan build checks), and a
+ * backward that failed must leave every .grad as it was.
  *
  * Each run is a child process, so it starts from nothing (no pool, no
  * engine arrays kept from an earlier run) and its leaks are its own; the
@@ -62,6 +63,59 @@ static report *shared;
         if (rc_ < 0)                                                                                                   \
             return rc_;                                                                                                \
     } while (0)
+
+/* The .grad of each leaf, copied (with malloc: not counted) before a
+ * backward, to compare when it fails. */
+typedef struct {
+    int n;
+    ag_tensor *leaf[8];
+    bool had[8];
+    double *vals[8];
+} grads_snapshot;
+
+static void snapshot(grads_snapshot *s, ag_tensor *const *leaves, int n) {
+    s->n = n;
+    for (int i = 0; i < n; i++) {
+        ag_tensor *g = ag_grad(leaves[i]);
+        s->leaf[i] = leaves[i];
+        s->had[i] = g != NULL;
+        s->vals[i] = NULL;
+        if (g) {
+            s->vals[i] = malloc((size_t)ag_numel(g) * sizeof(double) + 1);
+            ag_copy_to(g, s->vals[i], AG_FLOAT64);
+        }
+    }
+}
+
+/* 0 when every .grad is as snapshotted; frees the snapshot. */
+static int unchanged(grads_snapshot *s) {
+    int bad = 0;
+    for (int i = 0; i < s->n; i++) {
+        ag_tensor *g = ag_grad(s->leaf[i]);
+        if ((g != NULL) != s->had[i]) {
+            bad = 1;
+        } else if (g) {
+            double *now = malloc((size_t)ag_numel(g) * sizeof(double) + 1);
+            ag_copy_to(g, now, AG_FLOAT64);
+            bad |= memcmp(now, s->vals[i], (size_t)ag_numel(g) * sizeof(double)) != 0;
+            free(now);
+        }
+        free(s->vals[i]);
+    }
+    return bad;
+}
+
+/* ag_backward, checking that a failure leaves every .grad as it was. */
+static int backward_checked(ag_tensor *root, ag_tensor *const *leaves, int n, const ag_backward_opts *o) {
+    grads_snapshot s;
+    snapshot(&s, leaves, n);
+    ag_clear_error();
+    int rc = ag_backward(root, NULL, o);
+    int changed = unchanged(&s);
+    if (rc < 0 && changed)
+        BROKEN("a backward that failed (%d: %s) changed a .grad", rc, ag_last_error());
+    return rc;
+}
 
 /* ---- The programs ---------------------------------------------------------------- */
 
@@ -125,6 +179,7 @@ static int backward_prog(int threads, bool det) {
     ag_tensor *x, *w, *b, *loss;
     if ((rc = make_inputs(params, &x, &w, &b)))
         goto out;
+    ag_tensor *leaves[] = {w, b};
     ag_backward_opts o = {.num_threads = threads, .retain_graph = true};
     for (int round = 0; round < 2 && !rc; round++) {
         if ((rc = forward_ops(step, x, w, b, &loss)))
@@ -132,7 +187,7 @@ static int backward_prog(int threads, bool det) {
         int hook = ag_register_hook(w, keep_hook, NULL);
         if ((rc = hook) < 0 || (rc = ag_retain_grad(loss)) < 0)
             break;
-        if ((rc = ag_backward(loss, NULL, &o)))
+        if ((rc = backward_checked(loss, leaves, 2, &o)))
             break;
         ag_ctx_reset(step);
         if ((rc = ag_remove_hook(w, hook)))
@@ -146,6 +201,8 @@ out:
 }
 
 static int prog_backward_serial(void) { return backward_prog(1, false); }
+static int prog_backward_parallel(void) { return backward_prog(2, false); }
+static int prog_backward_parallel_det(void) { return backward_prog(3, true); }
 
 /* On one thread: the pool's part is the kernels' and the backward's. */
 static int prog_optim(void) {
@@ -403,6 +460,16 @@ static void test_backward_serial(void **state) {
     run_program("backward on one thread", prog_backward_serial);
 }
 
+static void test_backward_parallel(void **state) {
+    (void)state;
+    run_program("backward on 2 threads", prog_backward_parallel);
+}
+
+static void test_backward_parallel_deterministic(void **state) {
+    (void)state;
+    run_program("deterministic backward on 3 threads", prog_backward_parallel_det);
+}
+
 static int group_setup(void **state) {
     (void)state;
     shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -417,6 +484,8 @@ int main(void) {
         cmocka_unit_test(test_kernels_on_the_pool),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_backward_serial),
+        cmocka_unit_test(test_backward_parallel),
+        cmocka_unit_test(test_backward_parallel_deterministic),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
