@@ -392,10 +392,15 @@ static int ag__div_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     AG__UNUSED(scratch);
     return ag__binary_backward(AG__DIV, node, dout, dinp);
 }
+static int ag__pow_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(scratch);
+    return ag__binary_backward(AG__POW, node, dout, dinp);
+}
 static const ag__node_kind ag__add_kind = {"AddBackward0", ag__add_backward};
 static const ag__node_kind ag__sub_kind = {"SubBackward0", ag__sub_backward};
 static const ag__node_kind ag__mul_kind = {"MulBackward0", ag__mul_backward};
 static const ag__node_kind ag__div_kind = {"DivBackward0", ag__div_backward};
+static const ag__node_kind ag__pow_kind = {"PowBackward1", ag__pow_backward};
 
 static ag_tensor *ag__binary(ag_ctx *ctx, ag__binop op, ag_tensor *a, ag_tensor *b, const char *name,
                              const ag__node_kind *kind) {
@@ -453,6 +458,10 @@ ag_tensor *ag_mul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
 ag_tensor *ag_div(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     return ag__binary(ctx, AG__DIV, a, b, "ag_div", &ag__div_kind);
 }
+ag_tensor *ag_pow(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
+    return ag__binary(ctx, AG__POW, a, b, "ag_pow", &ag__pow_kind);
+}
+
 /* ==== Unary ops ============================================================
  * out = f(a), same shape; backward reads the saved input or result. */
 
@@ -549,8 +558,11 @@ AG__UNARY_NODE(neg, AG__NEG, "NegBackward0")
 AG__UNARY_NODE(sqrt, AG__SQRT, "SqrtBackward0")
 AG__UNARY_NODE(exp, AG__EXP, "ExpBackward0")
 AG__UNARY_NODE(log, AG__LOG, "LogBackward0")
+AG__UNARY_NODE(log1p, AG__LOG1P, "Log1PBackward0")
 AG__UNARY_NODE(tanh, AG__TANH, "TanhBackward0")
 AG__UNARY_NODE(sigmoid, AG__SIGMOID, "SigmoidBackward0")
+AG__UNARY_NODE(sin, AG__SIN, "SinBackward0")
+AG__UNARY_NODE(cos, AG__COS, "CosBackward0")
 AG__UNARY_NODE(relu, AG__RELU, "ReluBackward0")
 AG__UNARY_NODE(adds, AG__ADDS, "AddBackward0")
 AG__UNARY_NODE(muls, AG__MULS, "MulBackward0")
@@ -588,10 +600,13 @@ ag_tensor *ag_neg(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__NEG, a,
 ag_tensor *ag_sqrt(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__SQRT, a, 0, "ag_sqrt", &ag__sqrt_kind); }
 ag_tensor *ag_exp(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__EXP, a, 0, "ag_exp", &ag__exp_kind); }
 ag_tensor *ag_log(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__LOG, a, 0, "ag_log", &ag__log_kind); }
+ag_tensor *ag_log1p(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__LOG1P, a, 0, "ag_log1p", &ag__log1p_kind); }
 ag_tensor *ag_tanh(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__TANH, a, 0, "ag_tanh", &ag__tanh_kind); }
 ag_tensor *ag_sigmoid(ag_ctx *ctx, ag_tensor *a) {
     return ag__unary(ctx, AG__SIGMOID, a, 0, "ag_sigmoid", &ag__sigmoid_kind);
 }
+ag_tensor *ag_sin(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__SIN, a, 0, "ag_sin", &ag__sin_kind); }
+ag_tensor *ag_cos(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__COS, a, 0, "ag_cos", &ag__cos_kind); }
 ag_tensor *ag_relu(ag_ctx *ctx, ag_tensor *a) { return ag__unary(ctx, AG__RELU, a, 0, "ag_relu", &ag__relu_kind); }
 ag_tensor *ag_add_scalar(ag_ctx *ctx, ag_tensor *a, double s) {
     return ag__unary(ctx, AG__ADDS, a, s, "ag_add_scalar", &ag__adds_kind);

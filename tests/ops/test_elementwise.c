@@ -30,7 +30,7 @@ static const bcase CASES[] = {
     {4, 3, {2, 300, 1, 50}, {300, 7, 1}}, /* a mix */
 };
 
-static const char *const OPS[] = {"add", "sub", "mul", "div"};
+static const char *const OPS[] = {"add", "sub", "mul", "div", "pow"};
 
 static double binop(int op, double x, double y) {
     switch (op) {
@@ -107,7 +107,7 @@ static void test_binary_ops_big(void **state) {
         ag_dtype dt = dti ? AG_FLOAT64 : AG_FLOAT32;
         const double rtol = dti ? 1e-12 : 1e-4;
         for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
-            for (int op = 0; op < 4; op++) {
+            for (int op = 0; op < 5; op++) {
                 ag_ctx *ctx = ag_ctx_new();
                 const bcase *bc = &CASES[c];
                 /* pow's base positive, div's divisor away from 0 */
@@ -190,9 +190,10 @@ static void test_binary_ops_big(void **state) {
 static void test_unary_ops_big(void **state) {
     (void)state;
     enum { N = 300001 };
-    static const char *const NAMES[] = {"exp", "log",  "tanh",       "sigmoid",    "sqrt",
-                                        "neg", "relu", "add_scalar", "mul_scalar", "pow_scalar"};
-    static const int VM[] = {AG__VM_EXP, AG__VM_LOG, AG__VM_TANH, AG__VM_SIGMOID, AG__VM_SQRT};
+    static const char *const NAMES[] = {"exp",  "log", "log1p", "tanh",       "sigmoid",    "sin",       "cos",
+                                        "sqrt", "neg", "relu",  "add_scalar", "mul_scalar", "pow_scalar"};
+    static const int VM[] = {AG__VM_EXP,     AG__VM_LOG, AG__VM_LOG1P, AG__VM_TANH,
+                             AG__VM_SIGMOID, AG__VM_SIN, AG__VM_COS,   AG__VM_SQRT};
     const ag__vmath *vm = ag__vmath_get();
     ag_manual_seed(7);
     for (int dti = 0; dti < 2; dti++) {
