@@ -12,8 +12,16 @@
 #define VM_(f, s) VM__(f, s)
 #define VM__(f, s) ag__vm_##f##_##s
 
+/* sigmoid of a float in double, rounded once at the end (as fast as
+ * the float formula with libm) */
+static float ag__vm_sigmoid_f32_wide(float x) {
+    const double e = exp(-fabs((double)x));
+    return (float)((x >= 0 ? 1 : e) / (1 + e));
+}
+
 #define T float
 #define V float
+#define VSIGMOID ag__vm_sigmoid_f32_wide
 #define VN 1
 #define VL(fn) fn##f
 #define VLOAD(p) (*(p))
@@ -29,6 +37,7 @@
 #undef T
 #undef V
 #undef VL
+#undef VSIGMOID
 #undef VSET1
 #undef VSQRT
 #undef VABS
