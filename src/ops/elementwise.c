@@ -25,9 +25,11 @@
 /* Elements per call of a vector math function inside a kernel (on the
  * stack, in L1). */
 #define AG__VBLOCK 256
-/* A sum over few long rows is cut into at most this many parts per row. */
+/* A sum along fewer than AG__FEW_ROWS long rows is cut into at most
+ * AG__MAX_ROW_PARTS parts per row, whose sums wait on the stack. */
+#define AG__FEW_ROWS 16
 #define AG__MAX_ROW_PARTS 64
-#define AG__MAX_PARTS 1024
+#define AG__MAX_PARTS (AG__FEW_ROWS * AG__MAX_ROW_PARTS)
 
 #define AG__ALWAYS_INLINE __attribute__((always_inline))
 
@@ -287,14 +289,15 @@ static void ag__binary_grad(ag__grad g, ag_tensor *d, const ag_tensor *dout, con
     } else if (j.it.stride[0][last] != 0) {
         ag__walk_columns(&j.w, &j.it, chunk);
     } else if (outer_distinct) {
+        /* each row sums into an element of its own: many rows stay whole,
+         * a few long ones are cut in parts */
         ag__walk_init(&j.w, &j.it);
-        ag__walk_rows(&j.w, &j.it, chunk, j.w.rows >= 16 ? 0 : AG__MAX_ROW_PARTS);
-        if (j.w.rows_per == 0) {
-            if (j.w.rows >= 16 || j.w.count > AG__MAX_PARTS) /* keep rows whole */
-                j.w.rows_per = 1, j.w.count = j.w.rows;
-            else
-                j.parts = parts;
-        }
+        const bool few = j.w.rows < AG__FEW_ROWS;
+        ag__walk_rows(&j.w, &j.it, chunk, few ? AG__MAX_ROW_PARTS : 0);
+        if (j.w.rows_per == 0 && !few)
+            j.w.rows_per = 1, j.w.count = j.w.rows;
+        else if (j.w.rows_per == 0)
+            j.parts = parts;
     } else {
         ag__walk_whole(&j.w, &j.it);
     }
