@@ -21,6 +21,7 @@
 
 #include <agrad.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,42 @@ static ag_tensor *attention_forward(ab_state *s, ag_ctx *g) {
     return ag_mean(g, ag_mul(g, o, o));
 }
 
+/* elementwise: 20 elementwise ops on size elements, (1000, size / 1000):
+ * transcendental (tanh, exp, sigmoid, sin, cos, log, sqrt), arithmetic and
+ * binary ops with a full operand, a row (b) and a scalar (c). */
+enum { ELEM_ROWS = 1000 };
+static int elementwise_setup(ab_state *s) {
+    int64_t sh[2] = {ELEM_ROWS, s->size / ELEM_ROWS}, row[1] = {s->size / ELEM_ROWS};
+    if (!(s->x = param(s, 2, sh, 0.5)) || !param(s, 2, sh, 0.5) || !param(s, 1, row, 0.5))
+        return -1;
+    ag_tensor *c = ag_full(s->params, AG_FLOAT32, 0, row, 1.5);
+    if (!c || ag_requires_grad_(c, true))
+        return -1;
+    s->p[s->np++] = c;
+    return 0;
+}
+static ag_tensor *elementwise_forward(ab_state *s, ag_ctx *g) {
+    ag_tensor *x = s->x, *w = s->p[1], *b = s->p[2], *c = s->p[3];
+    ag_tensor *h2 = ag_add(g, ag_mul(g, x, w), b);                                     /* 1, 2 */
+    ag_tensor *h3 = ag_tanh(g, h2);                                                    /* 3 */
+    ag_tensor *h7 = ag_mul(g, ag_exp(g, ag_mul_scalar(g, h3, 0.5)), ag_sigmoid(g, x)); /* 4-7 */
+    ag_tensor *h10 = ag_relu(g, ag_div(g, ag_sub(g, h7, w), c));                       /* 8-10 */
+    ag_tensor *h14 = ag_mul(g, ag_sin(g, ag_add(g, h10, h3)), ag_cos(g, h2));          /* 11-14 */
+    ag_tensor *h16 = ag_add_scalar(g, ag_pow_scalar(g, h14, 2), 1);                    /* 15, 16 */
+    ag_tensor *h20 = ag_neg(g, ag_sub(g, ag_log(g, h16), ag_sqrt(g, h16)));            /* 17-20 */
+    return ag_sum(g, h20);
+}
+/* Bytes the 20 ops must move at least, in tensors of size floats: each
+ * full input read once and each output written once (a row or a scalar
+ * counts as nothing). Forward: 6 binary ops with two full operands (3
+ * tensors), 14 others (2). Backward: each full gradient written once from
+ * the incoming gradient and what its formula reads (neg, sub, add,
+ * add_scalar, mul_scalar, div by the scalar: 2; unary ops reading their
+ * input or result: 3; full mul: 3 per input); the sums into the row and
+ * the scalar read the gradient (and div's its numerator): 70 in all. */
+#define ELEM_FWD_TENSORS 46.0
+#define ELEM_BWD_TENSORS 70.0
+
 static const ab_workload workloads[] = {
     {"chain1",
      "one-element chain y = y*w + b (size links): the fixed cost per node",
@@ -224,6 +261,11 @@ static const ab_workload workloads[] = {
      {128, 64, 8},
      attention_setup,
      attention_forward},
+    {"elementwise",
+     "20 elementwise ops (tanh, exp, sigmoid, sin, mul, add, ...) on size floats: memory bandwidth",
+     {1000000, 1000000, 10000},
+     elementwise_setup,
+     elementwise_forward},
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 
@@ -639,6 +681,110 @@ static void print_tables(const ab_options *o, const ab_result *r, int n, const a
     (void)o;
 }
 
+/* ---- Elementwise against memory bandwidth -------------------------------------------
+ * STREAM's triad a = b + 1.5 c over arrays of n floats, cut in equal parts
+ * over `threads` threads (the calling one and threads - 1 started once, in
+ * step through barriers): the median of reps, in GB/s counting three
+ * arrays as STREAM does. */
+
+typedef struct {
+    float *a, *b, *c;
+    int64_t lo, hi;
+    int reps;
+    pthread_barrier_t *start, *end;
+} triad_part;
+
+static void triad_range(float *restrict a, const float *restrict b, const float *restrict c, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++)
+        a[i] = b[i] + 1.5f * c[i];
+}
+
+static void *triad_worker(void *arg) {
+    const triad_part *p = arg;
+    for (int r = 0; r < p->reps; r++) {
+        pthread_barrier_wait(p->start);
+        triad_range(p->a, p->b, p->c, p->lo, p->hi);
+        pthread_barrier_wait(p->end);
+    }
+    return NULL;
+}
+
+static double triad_gbs(int64_t n, int threads, int reps) {
+    enum { MAX_T = 64 };
+    threads = threads < 1 ? 1 : threads > MAX_T ? MAX_T : threads;
+    float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b), *c = malloc((size_t)n * sizeof *c);
+    double *t = malloc((size_t)reps * sizeof *t);
+    double gbs = 0;
+    pthread_barrier_t start, end;
+    if (a && b && c && t && !pthread_barrier_init(&start, NULL, (unsigned)threads) &&
+        !pthread_barrier_init(&end, NULL, (unsigned)threads)) {
+        for (int64_t i = 0; i < n; i++)
+            a[i] = 0, b[i] = 1, c[i] = 2;
+        triad_part parts[MAX_T];
+        pthread_t tid[MAX_T];
+        int started = 1;
+        for (int k = 0; k < threads; k++)
+            parts[k] = (triad_part){a, b, c, n * k / threads, n * (k + 1) / threads, reps, &start, &end};
+        for (int k = 1; k < threads; k++)
+            started += pthread_create(&tid[k], NULL, triad_worker, &parts[k]) == 0;
+        if (started == threads) {
+            for (int r = 0; r < reps; r++) {
+                double t0 = now_ms();
+                pthread_barrier_wait(&start);
+                triad_range(a, b, c, parts[0].lo, parts[0].hi);
+                pthread_barrier_wait(&end);
+                t[r] = now_ms() - t0;
+            }
+            gbs = 3.0 * (double)n * sizeof(float) / (median(t, reps) * 1e6);
+        }
+        for (int k = 1; k < started; k++)
+            pthread_join(tid[k], NULL);
+        pthread_barrier_destroy(&start);
+        pthread_barrier_destroy(&end);
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(t);
+    return gbs;
+}
+
+/* The elementwise workload's forward and backward in GB/s (the bytes its
+ * ops must move at least, over the median time) next to the triad at the
+ * same thread count, on arrays the size of its tensors (in cache, as the
+ * previous op's output is) and on arrays far larger than the cache. */
+static void elementwise_report(const ab_options *o, const ab_result *r, int n) {
+    const ab_result *any = NULL;
+    for (int i = 0; i < n && !any; i++)
+        if (r[i].ok && !strcmp(r[i].workload, "elementwise"))
+            any = &r[i];
+    if (!any)
+        return;
+    const double mb = (double)any->size * sizeof(float) / 1e6; /* one tensor, MB */
+    const int64_t big = o->scale == AB_SIZE_TINY ? 0 : 16 << 20;
+    printf("\nelementwise: GB/s of the %.0f + %.0f tensors of %.2f MB its forward and backward move at least, "
+           "against STREAM's triad at the same thread count\n",
+           ELEM_FWD_TENSORS, ELEM_BWD_TENSORS, mb);
+    printf("%-10s %7s %9s %9s %13s %13s %10s %10s\n", "impl", "threads", "fwd GB/s", "bwd GB/s", "triad (size)",
+           "triad (16M)", "fwd/triad", "bwd/triad");
+    for (int t = 0; t < o->nthreads; t++) {
+        const double tri = triad_gbs(any->size, o->threads[t], o->reps * 4 + 1);
+        const double mem = big ? triad_gbs(big, o->threads[t], o->reps + 2) : 0;
+        for (int i = 0; i < n; i++) {
+            if (!r[i].ok || strcmp(r[i].workload, "elementwise") || r[i].threads != o->threads[t] ||
+                !strcmp(r[i].impl, "agrad-det") || !strcmp(r[i].impl, "agrad-omp"))
+                continue;
+            const double fwd = ELEM_FWD_TENSORS * mb / r[i].fwd_ms, bwd = ELEM_BWD_TENSORS * mb / r[i].bwd_ms;
+            printf("%-10s %7d %9.1f %9.1f %13.1f ", r[i].impl, r[i].threads, fwd, bwd, tri);
+            if (mem > 0)
+                printf("%13.1f", mem);
+            else
+                printf("%13s", "-");
+            printf(" %10.2f %10.2f\n", tri > 0 ? fwd / tri : 0.0, tri > 0 ? bwd / tri : 0.0);
+        }
+    }
+}
+
 int bench_autograd_run(const ab_options *o) {
     int maxr = NWORKLOADS * (NIMPLS + 1) * o->nthreads;
     ab_result *res = calloc((size_t)maxr, sizeof *res);
@@ -742,6 +888,7 @@ int bench_autograd_run(const ab_options *o) {
         }
     }
     print_tables(o, res, nres, info, ninfo);
+    elementwise_report(o, res, nres);
     if (o->out_dir) {
         write_outputs(o, res, nres, info, ninfo);
         write_plots(o, res, nres);

@@ -105,7 +105,26 @@ def attention(size, heads=8, dim=64):
     return forward
 
 
-WORKLOADS = {"chain1": chain1, "wide": wide, "fanin": fanin, "deep": deep, "mlp": mlp, "attention": attention}
+def elementwise(size, rows=1000):
+    x = (torch.randn(rows, size // rows) * 0.5).requires_grad_()
+    w = (torch.randn(rows, size // rows) * 0.5).requires_grad_()
+    b = (torch.randn(size // rows) * 0.5).requires_grad_()
+    c = torch.tensor(1.5, requires_grad=True)
+
+    def forward():
+        h2 = x * w + b
+        h3 = torch.tanh(h2)
+        h7 = torch.exp(h3 * 0.5) * torch.sigmoid(x)
+        h10 = torch.relu((h7 - w) / c)
+        h14 = torch.sin(h10 + h3) * torch.cos(h2)
+        h16 = h14 ** 2 + 1
+        return (-(torch.log(h16) - torch.sqrt(h16))).sum()
+
+    return forward
+
+
+WORKLOADS = {"chain1": chain1, "wide": wide, "fanin": fanin, "deep": deep, "mlp": mlp, "attention": attention,
+             "elementwise": elementwise}
 
 
 def main():
@@ -116,7 +135,8 @@ def main():
     ap.add_argument("--reps", type=int, default=11)
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
-    full = {"chain1": 1000, "wide": 16, "fanin": 256, "deep": 400, "mlp": 128, "attention": 128}
+    full = {"chain1": 1000, "wide": 16, "fanin": 256, "deep": 400, "mlp": 128, "attention": 128,
+            "elementwise": 1000000}
     for item in filter(None, args.sizes.split(",")):
         name, n = item.split("=")
         full[name] = int(n)

@@ -26,10 +26,20 @@
 
 /* ---- Kernels on the pool ------------------------------------------------------ */
 
-/* Unary ops (tanh, exp, ...) and their backward: split from AG__PAR_ELEMS
- * elements on, in chunks of AG__ELEM_CHUNK. */
+/* Elementwise ops and their backward: split from AG__PAR_ELEMS elements
+ * on, in chunks of AG__ELEM_CHUNK (transcendental functions cost several
+ * times a memory pass: they split from AG__PAR_ELEMS / AG__VM_COST). */
 #define AG__PAR_ELEMS (1 << 17)
 #define AG__ELEM_CHUNK (1 << 15)
+#define AG__VM_COST 8
+/* Elements per call of a vector math function inside a kernel (on the
+ * stack, in L1). */
+#define AG__VBLOCK 256
+/* A sum along fewer than AG__FEW_ROWS long rows is cut into at most
+ * AG__MAX_ROW_PARTS parts per row, whose sums wait on the stack. */
+#define AG__FEW_ROWS 16
+#define AG__MAX_ROW_PARTS 64
+#define AG__MAX_PARTS (AG__FEW_ROWS * AG__MAX_ROW_PARTS)
 /* Sums over all elements: split from AG__PAR_REDUCE_MIN elements on, into
  * at most AG__MAX_PARTIALS partial sums. */
 #define AG__PAR_REDUCE_MIN (1 << 17)

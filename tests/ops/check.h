@@ -47,6 +47,14 @@ static inline ag_tensor *run_op(ag_ctx *ctx, const char *op, ag_tensor **in, dou
         return ag_sigmoid(ctx, in[0]);
     if (!strcmp(op, "relu"))
         return ag_relu(ctx, in[0]);
+    if (!strcmp(op, "sin"))
+        return ag_sin(ctx, in[0]);
+    if (!strcmp(op, "cos"))
+        return ag_cos(ctx, in[0]);
+    if (!strcmp(op, "log1p"))
+        return ag_log1p(ctx, in[0]);
+    if (!strcmp(op, "pow"))
+        return ag_pow(ctx, in[0], in[1]);
     if (!strcmp(op, "sum"))
         return ag_sum(ctx, in[0]);
     if (!strcmp(op, "sum_dim"))

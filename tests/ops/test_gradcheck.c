@@ -87,6 +87,19 @@ static const gc_case CASES[] = {
     {"tanh", 1, {2}, {{2, 5}}, 0, 0, {ANY}, false, SMOOTH},
     {"sigmoid", 1, {2}, {{2, 5}}, 0, 0, {ANY}, false, SMOOTH},
     {"relu", 1, {2}, {{3, 4}}, 0, 0, {AWAY_FROM_ZERO}, false, SMOOTH},
+    {"sin", 1, {2}, {{2, 5}}, 0, 0, {ANY}, false, SMOOTH},
+    {"sin", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
+    {"cos", 1, {2}, {{3, 2}}, 0, 0, {ANY}, false, SMOOTH},
+    {"cos", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
+    {"log1p", 1, {2}, {{2, 4}}, 0, 0, {POSITIVE}, false, STEEP},
+    {"log1p", 1, {0}, {{0}}, 0, 0, {POSITIVE}, false, STEEP},
+    {"pow", 2, {2, 2}, {{2, 3}, {2, 3}}, 0, 0, {POSITIVE, ANY}, false, STEEP},
+    {"pow", 2, {2, 1}, {{3, 4}, {4}}, 0, 0, {POSITIVE, ANY}, false, STEEP},
+    {"pow", 2, {2, 2}, {{3, 1}, {3, 4}}, 0, 0, {POSITIVE, ANY}, false, STEEP},
+    {"pow", 2, {3, 2}, {{4, 1, 3}, {2, 1}}, 0, 0, {POSITIVE, ANY}, false, STEEP},
+    {"pow", 2, {0, 2}, {{0}, {2, 3}}, 0, 0, {POSITIVE, ANY}, false, STEEP},
+    {"pow", 2, {2, 0}, {{2, 3}, {0}}, 0, 0, {POSITIVE, ANY}, false, STEEP},
+    {"pow", 2, {2, 2}, {{2, 2}, {2, 2}}, 0, 0, {POSITIVE, POSITIVE}, true, STEEP},
     {"relu", 1, {0}, {{0}}, 0, 0, {AWAY_FROM_ZERO}, false, SMOOTH},
     {"sum", 1, {2}, {{3, 4}}, 0, 0, {ANY}, false, SMOOTH},
     {"sum", 1, {0}, {{0}}, 0, 0, {ANY}, false, SMOOTH},
@@ -310,6 +323,35 @@ static void test_pow_special_exponents(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* pow with a tensor exponent where finite differences cannot judge: base
+ * 0, PyTorch's pow_backward_self and pow_backward_exponent (0 for a where
+ * b == 0; 0 for b where a == 0 and b >= 0; otherwise the formulas, inf
+ * and nan included), and a negative base (nan for b). */
+static void test_pow_tensor_base_zero(void **state) {
+    (void)state;
+    ag_ctx *ctx = ag_ctx_new();
+    const double av[] = {0, 0, 0, 0, -2, 2};
+    const double bv[] = {0, 2, -1, 0.5, 2, 0};
+    ag_tensor *a = ag_tensor_from(ctx, AG_FLOAT64, 1, (int64_t[]){6}, av);
+    ag_tensor *b = ag_tensor_from(ctx, AG_FLOAT64, 1, (int64_t[]){6}, bv);
+    assert_int_equal(ag_requires_grad_(a, true), 0);
+    assert_int_equal(ag_requires_grad_(b, true), 0);
+    ag_tensor *y = ag_pow(ctx, a, b);
+    assert_string_equal(ag_node_name(ag_grad_fn(y)), "PowBackward1");
+    const double want_y[] = {1, 0, INFINITY, 0, 4, 1};
+    for (int i = 0; i < 6; i++)
+        assert_true(ag_get(y, i) == want_y[i]);
+    assert_int_equal(ag_backward(ag_sum(ctx, y), NULL, NULL), 0);
+    const double want_da[] = {0, 0, -INFINITY, INFINITY, -4, 0};
+    const double want_db[] = {0, 0, -INFINITY, 0, NAN, log(2)};
+    for (int i = 0; i < 6; i++) {
+        assert_true(ag_get(ag_grad(a), i) == want_da[i]);
+        double db = ag_get(ag_grad(b), i);
+        assert_true(isnan(want_db[i]) ? isnan(db) : db == want_db[i]);
+    }
+    ag_ctx_free(ctx);
+}
+
 /* The blocked matmul kernel, in each of its transpose modes, against the
  * naive triple loop, with sizes that cross its block edges; and ag_matmul's
  * forward and gradients against the reference computed by hand. */
@@ -390,6 +432,7 @@ int main(void) {
         cmocka_unit_test(test_gradcheck_every_op),    cmocka_unit_test(test_gradcheck_shared_producers),
         cmocka_unit_test(test_max_ties_split_evenly), cmocka_unit_test(test_relu_kink),
         cmocka_unit_test(test_pow_special_exponents), cmocka_unit_test(test_matmul_kernel_matches_reference),
+        cmocka_unit_test(test_pow_tensor_base_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
