@@ -22,27 +22,69 @@ int ag__broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64
     return 0;
 }
 
-int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op) {
-    if (!a) {
-        ag__null_arg(op);
-        return AG_EINVAL;
-    }
+int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in) {
+    *op = (ag__op){.name = name, .ctx = ctx, .in = in, .n_in = n};
+    for (int i = 0; i < n; i++)
+        if (!in[i]) {
+            ag__null_arg(name);
+            return ag_last_status() ? ag_last_status() : AG_EINVAL;
+        }
     if (!ctx)
-        return ag__error(AG_EINVAL, "%s: context is NULL", op);
+        return ag__error(AG_EINVAL, "%s: context is NULL", name);
+    for (int i = 1; i < n; i++) {
+        ag_dtype want = in[0]->dtype, got = in[i]->dtype;
+        if (got == want)
+            continue;
+        if (n == 2)
+            return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", name,
+                             ag__dtype_scalar_name(want), ag__dtype_scalar_name(got));
+        return ag__error(AG_EDTYPE, "%s: expected all tensors to have dtype %s, got %s at position %d", name,
+                         ag__dtype_scalar_name(want), ag__dtype_scalar_name(got), i);
+    }
+    ag__ctx_mark(ctx, &op->pos);
     return 0;
 }
 
+ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape) {
+    op->out = ag__tensor_new(op->ctx, op->in[0]->dtype, ndim, shape);
+    op->failed = !op->out;
+    return op->out;
+}
+
+ag_tensor *ag__op_view(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape) {
+    op->out = ag__tensor_alias(op->ctx, base, ndim, shape);
+    op->failed = !op->out;
+    return op->out;
+}
+
+ag_node *ag__op_record_edges(ag__op *op, const ag__node_kind *kind, int n, ag_tensor *const *edges, size_t extra) {
+    if (op->failed || !ag__needs_grad(n, edges))
+        return NULL;
+    op->node = ag__record_extra(op->ctx, kind, op->out, n, edges, extra);
+    op->failed = !op->node;
+    return op->node;
+}
+
+ag_node *ag__op_record(ag__op *op, const ag__node_kind *kind) {
+    return ag__op_record_edges(op, kind, op->n_in, op->in, 0);
+}
+
+ag_tensor *ag__op_end(ag__op *op) {
+    if (!op->failed && op->out)
+        return op->out;
+    ag__ctx_rollback(op->ctx, &op->pos); /* the failed step set the error */
+    return NULL;
+}
+
+/* Kept until every family runs on the skeleton above. */
+int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op) {
+    ag__op o;
+    return ag__op_begin(&o, op, ctx, 1, (ag_tensor *const[]){(ag_tensor *)a});
+}
+
 int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const char *op) {
-    if (!a || !b) {
-        ag__null_arg(op);
-        return AG_EINVAL;
-    }
-    if (!ctx)
-        return ag__error(AG_EINVAL, "%s: context is NULL", op);
-    if (a->dtype != b->dtype)
-        return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", op,
-                         ag__dtype_scalar_name(a->dtype), ag__dtype_scalar_name(b->dtype));
-    return 0;
+    ag__op o;
+    return ag__op_begin(&o, op, ctx, 2, (ag_tensor *const[]){(ag_tensor *)a, (ag_tensor *)b});
 }
 
 void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const ag_tensor *const *ops) {

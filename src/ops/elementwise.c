@@ -164,11 +164,13 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
 }
 
 #define AG__BINARY_NODE(lname, OP, Name)                                                                               \
-    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {       \
+    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,       \
+                                      ag_ctx *scratch) {                                                               \
+        AG__UNUSED(fresh);                                                                                             \
         AG__UNUSED(scratch);                                                                                           \
         return ag__binary_backward(OP, node, dout, dinp);                                                              \
     }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward};
+    static const ag__node_kind ag__##lname##_kind = {.name = Name, .backward = ag__##lname##_backward};
 AG__BINARY_NODE(add, AG__ADD, "AddBackward0")
 AG__BINARY_NODE(sub, AG__SUB, "SubBackward0")
 AG__BINARY_NODE(mul, AG__MUL, "MulBackward0")
@@ -457,11 +459,13 @@ static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout,
 }
 
 #define AG__UNARY_NODE(lname, OP, Name)                                                                                \
-    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {       \
+    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,       \
+                                      ag_ctx *scratch) {                                                               \
+        AG__UNUSED(fresh);                                                                                             \
         AG__UNUSED(scratch);                                                                                           \
         return ag__unary_backward(OP, node, dout, dinp);                                                               \
     }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward};
+    static const ag__node_kind ag__##lname##_kind = {.name = Name, .backward = ag__##lname##_backward};
 AG__UNARY_NODE(neg, AG__NEG, "NegBackward0")
 AG__UNARY_NODE(sqrt, AG__SQRT, "SqrtBackward0")
 AG__UNARY_NODE(exp, AG__EXP, "ExpBackward0")

@@ -28,7 +28,9 @@ static void ag__gather_rows(ag_tensor *dst, const ag_tensor *src, const int64_t 
         }
 }
 
-static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                              ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     if (ag__node_check_released(node))
         return ag_last_status();
@@ -37,8 +39,8 @@ static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
-static const ag__node_kind ag__index_select_kind = {"IndexSelectBackward0", ag__index_backward};
-static const ag__node_kind ag__embedding_kind = {"EmbeddingBackward0", ag__index_backward};
+static const ag__node_kind ag__index_select_kind = {.name = "IndexSelectBackward0", .backward = ag__index_backward};
+static const ag__node_kind ag__embedding_kind = {.name = "EmbeddingBackward0", .backward = ag__index_backward};
 
 static ag_tensor *ag__index(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *index, int64_t k, const char *name,
                             const ag__node_kind *kind) {
@@ -106,7 +108,9 @@ static void ag__copy_slab(ag_tensor *big, const ag_tensor *small, int dim, int64
         }
 }
 
-static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     const int64_t *sizes = node->attr;
     int64_t start = 0;
@@ -118,7 +122,7 @@ static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__cat_kind = {"CatBackward0", ag__cat_backward};
+static const ag__node_kind ag__cat_kind = {.name = "CatBackward0", .backward = ag__cat_backward};
 
 ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     if (!ts || n <= 0)
@@ -182,7 +186,9 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
 /* ==== narrow =======================================================================
  * out = a[..., start:start+length, ...] along dim;  da[slice] += g */
 
-static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     /* the slab of dinp[0] at start gets dout: copy_slab adds big into small,
      * so walk it the other way round here */
@@ -202,7 +208,7 @@ static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
     return 0;
 }
 
-static const ag__node_kind ag__narrow_kind = {"SliceBackward0", ag__narrow_backward};
+static const ag__node_kind ag__narrow_kind = {.name = "SliceBackward0", .backward = ag__narrow_backward};
 
 ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t length) {
     if (ag__check_unary(ctx, a, "ag_narrow"))
@@ -258,14 +264,16 @@ ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t 
  * out = a broadcast to shape (new leading dims, size-1 dims stretched);
  * da += g summed over the stretched dimensions. */
 
-static int ag__expand_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__expand_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     ag__add_reduced(dinp[0], dout, 1.0);
     return 0;
 }
 
-static const ag__node_kind ag__expand_kind = {"ExpandBackward0", ag__expand_backward};
+static const ag__node_kind ag__expand_kind = {.name = "ExpandBackward0", .backward = ag__expand_backward};
 
 ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) {
     if (ag__check_unary(ctx, a, "ag_expand"))
@@ -342,7 +350,9 @@ static int64_t ag__bmm_operand_index(const ag__bmm_dims *dm, const ag_tensor *t,
     return idx;
 }
 
-static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     const ag__bmm_dims *dm = node->attr;
     ag_tensor *a = dinp[1] ? ag__saved_get(node, 0) : NULL, *b = dinp[0] ? ag__saved_get(node, 1) : NULL;
@@ -366,7 +376,7 @@ static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__bmm_kind = {"BmmBackward0", ag__bmm_backward};
+static const ag__node_kind ag__bmm_kind = {.name = "BmmBackward0", .backward = ag__bmm_backward};
 
 /* The product of n sizes, for an error message (INT64_MAX past it). */
 static int64_t ag__bmm_rows(const int64_t *shape, int n) {

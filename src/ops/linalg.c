@@ -276,7 +276,8 @@ void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const do
 }
 
 /* out = a @ b:  da (m,k) += g (m,n) @ b^T (n,k);  db (k,n) += a^T (k,m) @ g (m,n) */
-static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh, ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     int64_t m = dout->shape[0], n = dout->shape[1], k = node->iarg[0];
     if (dinp[0]) {
@@ -294,7 +295,7 @@ static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **din
     return 0;
 }
 
-static const ag__node_kind ag__mm_kind = {"MmBackward0", ag__mm_backward};
+static const ag__node_kind ag__mm_kind = {.name = "MmBackward0", .backward = ag__mm_backward};
 
 ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (ag__check_binary(ctx, a, b, "ag_matmul"))

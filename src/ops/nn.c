@@ -12,7 +12,9 @@
  * abs:   out = |x|                  dx += g * sign(x)
  * clamp: out = min(max(x, lo), hi)  dx += g where lo <= x <= hi (NAN: no bound) */
 
-static int ag__abs_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__abs_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag_tensor *x = ag__saved_get(node, 0);
     if (!x)
@@ -24,7 +26,9 @@ static int ag__abs_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static int ag__clamp_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__clamp_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                              ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag_tensor *x = ag__saved_get(node, 0);
     if (!x)
@@ -39,8 +43,8 @@ static int ag__clamp_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
-static const ag__node_kind ag__abs_kind = {"AbsBackward0", ag__abs_backward};
-static const ag__node_kind ag__clamp_kind = {"ClampBackward1", ag__clamp_backward};
+static const ag__node_kind ag__abs_kind = {.name = "AbsBackward0", .backward = ag__abs_backward};
+static const ag__node_kind ag__clamp_kind = {.name = "ClampBackward1", .backward = ag__clamp_backward};
 
 ag_tensor *ag_abs(ag_ctx *ctx, ag_tensor *a) {
     if (ag__check_unary(ctx, a, "ag_abs"))
@@ -120,7 +124,9 @@ static void ag__maximum_walk(const ag_tensor *out_shape_of, ag_tensor *o, const 
     });
 }
 
-static int ag__maximum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__maximum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag_tensor *a = ag__saved_get(node, 0), *b = ag__saved_get(node, 1);
     if (!a || !b)
@@ -131,7 +137,7 @@ static int ag__maximum_backward(ag_node *node, const ag_tensor *dout, ag_tensor 
     return 0;
 }
 
-static const ag__node_kind ag__maximum_kind = {"MaximumBackward0", ag__maximum_backward};
+static const ag__node_kind ag__maximum_kind = {.name = "MaximumBackward0", .backward = ag__maximum_backward};
 
 ag_tensor *ag_maximum(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (ag__check_binary(ctx, a, b, "ag_maximum"))
@@ -183,7 +189,9 @@ static void ag__softmax_fwd(const ag_tensor *x, ag_tensor *y, int dim, bool log_
         }
 }
 
-static int ag__softmax_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__softmax_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag_tensor *y = ag__saved_get(node, 0);
     if (!y)
@@ -210,8 +218,8 @@ static int ag__softmax_backward(ag_node *node, const ag_tensor *dout, ag_tensor 
     return 0;
 }
 
-static const ag__node_kind ag__softmax_kind = {"SoftmaxBackward0", ag__softmax_backward};
-static const ag__node_kind ag__log_softmax_kind = {"LogSoftmaxBackward0", ag__softmax_backward};
+static const ag__node_kind ag__softmax_kind = {.name = "SoftmaxBackward0", .backward = ag__softmax_backward};
+static const ag__node_kind ag__log_softmax_kind = {.name = "LogSoftmaxBackward0", .backward = ag__softmax_backward};
 
 static ag_tensor *ag__softmax(ag_ctx *ctx, ag_tensor *a, int dim, bool log_mode) {
     const char *name = log_mode ? "ag_log_softmax" : "ag_softmax";
@@ -250,7 +258,9 @@ ag_tensor *ag_log_softmax(ag_ctx *ctx, ag_tensor *a, int dim) { return ag__softm
  * logp (N, C), targets t:  out = -1/N sum_n logp[n, t_n]
  * backward:                dlogp[n, t_n] += -g / N */
 
-static int ag__nll_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__nll_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     if (ag__node_check_released(node))
         return ag_last_status();
@@ -262,7 +272,7 @@ static int ag__nll_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__nll_kind = {"NllLossBackward0", ag__nll_backward};
+static const ag__node_kind ag__nll_kind = {.name = "NllLossBackward0", .backward = ag__nll_backward};
 
 ag_tensor *ag_nll_loss(ag_ctx *ctx, ag_tensor *logp, const int64_t *targets) {
     if (ag__check_unary(ctx, logp, "ag_nll_loss"))
@@ -302,7 +312,9 @@ ag_tensor *ag_cross_entropy(ag_ctx *ctx, ag_tensor *logits, const int64_t *targe
 /* ==== mse_loss (mean) ===========================================================
  * out = mean((a - b)^2);  da += 2 g (a - b) / N;  db -= 2 g (a - b) / N */
 
-static int ag__mse_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__mse_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag_tensor *a = ag__saved_get(node, 0), *b = ag__saved_get(node, 1);
     if (!a || !b)
@@ -318,7 +330,7 @@ static int ag__mse_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__mse_kind = {"MseLossBackward0", ag__mse_backward};
+static const ag__node_kind ag__mse_kind = {.name = "MseLossBackward0", .backward = ag__mse_backward};
 
 ag_tensor *ag_mse_loss(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (ag__check_binary(ctx, a, b, "ag_mse_loss"))
@@ -363,7 +375,9 @@ ag_tensor *ag_mse_loss(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
 
 /* y2 = x2 @ wt [+ b]:  dx2 += g @ wt^T = g @ w;  dwt += x2^T @ g;  db += sum_rows g.
  * Edges: (b,) x2, wt, as PyTorch's AddmmBackward0 and MmBackward0. */
-static int ag__linear_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__linear_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     int64_t M = node->iarg[0], in = node->iarg[1], out = node->iarg[2];
     int e = node->num_next == 3; /* AddmmBackward0: edge 0 is the bias */
@@ -385,7 +399,9 @@ static int ag__linear_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
 }
 
 /* wt = w.t():  dw += g^T */
-static int ag__linear_t_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__linear_t_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                 ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     if (dinp[0])
@@ -393,15 +409,16 @@ static int ag__linear_t_backward(ag_node *node, const ag_tensor *dout, ag_tensor
     return 0;
 }
 
-static const ag__node_kind ag__addmm_kind = {"AddmmBackward0", ag__linear_backward};
-static const ag__node_kind ag__linear_mm_kind = {"MmBackward0", ag__linear_backward};
-static const ag__node_kind ag__linear_t_kind = {"TBackward0", ag__linear_t_backward};
+static const ag__node_kind ag__addmm_kind = {.name = "AddmmBackward0", .backward = ag__linear_backward};
+static const ag__node_kind ag__linear_mm_kind = {.name = "MmBackward0", .backward = ag__linear_backward};
+static const ag__node_kind ag__linear_t_kind = {.name = "TBackward0", .backward = ag__linear_t_backward};
 /* The reshapes around the product: the same elements, another shape. */
-static const ag__node_kind ag__linear_view_kind = {"ViewBackward0", ag__view_backward};
-static const ag__node_kind ag__linear_unsafe_view_kind = {"UnsafeViewBackward0", ag__view_backward};
-static const ag__node_kind ag__linear_reshape_alias_kind = {"ReshapeAliasBackward0", ag__view_backward};
-static const ag__node_kind ag__linear_unsqueeze_kind = {"UnsqueezeBackward0", ag__view_backward};
-static const ag__node_kind ag__linear_squeeze_kind = {"SqueezeBackward3", ag__view_backward};
+static const ag__node_kind ag__linear_view_kind = {.name = "ViewBackward0", .backward = ag__view_backward};
+static const ag__node_kind ag__linear_unsafe_view_kind = {.name = "UnsafeViewBackward0", .backward = ag__view_backward};
+static const ag__node_kind ag__linear_reshape_alias_kind = {.name = "ReshapeAliasBackward0",
+                                                            .backward = ag__view_backward};
+static const ag__node_kind ag__linear_unsqueeze_kind = {.name = "UnsqueezeBackward0", .backward = ag__view_backward};
+static const ag__node_kind ag__linear_squeeze_kind = {.name = "SqueezeBackward3", .backward = ag__view_backward};
 
 /* A header for base's storage with another shape (same number of elements). */
 static ag_tensor *ag__linear_alias(ag_ctx *ctx, const ag_tensor *base, int64_t rows, int64_t cols) {
@@ -457,7 +474,7 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
         return NULL;
     size_t es = ag__dtype_size(x->dtype);
     if (y->numel > 0) { /* an empty result may have more rows than fit in memory: none is visited */
-        if (addmm) /* rows start as the bias, then += x @ w^T */
+        if (addmm)      /* rows start as the bias, then += x @ w^T */
             for (int64_t r = 0; r < M; r++)
                 memcpy((char *)y->data + (size_t)(r * out_f) * es, b->data, (size_t)out_f * es);
         else

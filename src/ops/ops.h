@@ -16,8 +16,57 @@
 #pragma clang diagnostic ignored "-Wpass-failed"
 #endif
 
-/* NULL tensors (keeping the first error), NULL ctx and dtype mismatch,
- * reported with the op's name. Returns 0 when the arguments may be used. */
+/* ---- The op skeleton (ops/common.c) ------------------------------------------
+ * Every op runs the same steps and states only what is its own:
+ *
+ *     ag_tensor *in[2] = {a, b};
+ *     ag__op op;
+ *     if (ag__op_begin(&op, "ag_matmul", ctx, 2, in) || <the op's own checks>)
+ *         return NULL;                                // nothing allocated
+ *     ag_tensor *out = ag__op_output(&op, ndim, shape);
+ *     if (!out)
+ *         return NULL;
+ *     <the forward kernel>
+ *     ag_node *node = ag__op_record(&op, &kind);      // NULL: nothing recorded
+ *     if (node)
+ *         <attributes, saved tensors>
+ *     return ag__op_end(&op);                         // out, or NULL and the context as it was
+ *
+ * Arguments are all checked before the first allocation, so a refused call
+ * leaves its context untouched; a call that fails later (out of memory while
+ * recording) gives back what it allocated (ag__ctx_rollback). */
+typedef struct ag__op {
+    const char *name; /* "ag_matmul": the op in messages */
+    ag_ctx *ctx;
+    ag_tensor *const *in; /* the tensor inputs: the edges of the node */
+    int n_in;
+    ag_tensor *out;  /* the result, once made */
+    ag_node *node;   /* the recorded node, if any */
+    bool failed;     /* a step after the checks failed (error set) */
+    ag__ctx_pos pos; /* the context before the op */
+} ag__op;
+
+/* In this order: a NULL input (keeping an earlier error: "name: got a NULL
+ * tensor" otherwise), a NULL context, inputs of different dtypes (two:
+ * "expected both operands to have the same dtype"; more: "expected all
+ * tensors to have dtype"). 0 when the op may go on, else the error code. */
+int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in);
+/* The result: a new tensor of in[0]'s dtype (uninitialised), or a view of
+ * base's storage with another shape of the same element count. NULL on
+ * failure (error set). */
+ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape);
+ag_tensor *ag__op_view(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape);
+/* Records the op's node of `kind` with the inputs as edges (when grad mode
+ * is on and one requires grad). _edges names other edges (a NULL edge
+ * for a wrapped scalar, an optional bias) and asks for `extra` attribute
+ * bytes. NULL when nothing is recorded or on failure (then ag__op_end
+ * fails). */
+ag_node *ag__op_record(ag__op *op, const ag__node_kind *kind);
+ag_node *ag__op_record_edges(ag__op *op, const ag__node_kind *kind, int n, ag_tensor *const *edges, size_t extra);
+/* The result, or NULL after a failure, with the context as it was before
+ * ag__op_begin. */
+ag_tensor *ag__op_end(ag__op *op);
+/* ag__op_begin for one or two inputs, without an op in progress. */
 int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op);
 int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const char *op);
 
@@ -71,7 +120,7 @@ void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
 
 /* Shape kernels (ops/shape.c): a reshape's backward (dinp[0] += dout,
  * element for element), and dst op= src with dims d0 and d1 swapped. */
-int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch);
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh, ag_ctx *scratch);
 void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add);
 
 /* Matmul kernels (ops/linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or

@@ -128,7 +128,9 @@ static bool ag__add_value_par(void *d, bool dbl, int64_t n, double v) {
  * PyTorch 1.13's MeanBackward1 does (so it cannot run twice without
  * retain_graph, and an in-place change of the input is caught); the other
  * three save sizes only and may run again. */
-static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
     if (!d)
@@ -153,10 +155,10 @@ static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__sum0_kind = {"SumBackward0", ag__sum_backward};
-static const ag__node_kind ag__sum1_kind = {"SumBackward1", ag__sum_backward};
-static const ag__node_kind ag__mean0_kind = {"MeanBackward0", ag__sum_backward};
-static const ag__node_kind ag__mean1_kind = {"MeanBackward1", ag__sum_backward};
+static const ag__node_kind ag__sum0_kind = {.name = "SumBackward0", .backward = ag__sum_backward};
+static const ag__node_kind ag__sum1_kind = {.name = "SumBackward1", .backward = ag__sum_backward};
+static const ag__node_kind ag__mean0_kind = {.name = "MeanBackward0", .backward = ag__sum_backward};
+static const ag__node_kind ag__mean1_kind = {.name = "MeanBackward1", .backward = ag__sum_backward};
 
 static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool keepdim, bool mean, const char *name,
                              const ag__node_kind *kind) {
@@ -253,7 +255,9 @@ ag_tensor *ag_mean_dim(ag_ctx *ctx, ag_tensor *a, int dim, bool keepdim) {
 AG__MAX(float)
 AG__MAX(double)
 
-static int ag__max_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__max_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
     if (!d)
@@ -268,7 +272,7 @@ static int ag__max_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__max_kind = {"MaxBackward1", ag__max_backward};
+static const ag__node_kind ag__max_kind = {.name = "MaxBackward1", .backward = ag__max_backward};
 
 ag_tensor *ag_max(ag_ctx *ctx, ag_tensor *a) {
     if (ag__check_unary(ctx, a, "ag_max"))

@@ -7,7 +7,8 @@
 
 /* ==== reshape ================================================================
  * out shares a's storage and version counter; da += g (same elements). */
-int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh, ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
@@ -30,7 +31,7 @@ int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag
     return 0;
 }
 
-static const ag__node_kind ag__view_kind = {"ViewBackward0", ag__view_backward};
+static const ag__node_kind ag__view_kind = {.name = "ViewBackward0", .backward = ag__view_backward};
 
 static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, int64_t *out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
@@ -184,14 +185,16 @@ void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bo
         ag__transpose_double(dst->data, src->data, src, d0, d1, add);
 }
 
-static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                  ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     if (dinp[0])
         ag__transpose_into(dinp[0], dout, (int)node->iarg[0], (int)node->iarg[1], true);
     return 0;
 }
 
-static const ag__node_kind ag__transpose_kind = {"TransposeBackward0", ag__transpose_backward};
+static const ag__node_kind ag__transpose_kind = {.name = "TransposeBackward0", .backward = ag__transpose_backward};
 
 ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
     if (ag__check_unary(ctx, a, "ag_transpose"))
@@ -222,7 +225,9 @@ ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
 
 /* ==== clone ==================================================================
  * out = copy of a;  da += g. */
-static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                              ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     if (dinp[0])
@@ -230,7 +235,7 @@ static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
-static const ag__node_kind ag__clone_kind = {"CloneBackward0", ag__clone_backward};
+static const ag__node_kind ag__clone_kind = {.name = "CloneBackward0", .backward = ag__clone_backward};
 
 ag_tensor *ag_clone(ag_ctx *ctx, ag_tensor *a) {
     if (ag__check_unary(ctx, a, "ag_clone"))
