@@ -364,13 +364,13 @@ static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
         const char *g = (const char *)dout->data + (size_t)(r * n * m) * es;
         if (dinp[0]) {
             int64_t ia = ag__bmm_operand_index(dm, dinp[0], r), ib = ag__bmm_operand_index(dm, b, r);
-            ag__gemm_any(dout->dtype, false, true, n, k, m, g, m, (const char *)b->data + (size_t)(ib * k * m) * es, m,
-                         (char *)dinp[0]->data + (size_t)(ia * n * k) * es, k);
+            ag__gemm(dout->dtype, false, true, n, k, m, g, m, (const char *)b->data + (size_t)(ib * k * m) * es, m,
+                     (char *)dinp[0]->data + (size_t)(ia * n * k) * es, k, true);
         }
         if (dinp[1]) {
             int64_t ia = ag__bmm_operand_index(dm, a, r), ib = ag__bmm_operand_index(dm, dinp[1], r);
-            ag__gemm_any(dout->dtype, true, false, k, m, n, (const char *)a->data + (size_t)(ia * n * k) * es, k, g, m,
-                         (char *)dinp[1]->data + (size_t)(ib * k * m) * es, m);
+            ag__gemm(dout->dtype, true, false, k, m, n, (const char *)a->data + (size_t)(ia * n * k) * es, k, g, m,
+                     (char *)dinp[1]->data + (size_t)(ib * k * m) * es, m, true);
         }
     }
     return 0;
@@ -441,9 +441,9 @@ ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     size_t es = ag__dtype_size(a->dtype);
     for (int64_t r = 0; r < dm.nb; r++) {
         int64_t ia = ag__bmm_operand_index(&dm, a, r), ib = ag__bmm_operand_index(&dm, b, r);
-        ag__gemm_any(a->dtype, false, false, dm.n, dm.m, dm.k, (const char *)a->data + (size_t)(ia * dm.n * dm.k) * es,
-                     dm.k, (const char *)b->data + (size_t)(ib * dm.k * dm.m) * es, dm.m,
-                     (char *)out->data + (size_t)(r * dm.n * dm.m) * es, dm.m);
+        ag__gemm(a->dtype, false, false, dm.n, dm.m, dm.k, (const char *)a->data + (size_t)(ia * dm.n * dm.k) * es,
+                 dm.k, (const char *)b->data + (size_t)(ib * dm.k * dm.m) * es, dm.m,
+                 (char *)out->data + (size_t)(r * dm.n * dm.m) * es, dm.m, true);
     }
     ag_tensor *ins[2] = {a, b};
     if (ag__needs_grad(2, ins)) {

@@ -385,13 +385,13 @@ static int ag__linear_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
         ag_tensor *w = ag__saved_get(node, 1);
         if (!w)
             return ag_last_status();
-        ag__gemm_any(dout->dtype, false, false, M, in, out, dout->data, out, w->data, in, dinp[e]->data, in);
+        ag__gemm(dout->dtype, false, false, M, in, out, dout->data, out, w->data, in, dinp[e]->data, in, true);
     }
     if (dinp[e + 1]) {
         ag_tensor *x = ag__saved_get(node, 0);
         if (!x)
             return ag_last_status();
-        ag__gemm_any(dout->dtype, true, false, in, out, M, x->data, in, dout->data, out, dinp[e + 1]->data, out);
+        ag__gemm(dout->dtype, true, false, in, out, M, x->data, in, dout->data, out, dinp[e + 1]->data, out, true);
     }
     if (e && dinp[0])
         ag__add_reduced(dinp[0], dout, 1.0);
@@ -479,7 +479,7 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
                 memcpy((char *)y->data + (size_t)(r * out_f) * es, b->data, (size_t)out_f * es);
         else
             memset(y->data, 0, (size_t)y->numel * es);
-        ag__gemm_any(x->dtype, false, true, M, out_f, in, x->data, in, w->data, in, y->data, out_f);
+        ag__gemm(x->dtype, false, true, M, out_f, in, x->data, in, w->data, in, y->data, out_f, true);
     }
 
     ag_tensor *all[3] = {b, x, w};

@@ -123,32 +123,21 @@ void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
 int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh, ag_ctx *scratch);
 void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add);
 
-/* Matmul kernels (ops/linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or
- * X^T as ta/tb say; lda/ldb/ldc are the row lengths of the stored
- * matrices. The _ref kernels are the naive triple loop C += A @ B. */
-void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-                    int64_t ldb, float *C, int64_t ldc);
-void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
-                     int64_t ldb, double *C, int64_t ldc);
+/* Matrix products (ops/linalg.c): C (m,n) = op(A) @ op(B), plus C when
+ * acc, with op(X) = X or X^T as ta/tb say and lda/ldb/ldc the row lengths
+ * of the stored matrices. Without acc C is written, never read. Any size
+ * may be 0. Large products are split over the pool's threads; the result
+ * does not depend on how (linalg.c says why). */
+void ag__gemm(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda, const void *B,
+              int64_t ldb, void *C, int64_t ldc, bool acc);
 /* What runs the products: "BLIS 0.9.0, skx kernels (chosen by agrad)", ...;
  * and the BLIS context (cntx_t *) agrad passes to every call, NULL where
  * BLIS picks its kernels itself (for the GEMM benchmark). */
 const char *ag__blas_name(void);
 void *ag__blis_kernels(void);
-void ag__gemm_ref_float(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
-void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
-
-static inline void ag__gemm_any(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
-                                int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc) {
-    /* A size of 0 adds nothing: the kernels' loops over the other sizes
-     * (2^62 of them, for an empty operand) never start. */
-    if (m == 0 || n == 0 || k == 0)
-        return;
-    if (dt == AG_FLOAT32)
-        ag__gemm_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-    else
-        ag__gemm_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-}
+/* The reference kernels, for tests: C (m,n) += A (m,k) @ B (k,n). */
+void ag__gemm_ref_f32(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
+void ag__gemm_ref_f64(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
 
 /* (outer, n, inner) split of a tensor around dimension dim. Only a tensor
  * with elements has well-defined products (core/checked.h): an empty one
