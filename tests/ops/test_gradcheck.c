@@ -313,5 +313,5 @@ int main(void) {
         cmocka_unit_test(test_max_ties_split_evenly), cmocka_unit_test(test_relu_kink),
         cmocka_unit_test(test_pow_special_exponents),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }

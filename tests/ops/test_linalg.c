@@ -170,5 +170,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_gemm_matches_reference),
         cmocka_unit_test(test_products_same_bits_at_any_thread_count),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }
