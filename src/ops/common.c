@@ -153,42 +153,37 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
     it->ndim = n;
 }
 
-/* One row of dst += scale * src: d steps by sd, s by ss (each 0 or not). */
-#define AG__ADD_REDUCED(T)                                                                                             \
-    static void ag__add_reduced_row_##T(T *d, int64_t sd, const T *s, int64_t ss, int64_t n, T scale) {                \
-        if (sd == 1 && ss == 1) {                                                                                      \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += s[i] * scale;                                  \
-        } else if (sd == 1 && ss == 0) { /* src broadcast along the row */                                             \
-            const T v = s[0] * scale;                                                                                  \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += v;                                             \
-        } else if (sd == 0) { /* dst broadcast along the row: sum it */                                                \
-            double acc = 0;                                                                                            \
-            for (int64_t i = 0; i < n; i++)                                                                            \
-                acc += s[i * ss];                                                                                      \
-            d[0] += (T)acc * scale;                                                                                    \
-        } else {                                                                                                       \
-            for (int64_t i = 0; i < n; i++)                                                                            \
-                d[i * sd] += s[i * ss] * scale;                                                                        \
-        }                                                                                                              \
-    }                                                                                                                  \
-    static void ag__add_reduced_##T(const ag__iter *it, T *dst, const T *src, T scale) {                               \
-        const int64_t n = it->shape[it->ndim - 1];                                                                     \
-        const int64_t sd = it->stride[0][it->ndim - 1], ss = it->stride[1][it->ndim - 1];                              \
-        AG__ITER_ROWS(it, off, ag__add_reduced_row_##T(dst + off[0], sd, src + off[1], ss, n, scale));                 \
-    }
-AG__ADD_REDUCED(float)
-AG__ADD_REDUCED(double)
+#define AG__KERNELS "ops/common_kernels.inc"
+#include "ops/kernel_template.h"
 
-void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale) {
-    if (dst->numel == 0 || src->numel == 0)
+void ag__reduce_into(ag_tensor *dst, const ag_tensor *src, double scale, bool acc) {
+    if (dst->numel == 0)
         return;
+    if (src->numel == 0 || (!acc && dst->numel < src->numel)) {
+        /* nothing to add (dst broadcast to an empty shape), or sums over
+         * src's extra elements: they start from 0 */
+        if (!acc)
+            memset(dst->data, 0, dst->storage->nbytes);
+        if (src->numel == 0)
+            return;
+        acc = true;
+    }
     /* Walk the larger of the two shapes; the smaller broadcasts into it. */
     const ag_tensor *big = dst->numel >= src->numel ? dst : src;
     const ag_tensor *ops[2] = {dst, src};
     ag__iter it;
     ag__iter_init(&it, big->ndim, big->shape, 2, ops);
     if (dst->dtype == AG_FLOAT32)
-        ag__add_reduced_float(&it, dst->data, src->data, (float)scale);
+        ag__reduce_walk_f32(&it, dst->data, src->data, (float)scale, acc);
     else
-        ag__add_reduced_double(&it, dst->data, src->data, scale);
+        ag__reduce_walk_f64(&it, dst->data, src->data, scale, acc);
+}
+
+void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale) { ag__reduce_into(dst, src, scale, true); }
+
+void ag__copy_flat(ag_tensor *dst, const ag_tensor *src, bool acc) {
+    if (dst->dtype == AG_FLOAT32)
+        ag__copy_flat_f32(dst->data, src->data, dst->numel, acc);
+    else
+        ag__copy_flat_f64(dst->data, src->data, dst->numel, acc);
 }

@@ -86,7 +86,39 @@ typedef struct ag__iter {
 /* ops[k] is an operand whose shape broadcasts to (ndim, shape). */
 void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const ag_tensor *const *ops);
 
-/* Runs the statement(s) in __VA_ARGS__ once per innermost row, with
+/* The rows of a walk, one after another:
+ *     for (ag__row r = ag__row_first(it); r.i < r.n; ag__row_next(it, &r))
+ *         row_kernel(dst + r.off[0], src + r.off[1], ...);
+ * with r.off[k] operand k's element offset where the row starts. */
+typedef struct ag__row {
+    int64_t i, n;              /* this row and the number of rows */
+    int64_t off[AG__ITER_OPS]; /* each operand's offset */
+    int64_t idx[AG_MAX_DIMS];  /* the row's index in each outer dimension */
+} ag__row;
+
+static inline ag__row ag__row_first(const ag__iter *it) {
+    ag__row r = {.i = 0, .n = 1};
+    for (int d = 0; d < it->ndim - 1; d++)
+        r.n *= it->shape[d];
+    return r;
+}
+
+static inline void ag__row_next(const ag__iter *it, ag__row *r) {
+    r->i++;
+    for (int d = it->ndim - 2; d >= 0; d--) {
+        if (++r->idx[d] < it->shape[d]) {
+            for (int k = 0; k < it->nops; k++)
+                r->off[k] += it->stride[k][d];
+            return;
+        }
+        for (int k = 0; k < it->nops; k++)
+            r->off[k] -= it->stride[k][d] * (r->idx[d] - 1);
+        r->idx[d] = 0;
+    }
+}
+
+/* Being replaced by ag__row: runs the statement(s) in __VA_ARGS__ once per
+ * innermost row, with
  * OFF[k] the element offset of operand k at the start of the row. The
  * macro form keeps the row loop visible to the compiler. */
 #define AG__ITER_ROWS(it, OFF, ...)                                                                                    \
@@ -112,10 +144,21 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
         }                                                                                                              \
     } while (0)
 
-/* dst += scale * src where src's shape broadcasts to dst's or dst's to
- * src's: sums src over the dimensions dst was broadcast along (the backward
- * of broadcasting), or adds src across the dimensions src is broadcast
- * along (the backward of a reduction). Same dtype. */
+/* A kernel taking a flag that its callers pass as a constant: inlined at
+ * each call, so the loops the flag guards are specialised. */
+#define AG__ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Gradient helpers (ops/common.c), same dtype throughout. acc: add into
+ * dst (+=) instead of writing it (=).
+ * ag__reduce_into: dst (=|+=) scale * src, where src's shape broadcasts
+ * to dst's or dst's to src's: src summed over the dimensions dst was
+ * broadcast along (the backward of broadcasting), or spread across the
+ * dimensions src is broadcast along (the backward of a reduction).
+ * ag__copy_flat: dst (=|+=) src element for element (same element
+ * count, any shapes: a view's gradient).
+ * ag__add_reduced: ag__reduce_into adding. */
+void ag__reduce_into(ag_tensor *dst, const ag_tensor *src, double scale, bool acc);
+void ag__copy_flat(ag_tensor *dst, const ag_tensor *src, bool acc);
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
 
 /* Shape kernels (ops/shape.c): a reshape's backward (dinp[0] += dout,
