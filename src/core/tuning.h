@@ -44,9 +44,10 @@
  * at most AG__MAX_PARTIALS partial sums. */
 #define AG__PAR_REDUCE_MIN (1 << 17)
 #define AG__MAX_PARTIALS 1024
-/* Matrix products: tiled over the pool from AG__PAR_GEMM_MIN
- * multiply-adds on, in tiles of C of AG__TILE_M rows (when there are at
- * least twice as many) or else AG__TILE_N columns. */
+/* Matrix products: from AG__PAR_GEMM_MIN multiply-adds on, when they may
+ * run on several threads, tiled over the pool in tiles of C of AG__TILE_M
+ * rows (when there are at least twice as many) or else AG__TILE_N
+ * columns; on one thread, one call. */
 #define AG__PAR_GEMM_MIN (1 << 22)
 #define AG__TILE_M 64
 #define AG__TILE_N 128

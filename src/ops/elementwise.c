@@ -14,8 +14,6 @@
 /* Work is cut into pieces fixed by the shape alone, so a sum's order never
  * depends on the thread count; the sizes are in core/tuning.h. */
 
-#define AG__ALWAYS_INLINE __attribute__((always_inline))
-
 typedef enum {
     AG__NEG,
     AG__SQRT,
@@ -362,31 +360,19 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
     return 0;
 }
 
-static int ag__add_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
-    AG__UNUSED(scratch);
-    return ag__binary_backward(AG__ADD, node, dout, dinp);
-}
-static int ag__sub_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
-    AG__UNUSED(scratch);
-    return ag__binary_backward(AG__SUB, node, dout, dinp);
-}
-static int ag__mul_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
-    AG__UNUSED(scratch);
-    return ag__binary_backward(AG__MUL, node, dout, dinp);
-}
-static int ag__div_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
-    AG__UNUSED(scratch);
-    return ag__binary_backward(AG__DIV, node, dout, dinp);
-}
-static int ag__pow_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
-    AG__UNUSED(scratch);
-    return ag__binary_backward(AG__POW, node, dout, dinp);
-}
-static const ag__node_kind ag__add_kind = {"AddBackward0", ag__add_backward};
-static const ag__node_kind ag__sub_kind = {"SubBackward0", ag__sub_backward};
-static const ag__node_kind ag__mul_kind = {"MulBackward0", ag__mul_backward};
-static const ag__node_kind ag__div_kind = {"DivBackward0", ag__div_backward};
-static const ag__node_kind ag__pow_kind = {"PowBackward1", ag__pow_backward};
+#define AG__BINARY_NODE(lname, OP, Name)                                                                               \
+    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,       \
+                                      ag_ctx *scratch) {                                                               \
+        AG__UNUSED(fresh);                                                                                             \
+        AG__UNUSED(scratch);                                                                                           \
+        return ag__binary_backward(OP, node, dout, dinp);                                                              \
+    }                                                                                                                  \
+    static const ag__node_kind ag__##lname##_kind = {.name = Name, .backward = ag__##lname##_backward};
+AG__BINARY_NODE(add, AG__ADD, "AddBackward0")
+AG__BINARY_NODE(sub, AG__SUB, "SubBackward0")
+AG__BINARY_NODE(mul, AG__MUL, "MulBackward0")
+AG__BINARY_NODE(div, AG__DIV, "DivBackward0")
+AG__BINARY_NODE(pow, AG__POW, "PowBackward1")
 
 static ag_tensor *ag__binary(ag_ctx *ctx, ag__binop op, ag_tensor *a, ag_tensor *b, const char *name,
                              const ag__node_kind *kind) {
@@ -536,11 +522,13 @@ static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout,
 }
 
 #define AG__UNARY_NODE(lname, OP, Name)                                                                                \
-    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {       \
+    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,       \
+                                      ag_ctx *scratch) {                                                               \
+        AG__UNUSED(fresh);                                                                                             \
         AG__UNUSED(scratch);                                                                                           \
         return ag__unary_backward(OP, node, dout, dinp);                                                               \
     }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward};
+    static const ag__node_kind ag__##lname##_kind = {.name = Name, .backward = ag__##lname##_backward};
 AG__UNARY_NODE(neg, AG__NEG, "NegBackward0")
 AG__UNARY_NODE(sqrt, AG__SQRT, "SqrtBackward0")
 AG__UNARY_NODE(exp, AG__EXP, "ExpBackward0")

@@ -165,5 +165,5 @@ int main(void) {
         cmocka_unit_test(test_ops_match_pytorch),
         cmocka_unit_test(test_math_ops_match_pytorch),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }
