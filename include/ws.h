@@ -18,7 +18,6 @@
 #ifndef WS_H
 #define WS_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -168,8 +167,8 @@ struct ws_group {
     struct ws__part *self; /* the participant that owns the group */
     int64_t base;          /* owner's deque bottom at init */
     int64_t spawned;
-    int64_t local_done;          /* run by the owner itself */
-    _Atomic int64_t stolen_done; /* run by thieves: release by each thief */
+    int64_t local_done;  /* run by the owner itself */
+    int64_t stolen_done; /* run by thieves: an atomic add (release) by each */
 };
 
 /* pool NULL: the pool the calling thread is working for (WS_ESTATE if none). */
@@ -211,8 +210,8 @@ struct ws_dag {
     ws_pool *pool;
     int64_t nnodes;          /* set up by ws_node_init, before the run */
     struct ws__part *waiter; /* the thread in ws_dag_run */
-    _Atomic int64_t pending; /* nodes not yet done in this run */
-    _Atomic int running;     /* one ws_dag_run at a time */
+    int64_t pending;         /* nodes not yet done in this run (atomic) */
+    int32_t running;         /* one ws_dag_run at a time (atomic) */
 };
 
 struct ws_node {
@@ -222,7 +221,7 @@ struct ws_node {
     int nsucc;
     /* private */
     int32_t npred;
-    _Atomic int32_t join; /* predecessors not yet done in this run */
+    int32_t join; /* predecessors not yet done in this run (atomic) */
 };
 
 static inline ws_node *ws_node_of(ws_task *t) { return (ws_node *)(void *)((char *)t - offsetof(ws_node, task)); }

@@ -4,7 +4,11 @@
  * ready node on its deque. A chain therefore runs on one thread with no
  * deque traffic. A thread counts the nodes it finishes and subtracts them
  * from the run's pending count in one go when it turns to other work, so
- * the shared counter is touched about once per steal, not once per node. */
+ * the shared counter is touched about once per steal, not once per node.
+ *
+ * The counters live in public structs (ws_dag, ws_node) as plain integers,
+ * so that ws.h compiles as C++; they are only ever accessed with the
+ * __atomic builtins, with the orders given at each use. */
 #include "deque.h"
 
 int ws_dag_init(ws_dag *d, ws_pool *p) {
@@ -14,22 +18,26 @@ int ws_dag_init(ws_dag *d, ws_pool *p) {
     d->pool = p;
     d->nnodes = 0;
     d->waiter = NULL;
-    atomic_init(&d->pending, 0);
-    atomic_init(&d->running, 0);
+    __atomic_store_n(&d->pending, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->running, 0, __ATOMIC_RELAXED);
     return 0;
 }
 
 int ws_node_init(ws_dag *d, ws_node *n, ws_task_fn fn, void *arg, int npred) {
     if (!d || d->magic != WS__DAG_MAGIC || !n || !fn || npred < 0)
         return WS_EINVAL;
-    if (atomic_load_explicit(&d->running, memory_order_relaxed))
+    /* relaxed: init is only allowed between runs; this catches misuse by
+     * the thread that runs the DAG, not a race. */
+    if (__atomic_load_n(&d->running, __ATOMIC_RELAXED))
         return WS_ESTATE;
     ws_task_init(&n->task, fn, arg);
     n->task.dag = d;
     n->succ = NULL;
     n->nsucc = 0;
     n->npred = npred;
-    atomic_store_explicit(&n->join, npred, memory_order_relaxed);
+    /* relaxed: ws_dag_run publishes the nodes to other threads (its pushes
+     * are release stores). */
+    __atomic_store_n(&n->join, npred, __ATOMIC_RELAXED);
     d->nnodes++;
     return 0;
 }
@@ -53,15 +61,16 @@ static int ws__release(ws_node *n) {
     /* acquire: a count of 1 means every other predecessor has released
      * (each does so once), and this load synchronises with their releases;
      * the last one needs no read-modify-write at all. */
-    int32_t j = atomic_load_explicit(&n->join, memory_order_acquire);
+    int32_t j = __atomic_load_n(&n->join, __ATOMIC_ACQUIRE);
     if (j == 1) {
-        atomic_store_explicit(&n->join, 0, memory_order_relaxed);
+        /* relaxed: nobody else touches the counter until n has run. */
+        __atomic_store_n(&n->join, 0, __ATOMIC_RELAXED);
     } else {
         if (j <= 0)
             return WS_ESTATE;
         /* acq_rel: release our writes (the successor's inputs) to whoever
          * reaches zero; acquire everyone else's if it is us. */
-        j = atomic_fetch_sub_explicit(&n->join, 1, memory_order_acq_rel);
+        j = __atomic_fetch_sub(&n->join, 1, __ATOMIC_ACQ_REL);
         if (j != 1)
             return j > 1 ? 0 : WS_ESTATE;
     }
@@ -84,7 +93,7 @@ void ws__dag_flush_slow(ws__part *self) {
      * ws_dag_run may return and d may be gone. */
     ws__part *waiter = d->waiter;
     /* acq_rel: the waiter's final acquire load sees every node's effects. */
-    if (atomic_fetch_sub_explicit(&d->pending, k, memory_order_acq_rel) == k)
+    if (__atomic_fetch_sub(&d->pending, k, __ATOMIC_ACQ_REL) == k)
         ws__wake_part(waiter);
 }
 
@@ -106,7 +115,7 @@ void ws__run_node(ws__part *self, ws_node *n) {
         self->keep = NULL;
         /* Every predecessor has released n, so nothing else touches the
          * counter in this run: reset it for the next one. */
-        atomic_store_explicit(&n->join, n->npred, memory_order_relaxed);
+        __atomic_store_n(&n->join, n->npred, __ATOMIC_RELAXED);
         if (WS__UNLIKELY(atomic_load_explicit(&self->pool->tracing, memory_order_relaxed))) {
             uint64_t start = ws__now_ns();
             n->task.fn(&n->task);
@@ -133,7 +142,8 @@ void ws__run_node(ws__part *self, ws_node *n) {
 
 static bool ws__dag_finished(void *arg) {
     ws_dag *d = arg;
-    return atomic_load_explicit(&d->pending, memory_order_acquire) == 0;
+    /* acquire: pairs with the acq_rel subtractions of ws__dag_flush_slow. */
+    return __atomic_load_n(&d->pending, __ATOMIC_ACQUIRE) == 0;
 }
 
 int ws_dag_run(ws_dag *d, ws_node *const *roots, int nroots) {
@@ -146,17 +156,19 @@ int ws_dag_run(ws_dag *d, ws_node *const *roots, int nroots) {
         return 0;
     if (nroots == 0)
         return WS_EINVAL;
-    int expected = 0;
-    if (!atomic_compare_exchange_strong_explicit(&d->running, &expected, 1, memory_order_acquire, memory_order_relaxed))
+    int32_t expected = 0;
+    /* acquire: a run that follows another on a different thread sees the
+     * counters the last one reset (its release store at the end). */
+    if (!__atomic_compare_exchange_n(&d->running, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
         return WS_ESTATE;
     ws__part *self = ws__enter(d->pool);
     if (!self) {
-        atomic_store_explicit(&d->running, 0, memory_order_release);
+        __atomic_store_n(&d->running, 0, __ATOMIC_RELEASE);
         return WS_ENOMEM;
     }
     /* Published to the nodes' threads by the pushes (release) below. */
     d->waiter = self;
-    atomic_store_explicit(&d->pending, d->nnodes, memory_order_relaxed);
+    __atomic_store_n(&d->pending, d->nnodes, __ATOMIC_RELAXED);
     int64_t base = atomic_load_explicit(&self->dq.bottom, memory_order_relaxed);
     for (int i = 1; i < nroots; i++)
         ws__push(self, &roots[i]->task);
@@ -167,7 +179,9 @@ int ws_dag_run(ws_dag *d, ws_node *const *roots, int nroots) {
     ws__dag_flush(self);
     if (!ws__dag_finished(d))
         ws__help_until(self, base, ws__dag_finished, d);
-    atomic_store_explicit(&d->running, 0, memory_order_release);
+    /* release: the counters reset during the run are visible to the next
+     * run's acquire CAS above. */
+    __atomic_store_n(&d->running, 0, __ATOMIC_RELEASE);
     ws__leave(self);
     return 0;
 }

@@ -24,7 +24,9 @@ int ws_group_init(ws_group *g, ws_pool *p) {
     g->base = atomic_load_explicit(&self->dq.bottom, memory_order_relaxed);
     g->spawned = 0;
     g->local_done = 0;
-    atomic_store_explicit(&g->stolen_done, 0, memory_order_relaxed);
+    /* relaxed: thieves only see the group through tasks spawned later,
+     * which the deque publishes with release. */
+    __atomic_store_n(&g->stolen_done, 0, __ATOMIC_RELAXED);
     g->magic = WS__GROUP_MAGIC;
     return 0;
 }
@@ -46,7 +48,7 @@ static bool ws__group_done(void *arg) {
     ws_group *g = arg;
     /* acquire: pairs with each thief's release increment, so what the
      * stolen tasks wrote is visible when the wait returns. */
-    return g->local_done + atomic_load_explicit(&g->stolen_done, memory_order_acquire) == g->spawned;
+    return g->local_done + __atomic_load_n(&g->stolen_done, __ATOMIC_ACQUIRE) == g->spawned;
 }
 
 int ws_group_wait(ws_group *g) {

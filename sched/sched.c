@@ -243,7 +243,7 @@ static void ws__group_stolen_done(ws_group *g, ws__part *owner) {
     /* release: the task's effects are visible to the owner that reads the
      * count with acquire. After this the group may be gone: only owner,
      * read before, is used. */
-    atomic_fetch_add_explicit(&g->stolen_done, 1, memory_order_release);
+    __atomic_fetch_add(&g->stolen_done, 1, __ATOMIC_RELEASE);
     ws__wake_part(owner); /* full fence, then wake it if it parked */
 }
 

@@ -5,6 +5,7 @@
 #define WS_TEST_COMMON_H
 
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
