@@ -17,18 +17,31 @@ enum {
     WS__DEQUE_CAPACITY = 256, /* grows on demand */
 };
 
-const char *ws_strerror(int code) {
-    switch (code) {
-    case WS_OK:
-        return "success";
-#define WS__ERRNO_STR(name, code_, msg)                                                                                \
-    case WS_##name:                                                                                                    \
-        return msg;
-        WS_ERRNO_MAP(WS__ERRNO_STR)
+/* The texts, indexed by -code, from the one table in ws.h. */
+static const char *const ws__errstr[] = {"success",
+#define WS__ERRNO_STR(name, code, msg) msg,
+                                         WS_ERRNO_MAP(WS__ERRNO_STR)
 #undef WS__ERRNO_STR
-    default:
+};
+_Static_assert(sizeof(ws__errstr) / sizeof(ws__errstr[0]) == WS_ERRNO_COUNT,
+               "WS_ERRNO_COUNT must count WS_OK and every code of WS_ERRNO_MAP");
+/* The index of each code in the table above is its position: the codes
+ * must be -1, -2, ... in table order. */
+enum {
+    WS__ERRNO_POS_OK,
+#define WS__ERRNO_POS(name, code, msg) WS__ERRNO_POS_##name,
+    WS_ERRNO_MAP(WS__ERRNO_POS)
+#undef WS__ERRNO_POS
+};
+#define WS__ERRNO_CHECK(name, code, msg)                                                                               \
+    _Static_assert(WS_##name == -WS__ERRNO_POS_##name, "WS_" #name " must be minus its position in WS_ERRNO_MAP");
+WS_ERRNO_MAP(WS__ERRNO_CHECK)
+#undef WS__ERRNO_CHECK
+
+const char *ws_strerror(int code) {
+    if (code > 0 || code <= -WS_ERRNO_COUNT)
         return "unknown error";
-    }
+    return ws__errstr[-code];
 }
 
 int ws_default_num_threads(void) {
