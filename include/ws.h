@@ -1,6 +1,6 @@
 /* ws: agrad's work-stealing scheduler. A persistent pool of worker threads,
- * one Chase-Lev deque each, task groups (spawn, then wait while helping),
- * parallel-for and dependency-counted DAGs. Knows nothing of
+ * one split Chase-Lev deque each (deque.h), task groups, parallel-for and
+ * dependency-counted DAGs. Knows nothing of
  * tensors; this header is its whole contract, and compiles as C and as C++
  * (C++11 and later).
  *
@@ -151,21 +151,23 @@ struct ws_task {
     void *arg;
     const char *name; /* shown in the trace; NULL: "task" */
     /* private */
-    ws_group *group; /* the group that counts this task, or NULL */
-    ws_dag *dag;     /* set when the task is a ws_node */
-    ws_task *next;   /* link in the submission queue */
+    void *owner;   /* its ws_group or its ws_dag */
+    uint32_t kind; /* how it was started: submitted, spawned, DAG node */
+    int32_t count; /* DAG node: predecessors not yet done in this run (atomic) */
+    ws_task *next; /* link in the submission queue */
 };
 
 #define WS_TASK_INIT(fn_, arg_)                                                                                        \
-    { (fn_), (arg_), NULL, NULL, NULL, NULL }
+    { (fn_), (arg_), NULL, NULL, 0, 0, NULL }
 
 /* Sets fn and arg and clears the rest. Any thread; no errors. */
 static inline void ws_task_init(ws_task *t, ws_task_fn fn, void *arg) {
     t->fn = fn;
     t->arg = arg;
     t->name = NULL;
-    t->group = NULL;
-    t->dag = NULL;
+    t->owner = NULL;
+    t->kind = 0;
+    t->count = 0;
     t->next = NULL;
 }
 
@@ -203,6 +205,7 @@ WS_EXPORT int ws_run(ws_pool *pool, ws_task_fn fn, void *arg);
 struct ws_group {
     /* private: owner thread only, except stolen_done */
     uint32_t magic;
+    int32_t entered;       /* init bound the thread to the pool; wait unbinds it */
     struct ws__part *self; /* the participant that owns the group */
     int64_t base;          /* owner's deque bottom at init */
     int64_t spawned;
@@ -274,8 +277,7 @@ struct ws_node {
     ws_node **succ; /* released after fn returns; may be NULL */
     int nsucc;
     /* private */
-    int32_t npred;
-    int32_t join; /* predecessors not yet done in this run (atomic) */
+    int32_t npred; /* the join counter is task.count */
 };
 
 /* The node whose task t is: a DAG node's fn receives &node->task. */

@@ -7,21 +7,23 @@
 int ws_group_init(ws_group *g, ws_pool *p) {
     if (!g)
         return WS_EINVAL;
-    g->magic = 0;
-    ws__part *self;
-    if (p) {
-        self = ws__enter(p);
-        if (!self)
-            return WS_ENOMEM;
-    } else {
-        self = ws__self;
-        if (!self)
+    ws__part *self = ws__self;
+    g->entered = 0;
+    if (WS__UNLIKELY(p ? !self || self->pool != p : !self)) {
+        if (!p) {
+            g->magic = 0;
             return WS_ESTATE;
-        if (self->outside)
-            self->bind_depth++;
+        }
+        /* A thread outside the pool: bind it for the group's lifetime. */
+        self = ws__enter(p);
+        if (!self) {
+            g->magic = 0;
+            return WS_ENOMEM;
+        }
+        g->entered = 1;
     }
     g->self = self;
-    g->base = atomic_load_explicit(&self->dq.bottom, memory_order_relaxed);
+    g->base = self->dq.bottom;
     g->spawned = 0;
     g->local_done = 0;
     /* relaxed: thieves only see the group through tasks spawned later,
@@ -37,8 +39,8 @@ int ws_spawn(ws_group *g, ws_task *t) {
     ws__part *self = g->self;
     if (WS__UNLIKELY(self != ws__self))
         return WS_ESTATE;
-    t->group = g;
-    t->dag = NULL;
+    t->owner = g;
+    t->kind = WS__TASK_GROUP;
     g->spawned++;
     ws__push(self, t);
     return 0;
@@ -52,20 +54,25 @@ static bool ws__group_done(void *arg) {
 }
 
 int ws_group_wait(ws_group *g) {
-    if (!g || g->magic != WS__GROUP_MAGIC)
+    if (WS__UNLIKELY(!g || g->magic != WS__GROUP_MAGIC))
         return WS_EINVAL;
     ws__part *self = g->self;
-    if (self != ws__self)
+    if (WS__UNLIKELY(self != ws__self))
         return WS_ESTATE;
-    /* Fast path: take back our own tasks, newest first. */
+    /* Fast path: take back our own tasks, newest first. Those nobody stole
+     * are still private, so this is plain loads and stores. */
+    int64_t floor = self->floor;
+    self->floor = g->base;
     ws_task *t;
     while ((t = ws__deque_take_above(&self->dq, g->base)))
         ws__run(self, t);
     ws__dag_flush(self); /* nodes run here are counted before we go on */
-    if (!ws__group_done(g))
+    if (WS__UNLIKELY(!ws__group_done(g)))
         ws__help_until(self, g->base, ws__group_done, g);
+    self->floor = floor;
     g->magic = 0;
-    ws__leave(self);
+    if (g->entered)
+        ws__leave(self);
     return 0;
 }
 

@@ -70,7 +70,7 @@ static ws__part *ws__part_new(ws_pool *p, int index, bool outside) {
     if (!w)
         return NULL;
     memset(w, 0, sizeof(*w));
-    if (ws__deque_init(&w->dq, WS__DEQUE_CAPACITY) != 0) {
+    if (ws__deque_init(&w->dq, WS__DEQUE_CAPACITY, p) != 0) {
         free(w);
         return NULL;
     }
@@ -80,6 +80,7 @@ static ws__part *ws__part_new(ws_pool *p, int index, bool outside) {
     atomic_init(&w->failed_steals, 0);
     atomic_init(&w->parks, 0);
     w->pool = p;
+    w->floor = INT64_MIN;
     w->index = index;
     w->outside = outside;
     /* splitmix64 of the index: distinct, non-zero xorshift seeds. */
@@ -112,6 +113,7 @@ static void *ws__worker_main(void *arg) {
 /* ---- Creation and destruction ------------------------------------------------------- */
 
 static void ws__pool_free(ws_pool *p) {
+    ws_trace_enable(p, false); /* keeps the count of tracing pools right */
     if (p->parts) {
         for (int i = 0; i < p->nslots; i++)
             ws__part_free(atomic_load_explicit(&p->parts[i], memory_order_relaxed));
@@ -326,14 +328,19 @@ void ws__leave(ws__part *self) {
 int ws_submit(ws_pool *p, ws_task *t) {
     if (!p || !t || !t->fn)
         return WS_EINVAL;
-    t->group = NULL;
-    t->dag = NULL;
+    t->owner = NULL;
+    t->kind = WS__TASK_PLAIN;
     t->next = NULL;
     ws__part *self = ws__self;
-    if (self && self->pool == p)
+    if (self && self->pool == p) {
+        /* Shared at once: nobody waits for a submitted task, so it must
+         * not sit on the private part while this thread runs (or blocks
+         * in) something long. */
         ws__push(self, t);
-    else
+        ws__deque_share_all(&self->dq);
+    } else {
         ws__submit_queue(p, t);
+    }
     return 0;
 }
 

@@ -10,11 +10,15 @@
  *   notifier: publish the work; barrier; if nwait > 0, set some park != 0
  *             to 0 and futex-wake it if it was 2.
  * The barriers make it a Dekker pair: either the waiter's re-check sees the
- * work, or the notifier sees the waiter. Pushes by the deque owner are the
- * hot path, so their side is only a compiler barrier, and the waiter's side
- * is membarrier(PRIVATE_EXPEDITED), which runs a full barrier on every
- * running thread of the process (the asymmetric Dekker of liburcu and
- * folly). Where membarrier is unavailable both sides use seq_cst fences. */
+ * work, or the notifier sees the waiter. "Work" is what thieves can see:
+ * the shared part of the deques (a push onto the private part notifies
+ * nobody; only sharing does, see deque.h) and the submission queue. Sharing
+ * is frequent, so the notifier's side is only a compiler barrier, and the
+ * waiter's side is membarrier(PRIVATE_EXPEDITED), which runs a full barrier
+ * on every running thread of the process (the asymmetric Dekker of liburcu
+ * and folly). Where membarrier is unavailable both sides use seq_cst
+ * fences. A participant never sleeps on private tasks: it runs them itself,
+ * and it shares them all before it waits for anything (ws__help_until). */
 #include "deque.h"
 
 #include <errno.h>
@@ -184,9 +188,9 @@ void ws__wake_all(ws_pool *p) {
     }
 }
 
-/* After a push by a participant: wake a sleeper if nobody is spinning (a
- * spinner will find the task). acquire on nspin: a spinner that went to
- * park incremented nwait before it decremented nspin (release). */
+/* After tasks were shared: wake a sleeper if nobody is spinning (a spinner
+ * will find them). acquire on nspin: a spinner that went to park
+ * incremented nwait before it decremented nspin (release). */
 static inline void ws__signal_work(ws_pool *p) {
     ws__light_barrier();
     if (atomic_load_explicit(&p->nspin, memory_order_acquire) == 0 &&
@@ -194,17 +198,20 @@ static inline void ws__signal_work(ws_pool *p) {
         ws__wake_one(p);
 }
 
+void ws__deque_signal(ws__deque *q) {
+    if (q->pool)
+        ws__signal_work(q->pool);
+}
+
 /* ---- Pushing and the submission queue --------------------------------------------- */
 
-void ws__push(ws__part *self, ws_task *t) {
-    if (WS__UNLIKELY(!ws__deque_push(&self->dq, t))) {
-        /* The deque cannot grow (out of memory): run the task now. Same
-         * result, less parallelism, no failure to report. */
-        ws__run(self, t);
-        ws__dag_flush(self); /* back to the caller's code */
+void ws__push_slow(ws__part *self, ws_task *t) {
+    if (ws__deque_push(&self->dq, t) >= 0)
         return;
-    }
-    ws__signal_work(self->pool);
+    /* The deque cannot grow (out of memory): run the task now. Same result,
+     * less parallelism, no failure to report. */
+    ws__run(self, t);
+    ws__dag_flush(self); /* back to the caller's code */
 }
 
 void ws__submit_queue(ws_pool *p, ws_task *t) {
@@ -239,7 +246,7 @@ static ws_task *ws__sub_pop(ws_pool *p) {
 
 /* ---- Running ------------------------------------------------------------------------- */
 
-static void ws__group_stolen_done(ws_group *g, ws__part *owner) {
+void ws__group_stolen_done(ws_group *g, ws__part *owner) {
     /* release: the task's effects are visible to the owner that reads the
      * count with acquire. After this the group may be gone: only owner,
      * read before, is used. */
@@ -247,17 +254,18 @@ static void ws__group_stolen_done(ws_group *g, ws__part *owner) {
     ws__wake_part(owner); /* full fence, then wake it if it parked */
 }
 
-void ws__run(ws__part *self, ws_task *t) {
-    if (self->done_dag && t->dag != self->done_dag)
+void ws__run_slow(ws__part *self, ws_task *t) {
+    ws_dag *dag = t->kind == WS__TASK_NODE ? (ws_dag *)t->owner : NULL;
+    if (self->done_dag && dag != self->done_dag)
         ws__dag_flush_slow(self);
-    if (t->dag) {
+    if (dag) {
         ws__run_node(self, ws_node_of(t));
         return;
     }
     /* The task may free itself: read what we need first. */
-    ws_group *g = t->group;
-    ws__part *owner = g ? g->self : NULL;
-    if (WS__UNLIKELY(atomic_load_explicit(&self->pool->tracing, memory_order_relaxed))) {
+    uint32_t kind = t->kind;
+    void *owner = t->owner;
+    if (WS__UNLIKELY(ws__tracing(self->pool))) {
         const char *name = t->name;
         uint64_t start = ws__now_ns();
         t->fn(t);
@@ -266,11 +274,12 @@ void ws__run(ws__part *self, ws_task *t) {
         t->fn(t);
     }
     ws__count(&self->tasks_run);
-    if (g) {
-        if (owner == self)
+    if (kind == WS__TASK_GROUP) {
+        ws_group *g = owner;
+        if (g->self == self)
             g->local_done++;
         else
-            ws__group_stolen_done(g, owner);
+            ws__group_stolen_done(g, g->self);
     }
 }
 
@@ -287,8 +296,8 @@ static inline uint64_t ws__rand(ws__part *self) {
 }
 
 /* One round: the submission queue, then every other participant once,
- * starting at a random victim. *more is set when the victim still had work
- * after our steal (so a spinner can hand the spinning role on). */
+ * starting at a random victim. *more is set when the victim still had
+ * shared work after our steal (so a spinner can hand the spinning role on). */
 static ws_task *ws__steal_round(ws__part *self, bool *more) {
     ws_pool *p = self->pool;
     ws_task *t = ws__sub_pop(p);
@@ -308,15 +317,13 @@ static ws_task *ws__steal_round(ws__part *self, bool *more) {
         if (!victim || victim == self)
             continue;
         for (int tries = 0; tries < 2; tries++) {
-            t = ws__deque_steal(&victim->dq);
+            t = ws__deque_steal(&victim->dq, more);
             if (t != WS__STEAL_ABORT)
                 break;
             ws__count(&self->failed_steals);
         }
         if (t && t != WS__STEAL_ABORT) {
             ws__count(&self->steals);
-            if (more)
-                *more = ws__deque_size_hint(&victim->dq) > 0;
             return t;
         }
         if (!t)
@@ -377,7 +384,7 @@ static ws_task *ws__idle(ws__part *self) {
                 sched_yield();
         }
         ws__prepare_wait(self);
-        /* release: a pusher that sees nspin drop (acquire) also sees nwait. */
+        /* release: a sharer that sees nspin drop (acquire) also sees nwait. */
         atomic_fetch_sub_explicit(&p->nspin, 1, memory_order_release);
         ws__heavy_barrier();
         bool more = false;
@@ -409,12 +416,18 @@ void ws__worker_loop(ws__part *self) {
 /* ---- Waiting threads ------------------------------------------------------------------ */
 
 void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *arg) {
-    int idle = 0;
     ws__dag_flush(self);
+    int64_t floor = self->floor;
+    self->floor = base;
+    int idle = 0;
     while (!done(arg)) {
         ws_task *t = ws__deque_take_above(&self->dq, base);
         if (!t) {
             ws__dag_flush(self);
+            /* Whatever this thread still holds privately (tasks of outer
+             * frames, below base) must be stealable while it waits: another
+             * thread may need them to finish what we wait for. */
+            ws__deque_share_all(&self->dq);
             t = ws__steal_round(self, NULL);
         }
         if (t) {
@@ -448,5 +461,6 @@ void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *ar
         }
         idle = 0;
     }
+    self->floor = floor;
     ws__dag_flush(self); /* back to the caller's code */
 }

@@ -60,6 +60,15 @@ static inline void test_sleep_us(long us) {
     nanosleep(&ts, NULL);
 }
 
+/* A spin-wait hint. */
+static inline void test_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Busy work the compiler cannot drop. */
 static inline void test_burn(int n) {
     static _Thread_local volatile int sink; /* per thread: tasks burn in parallel */
