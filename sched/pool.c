@@ -155,7 +155,9 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
     /* Look for work a while before sleeping, unless threads outnumber the
      * cores: then idle workers would take the core from the busy ones. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    p->idle_ns = n + 1 <= cores ? WS__IDLE_NS : 0;
+    bool fits = n + 1 <= cores;
+    p->spin_ns = fits ? WS__SPIN_NS : 0;
+    p->idle_ns = fits ? WS__IDLE_NS : WS__IDLE_OVER_NS;
     p->max_outside = max_outside;
     p->nslots = n + max_outside;
     atomic_init(&p->nvictims, n);

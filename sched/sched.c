@@ -33,16 +33,20 @@
 
 _Thread_local ws__part *ws__self __attribute__((tls_model("initial-exec"))) = NULL;
 
-/* Idle tuning: rounds over all victims with a short pause between them,
- * then rounds with sched_yield (so that with more threads than cores the
- * thread holding work gets the core) until a worker has looked for
- * WS__IDLE_NS in all, then park. Waking a parked worker costs more than
- * 100 us on some virtual machines, so a worker that goes idle between the
- * parallel parts of a training step (a few hundred microseconds apart)
- * stays awake for the next; an idle pool still sleeps after 300 us. A
- * pool with more threads than cores skips the wait (pool.c): there an
- * idle worker would take the core from a busy one. */
-enum { WS__SPIN_ROUNDS = 64, WS__PAUSES = 32, WS__YIELD_ROUNDS = 16 };
+/* Idle tuning. A participant without work looks for it in rounds over all
+ * victims: first with a short pause between rounds for WS__SPIN_NS (work
+ * often comes back within microseconds: a thief's request answered, the
+ * next task of a caller), then with sched_yield between rounds, so that a
+ * thread sharing its CPU (a submitter waiting for the task it just handed
+ * over, the busy thread of an oversubscribed pool) runs at once, until it
+ * has looked for the pool's idle_ns in all; then it parks. Waking a parked
+ * worker costs more than 100 us on some virtual machines, so a worker that
+ * goes idle between the parallel parts of a training step (a few hundred
+ * microseconds apart) stays awake for the next; an idle pool still sleeps
+ * after WS__IDLE_NS. A pool with more threads than cores does not spin at
+ * all and yields only briefly (pool.c): there an idle worker would take the
+ * core from a busy one. */
+enum { WS__PAUSES = 16 };
 
 /* ---- Time -------------------------------------------------------------------- */
 
@@ -347,6 +351,25 @@ static void ws__pause(void) {
         ws__cpu_relax();
 }
 
+/* The idle phases (see WS__SPIN_NS): spin, yield, then park. *since is the
+ * time the participant started looking, 0 before the first call. Returns
+ * false when it is time to park. */
+static bool ws__idle_step(ws_pool *p, uint64_t *since) {
+    uint64_t now = ws__now_ns();
+    if (!*since)
+        *since = now;
+    uint64_t idle = now - *since;
+    if (idle < p->spin_ns) {
+        ws__pause();
+        return true;
+    }
+    if (idle < p->idle_ns) {
+        sched_yield();
+        return true;
+    }
+    return false;
+}
+
 /* ---- Workers ------------------------------------------------------------------------- */
 
 /* Looks for work with the worker counted as spinning; parks when there is
@@ -356,15 +379,7 @@ static ws_task *ws__idle(ws__part *self) {
     atomic_fetch_add_explicit(&p->nspin, 1, memory_order_relaxed);
     for (;;) {
         uint64_t since = 0;
-        for (int round = 0;; round++) {
-            if (round >= WS__SPIN_ROUNDS + WS__YIELD_ROUNDS) {
-                /* past the counted rounds, yield until WS__IDLE_NS is up */
-                uint64_t now = ws__now_ns();
-                if (!since)
-                    since = now;
-                else if (now - since >= p->idle_ns)
-                    break;
-            }
+        for (;;) {
             bool more = false;
             ws_task *t = ws__steal_round(self, &more);
             if (t) {
@@ -378,10 +393,8 @@ static ws_task *ws__idle(ws__part *self) {
                 atomic_fetch_sub_explicit(&p->nspin, 1, memory_order_relaxed);
                 return NULL;
             }
-            if (round < WS__SPIN_ROUNDS)
-                ws__pause();
-            else
-                sched_yield();
+            if (!ws__idle_step(p, &since))
+                break;
         }
         ws__prepare_wait(self);
         /* release: a sharer that sees nspin drop (acquire) also sees nwait. */
@@ -419,7 +432,7 @@ void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *ar
     ws__dag_flush(self);
     int64_t floor = self->floor;
     self->floor = base;
-    int idle = 0;
+    uint64_t since = 0;
     while (!done(arg)) {
         ws_task *t = ws__deque_take_above(&self->dq, base);
         if (!t) {
@@ -432,18 +445,11 @@ void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *ar
         }
         if (t) {
             ws__run(self, t);
-            idle = 0;
+            since = 0;
             continue;
         }
-        idle++;
-        if (idle <= WS__SPIN_ROUNDS) {
-            ws__pause();
+        if (ws__idle_step(self->pool, &since))
             continue;
-        }
-        if (idle <= WS__SPIN_ROUNDS + WS__YIELD_ROUNDS) {
-            sched_yield();
-            continue;
-        }
         /* Park until the condition holds (the thread that makes it true
          * wakes this participant) or new work appears. */
         ws__prepare_wait(self);
@@ -459,7 +465,7 @@ void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *ar
         } else {
             ws__commit_wait(self);
         }
-        idle = 0;
+        since = 0;
     }
     self->floor = floor;
     ws__dag_flush(self); /* back to the caller's code */

@@ -145,9 +145,13 @@ typedef struct ws__part {
 
 /* ---- The pool -------------------------------------------------------------- */
 
-/* An idle worker of a pool no bigger than the machine looks for work this
- * long before it sleeps (sched.c). */
+/* An idle participant of a pool no bigger than the machine spins for
+ * WS__SPIN_NS, then yields, and sleeps once it has looked for work for
+ * WS__IDLE_NS; in a bigger pool it only yields, for WS__IDLE_OVER_NS
+ * (sched.c explains why). */
+#define WS__SPIN_NS 2000u
 #define WS__IDLE_NS 300000u
+#define WS__IDLE_OVER_NS 20000u
 
 struct ws_pool {
     /* read-only after creation */
@@ -159,7 +163,8 @@ struct ws_pool {
      * thieves load it with acquire. */
     _Atomic(ws__part *) *parts;
     uint64_t t0_ns;   /* CLOCK_MONOTONIC at creation: trace origin */
-    uint64_t idle_ns; /* how long an idle worker looks for work before it sleeps */
+    uint64_t spin_ns; /* how long an idle participant spins before it yields */
+    uint64_t idle_ns; /* how long it looks for work before it sleeps */
 
     /* Thieves look at parts [0, nvictims): workers and the outside slots
      * used so far. Grows under slot_lock, read relaxed (a thief that misses
