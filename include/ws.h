@@ -1,6 +1,6 @@
 /* ws: agrad's work-stealing scheduler. A persistent pool of worker threads,
- * one split Chase-Lev deque each (deque.h), task groups, parallel-for and
- * dependency-counted DAGs. Knows nothing of
+ * one split Chase-Lev deque each (deque.h), fork/join in LIFO pairs, task
+ * groups, parallel-for and dependency-counted DAGs. Knows nothing of
  * tensors; this header is its whole contract, and compiles as C and as C++
  * (C++11 and later).
  *
@@ -26,7 +26,7 @@
  * those calls); ws_current_pool() says whether the calling thread is one.
  *
  * Memory. Whatever a task wrote is visible to the thread that waited for
- * it once the wait (ws_group_wait, ws_parallel_for, ws_dag_run)
+ * it once the wait (ws_join, ws_group_wait, ws_parallel_for, ws_dag_run)
  * returns, and a DAG node sees what its predecessors wrote. */
 #ifndef WS_H
 #define WS_H
@@ -141,8 +141,9 @@ typedef void (*ws_task_fn)(ws_task *task);
 
 /* A task: fn(task) runs once, on some participant; arg is the caller's.
  * It lives in storage its starter provides (a stack frame, a node, an
- * array) and must stay valid until it has run; the scheduler never
- * allocates per task. fn may reuse or free its task.
+ * array) and must stay valid until it has run (for a forked task: until
+ * ws_join returns); the scheduler never allocates per task. A submitted or
+ * spawned task's fn may reuse or free its task; a forked one's must not.
  * Initialise with WS_TASK_INIT or ws_task_init before each start; the
  * private fields are the scheduler's. */
 struct ws_task {
@@ -151,9 +152,9 @@ struct ws_task {
     void *arg;
     const char *name; /* shown in the trace; NULL: "task" */
     /* private */
-    void *owner;   /* its ws_group or its ws_dag */
-    uint32_t kind; /* how it was started: submitted, spawned, DAG node */
-    int32_t count; /* DAG node: predecessors not yet done in this run (atomic) */
+    void *owner;   /* its ws_group, its ws_dag, or the participant that forked it */
+    uint32_t kind; /* how it was started: submitted, spawned, forked, DAG node */
+    int32_t count; /* DAG node: predecessors not yet done; forked: 1 once a thief ran it */
     ws_task *next; /* link in the submission queue */
 };
 
@@ -183,10 +184,38 @@ WS_EXPORT int ws_submit(ws_pool *pool, ws_task *task);
 /* Runs fn(task with arg) on the calling thread as a task of pool, and
  * returns when it has returned. From an outside thread this makes the
  * thread a participant for the call (waiting for an outside slot if all
- * are taken), so the groups, parallel-fors and DAGs fn starts
+ * are taken), so the fork/joins, groups, parallel-fors and DAGs fn starts
  * help with the pool's work. WS_EINVAL for a NULL pool or fn, WS_ENOMEM
  * when an outside slot cannot be allocated. Any thread. */
 WS_EXPORT int ws_run(ws_pool *pool, ws_task_fn fn, void *arg);
+
+/* ---- Fork and join: the cheapest way to start a task ------------------------
+ * ws_fork puts a task on the calling participant's deque and returns at
+ * once; ws_join(task) returns when it has run: on this thread, at the
+ * join, if nobody took it (the common case: a private pop and a call,
+ * no atomic operation), else on the thief that took it, while this thread
+ * runs other tasks meanwhile. Joins pair with forks in LIFO order, as in
+ * Cilk or Lace (SPAWN / SYNC):
+ *
+ *     long fib(int n) {                          // inside a task of a pool
+ *         if (n < 2) return n;
+ *         fib_frame f = {WS_TASK_INIT(fib_task, NULL), n - 1, 0};
+ *         ws_fork(&f.task);                      // fib_task sets f.result
+ *         long y = fib(n - 2);
+ *         ws_join(&f.task);
+ *         return f.result + y;
+ *     }
+ *
+ * Joining out of order is allowed: ws_join(t) first runs the tasks forked
+ * after t that are still on the deque. Both only from a participant (a
+ * task, or ws_run's fn), and the task is the forking thread's to join. */
+
+/* WS_EINVAL for a NULL task or fn, WS_ESTATE from a thread that is not a
+ * participant. The task must stay valid until ws_join returns. */
+WS_EXPORT int ws_fork(ws_task *task);
+/* WS_EINVAL for NULL; WS_ESTATE when task was not forked by the calling
+ * thread, or has been joined already. */
+WS_EXPORT int ws_join(ws_task *task);
 
 /* ---- Task groups: spawn, then wait ------------------------------------------
  * A group belongs to the thread that initialises it; only that thread may

@@ -76,6 +76,80 @@ int ws_group_wait(ws_group *g) {
     return 0;
 }
 
+/* ---- Fork and join ------------------------------------------------------------------- */
+
+int ws_fork(ws_task *t) {
+    ws__part *self = ws__self;
+    if (WS__UNLIKELY(!t || !t->fn || !self))
+        return t && t->fn ? WS_ESTATE : WS_EINVAL;
+    t->owner = self;
+    t->kind = WS__TASK_FORK;
+    /* relaxed: a thief sees it through the deque's release store. */
+    __atomic_store_n(&t->count, 0, __ATOMIC_RELAXED);
+    ws__push(self, t);
+    return 0;
+}
+
+static bool ws__fork_done(void *arg) {
+    ws_task *t = arg;
+    /* acquire: pairs with the thief's release store after running t. */
+    return __atomic_load_n(&t->count, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* t is not the newest private task: run what was pushed after it and is
+ * still here, then t; or, if a thief took t, help until it has run. */
+__attribute__((noinline)) static int ws__join_slow(ws__part *self, ws_task *t) {
+    if (ws__fork_done(t)) {
+        /* Already run, by a thief or by this thread while it waited for
+         * something else. */
+        t->kind = WS__TASK_PLAIN;
+        return 0;
+    }
+    /* What runs here must not take t, or anything below it, off the deque
+     * on its own (DAG nodes do, above the floor). */
+    int64_t floor = self->floor;
+    self->floor = self->dq.bottom;
+    ws_task *x;
+    while ((x = ws__deque_take(&self->dq)) && x != t)
+        ws__run(self, x);
+    self->floor = floor;
+    if (x == t) {
+        t->kind = WS__TASK_PLAIN; /* joined: a second join is an error */
+        ws__run(self, t);
+        return 0;
+    }
+    /* Not on the deque, so a thief has it; everything below it went first
+     * (thieves take the oldest), so the deque is empty. */
+    ws__dag_flush(self);
+    if (!ws__fork_done(t))
+        ws__help_until(self, self->dq.bottom, ws__fork_done, t);
+    t->kind = WS__TASK_PLAIN;
+    return 0;
+}
+
+int ws_join(ws_task *t) {
+    ws__part *self = ws__self;
+    if (WS__UNLIKELY(!t))
+        return WS_EINVAL;
+    if (WS__UNLIKELY(!self || t->owner != self || t->kind != WS__TASK_FORK))
+        return WS_ESTATE;
+    /* Fast path: t is the newest task and still private, as it is unless a
+     * thief came by. The bookkeeping comes before the call, so nothing is
+     * kept across it. */
+    ws__deque *q = &self->dq;
+    int64_t b = q->bottom - 1;
+    ws__array *a = q->array;
+    if (WS__UNLIKELY(b < q->split || atomic_load_explicit(&q->want, memory_order_relaxed) ||
+                     atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed) != t || self->done_dag ||
+                     ws__tracing(self->pool)))
+        return ws__join_slow(self, t);
+    q->bottom = b;
+    t->kind = WS__TASK_PLAIN; /* joined: a second join is an error */
+    ws__count(&self->tasks_run);
+    t->fn(t);
+    return 0;
+}
+
 /* ---- Parallel-for ------------------------------------------------------------------- */
 
 typedef struct ws__pfor {

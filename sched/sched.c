@@ -284,6 +284,15 @@ void ws__run_slow(ws__part *self, ws_task *t) {
             g->local_done++;
         else
             ws__group_stolen_done(g, g->self);
+    } else if (kind == WS__TASK_FORK) {
+        /* Run by a thief, or by its own thread while that waited for
+         * something else (ws_join runs its tasks itself otherwise).
+         * release: the forking thread, which reads count with acquire in
+         * ws_join, sees what the task wrote. After this store t may be
+         * gone. */
+        __atomic_store_n(&t->count, 1, __ATOMIC_RELEASE);
+        if (owner != self)
+            ws__wake_part(owner); /* full fence, then wake it if it parked */
     }
 }
 

@@ -20,7 +20,7 @@
 
 /* ws_task.kind: how a task was started, so that running it does the right
  * bookkeeping. */
-enum { WS__TASK_PLAIN, WS__TASK_GROUP, WS__TASK_NODE };
+enum { WS__TASK_PLAIN, WS__TASK_GROUP, WS__TASK_FORK, WS__TASK_NODE };
 
 #define WS__GROUP_MAGIC 0x77736770u /* "wsgp" */
 #define WS__DAG_MAGIC 0x77736467u   /* "wsdg" */
@@ -125,9 +125,9 @@ typedef struct ws__part {
     uint64_t rng;
     ws_node *keep;  /* the successor this thread runs next */
     int node_depth; /* DAG nodes running on this thread's stack */
-    /* The innermost wait on this thread's stack (a group, a DAG run) owns
-     * the deque above this index: a DAG node that finishes may take the
-     * next node from the deque itself only above it. */
+    /* The innermost wait on this thread's stack (a group, a DAG run, a
+     * join) owns the deque above this index: a DAG node that finishes may
+     * take the next node from the deque itself only above it. */
     int64_t floor;
     /* Nodes of done_dag this thread has finished but not yet subtracted
      * from its pending count (see ws__dag_flush). */

@@ -1,6 +1,6 @@
 // Both public headers from C++ (C++11 and later): a backward pass on two
-// threads through agrad.h, and ws.h's pool, groups, parallel-for and DAG
-// used directly. Built by cxx_test.sh with every C++ compiler it
+// threads through agrad.h, and ws.h's pool, fork/join, group, parallel-for
+// and DAG used directly. Built by cxx_test.sh with every C++ compiler it
 // finds, against the build tree (meson test) or an installed library.
 #include <agrad.h>
 #include <ws.h>
@@ -35,16 +35,13 @@ void fib_task(ws_task *t) {
 long fib(int n) {
     if (n < 2)
         return n;
-    ws_group g;
-    if (ws_group_init(&g, NULL) != 0)
-        return -1;
     fib_frame f;
     ws_task_init(&f.task, fib_task, NULL);
     f.n = n - 1;
-    if (ws_spawn(&g, &f.task) != 0)
+    if (ws_fork(&f.task) != 0)
         return -1;
     long y = fib(n - 2);
-    if (ws_group_wait(&g) != 0)
+    if (ws_join(&f.task) != 0)
         return -1;
     return f.result + y;
 }
@@ -80,7 +77,7 @@ void test_ws() {
     if (!pool)
         return;
     long f = 0;
-    check(ws_run(pool, fib_root, &f) == 0 && f == 6765, "fib(20) by groups");
+    check(ws_run(pool, fib_root, &f) == 0 && f == 6765, "fork/join fib(20)");
 
     int count = 0;
     check(ws_run(pool, group_root, &count) == 0 && count == 8, "group of 8");
@@ -104,6 +101,7 @@ void test_ws() {
     check(ws_dag_run(&d, roots, 1) == 0 && ws_dag_run(&d, roots, 1) == 0 && ran == 6, "DAG run twice");
 
     check(std::strcmp(ws_strerror(WS_EINVAL), "invalid argument") == 0, "ws_strerror");
+    check(ws_fork(NULL) == WS_EINVAL, "ws_fork(NULL)");
     check(ws_pool_destroy(pool) == 0, "ws_pool_destroy");
 }
 
