@@ -143,6 +143,7 @@ static void ws__dag_done(ws__part *self, ws_dag *d, int64_t k) {
 static inline ws_node *ws__next_private_node(ws__part *self, ws_dag *d) {
     ws__deque *q = &self->dq;
     int64_t b = q->bottom - 1;
+    /* relaxed: want is a hint, the slot this thread's own store. */
     if (b < q->split || b < self->floor || atomic_load_explicit(&q->want, memory_order_relaxed))
         return NULL;
     ws_task *x = atomic_load_explicit(&q->array->slot[b & q->array->mask], memory_order_relaxed);

@@ -75,9 +75,11 @@ static inline int ws__deque_push(ws__deque *q, ws_task *x) {
 /* Owner only: the newest task, or NULL when the deque is empty. */
 static inline ws_task *ws__deque_take(ws__deque *q) {
     int64_t b = q->bottom - 1;
+    /* relaxed on want: a hint (a request seen late is served later). */
     if (WS__LIKELY(b >= q->split && !atomic_load_explicit(&q->want, memory_order_relaxed))) {
         /* Private: no thief may take index b (it would need a split above
-         * b, and split only rises by the owner's own store). */
+         * b, and split only rises by the owner's own store). The slot is
+         * the owner's own store: relaxed. */
         q->bottom = b;
         return atomic_load_explicit(&q->array->slot[b & q->array->mask], memory_order_relaxed);
     }
@@ -102,6 +104,8 @@ static inline bool ws__deque_share_all(ws__deque *q) {
     /* release: the slots below the new split (and the tasks they point to)
      * are visible to a thief that loads it with acquire. */
     atomic_store_explicit(&q->split_pub, q->split, memory_order_release);
+    /* relaxed: want and idle_hint are hints (checked before written, so
+     * the lines thieves poll are written only when they change). */
     if (atomic_load_explicit(&q->want, memory_order_relaxed))
         atomic_store_explicit(&q->want, false, memory_order_relaxed);
     if (atomic_load_explicit(&q->idle_hint, memory_order_relaxed))

@@ -139,6 +139,7 @@ int ws_join(ws_task *t) {
     ws__deque *q = &self->dq;
     int64_t b = q->bottom - 1;
     ws__array *a = q->array;
+    /* relaxed: want is a hint; the slot is this thread's own store. */
     if (WS__UNLIKELY(b < q->split || atomic_load_explicit(&q->want, memory_order_relaxed) ||
                      atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed) != t || self->done_dag ||
                      ws__tracing(self->pool)))
