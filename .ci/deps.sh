@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages agrad's build, tests and benchmarks need, when
-# any is missing. Usage: .ci/deps.sh [build|bench]  (bench adds PyTorch and
-# gnuplot, which only the benchmarks use).
+# any is missing. Usage: .ci/deps.sh [build|bench]  (bench adds PyTorch,
+# gnuplot, and the serial OpenBLAS and threaded BLIS that the GEMM benchmark
+# calls directly for comparison).
 set -euo pipefail
-pkgs=(meson ninja-build pkg-config gcc clang libc6-dev libcmocka-dev libjemalloc-dev libomp-14-dev zlib1g-dev libopenblas-serial-dev)
+pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev libc6-dev libcmocka-dev libjemalloc-dev libomp-14-dev zlib1g-dev libblis-serial-dev)
 if [ "${1:-build}" = bench ]; then
-    pkgs+=(python3 python3-torch libopenblas0-openmp gnuplot-nox)
+    pkgs+=(python3 python3-torch libopenblas0-openmp libopenblas0-serial libblis4-pthread gnuplot-nox)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

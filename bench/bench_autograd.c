@@ -13,7 +13,10 @@
  * nodes and edges of the backward graph, its work (nodes) and span (nodes on
  * the longest path from the root to a leaf), so parallelism = work / span
  * counted in nodes; "graph MB" is what the forward took from its context
- * (tensors, saved tensors and nodes). */
+ * (tensors, saved tensors and nodes). "scratch MB" is the most memory a
+ * backward of the configuration touched for gradients (the engine's
+ * scratch high-water mark, ag__backward_scratch_peak); the leaves' .grad
+ * tensors, the same at every thread count, are not in it. */
 #include "bench_autograd.h"
 
 #include <agrad.h>
@@ -28,6 +31,10 @@
 #ifndef AGRAD_SOURCE_ROOT
 #define AGRAD_SOURCE_ROOT "."
 #endif
+
+/* Private to the library (the bench links it statically): bytes of
+ * scratch the calling thread's last backward touched. */
+size_t ag__backward_scratch_peak(void);
 
 /* ---- Workloads ------------------------------------------------------------------ */
 
@@ -294,6 +301,7 @@ typedef struct ab_result {
     int threads;
     int64_t size;
     double fwd_ms, bwd_ms; /* medians */
+    double scratch_mb;     /* the most scratch a backward touched; -1: not measured (PyTorch) */
     bool ok;
 } ab_result;
 
@@ -349,7 +357,8 @@ static void progress(int done, int total, const char *what) {
 }
 
 /* One round of configuration (impl, threads): forward and backward times. */
-static int one_round(ab_state *s, const ab_workload *w, ag_ctx *g, int impl, int threads, double *fwd, double *bwd) {
+static int one_round(ab_state *s, const ab_workload *w, ag_ctx *g, int impl, int threads, double *fwd, double *bwd,
+                     double *scratch_mb) {
     set_impl(impl);
     ag_set_num_threads(threads);
     ag_zero_grads(s->p, s->np);
@@ -370,6 +379,9 @@ static int one_round(ab_state *s, const ab_workload *w, ag_ctx *g, int impl, int
         return -1;
     *fwd = t1 - t0;
     *bwd = t2 - t1;
+    double mb = (double)ag__backward_scratch_peak() / 1048576.0;
+    if (mb > *scratch_mb)
+        *scratch_mb = mb;
     return 0;
 }
 
@@ -410,6 +422,7 @@ static int run_pytorch(const ab_options *o, ab_result *out, int cap) {
                                        .size = workloads[i].size[o->scale],
                                        .fwd_ms = f,
                                        .bwd_ms = b,
+                                       .scratch_mb = -1,
                                        .ok = true};
         progress(n, n, "pytorch");
     }
@@ -450,7 +463,9 @@ static void write_outputs(const ab_options *o, const ab_result *r, int n, const 
         return;
     }
     fputs("[\n", j);
-    fputs("workload,impl,threads,size,nodes,edges,span,parallelism,graph_mb,forward_ms,backward_ms,speedup\n", c);
+    fputs("workload,impl,threads,size,nodes,edges,span,parallelism,graph_mb,forward_ms,backward_ms,speedup,"
+          "scratch_mb\n",
+          c);
     for (int i = 0; i < n; i++) {
         const ab_info *in = NULL;
         for (int k = 0; k < ninfo; k++)
@@ -463,13 +478,13 @@ static void write_outputs(const ab_options *o, const ab_result *r, int n, const 
         fprintf(j,
                 "  {\"workload\": \"%s\", \"impl\": \"%s\", \"threads\": %d, \"size\": %lld, \"ok\": %s, "
                 "\"nodes\": %lld, \"edges\": %lld, \"span\": %lld, \"parallelism\": %.2f, \"graph_mb\": %.3f, "
-                "\"forward_ms\": %.6f, \"backward_ms\": %.6f, \"speedup\": %.4f}%s\n",
+                "\"forward_ms\": %.6f, \"backward_ms\": %.6f, \"speedup\": %.4f, \"scratch_mb\": %.3f}%s\n",
                 r[i].workload, r[i].impl, r[i].threads, (long long)r[i].size, r[i].ok ? "true" : "false",
                 (long long)nodes, (long long)edges, (long long)span, par, mb, r[i].fwd_ms, r[i].bwd_ms, speedup,
-                i + 1 < n ? "," : "");
-        fprintf(c, "%s,%s,%d,%lld,%lld,%lld,%lld,%.2f,%.3f,%.6f,%.6f,%.4f\n", r[i].workload, r[i].impl, r[i].threads,
-                (long long)r[i].size, (long long)nodes, (long long)edges, (long long)span, par, mb, r[i].fwd_ms,
-                r[i].bwd_ms, speedup);
+                r[i].scratch_mb, i + 1 < n ? "," : "");
+        fprintf(c, "%s,%s,%d,%lld,%lld,%lld,%lld,%.2f,%.3f,%.6f,%.6f,%.4f,%.3f\n", r[i].workload, r[i].impl,
+                r[i].threads, (long long)r[i].size, (long long)nodes, (long long)edges, (long long)span, par, mb,
+                r[i].fwd_ms, r[i].bwd_ms, speedup, r[i].scratch_mb);
     }
     fputs("]\n", j);
     fclose(j);
@@ -568,19 +583,26 @@ static void print_tables(const ab_options *o, const ab_result *r, int n, const a
                (long long)info[i].st.nodes, (long long)info[i].st.edges, (long long)info[i].st.span,
                info[i].st.span ? (double)info[i].st.nodes / (double)info[i].st.span : 0.0, info[i].graph_mb);
 
-    printf("\nMedian times in ms (forward / backward) and backward speedup over 1 thread\n");
-    printf("%-10s %-10s %7s %11s %11s %9s\n", "workload", "impl", "threads", "forward", "backward", "speedup");
+    printf("\nMedian times in ms (forward / backward), backward speedup over 1 thread, and the most scratch a "
+           "backward touched (MB)\n");
+    printf("%-10s %-10s %7s %11s %11s %9s %11s\n", "workload", "impl", "threads", "forward", "backward", "speedup",
+           "scratch MB");
     for (int i = 0; i < n; i++) {
         if (!r[i].ok) {
-            printf("%-10s %-10s %7d %11s %11s %9s\n", r[i].workload, r[i].impl, r[i].threads, "failed", "-", "-");
+            printf("%-10s %-10s %7d %11s %11s %9s %11s\n", r[i].workload, r[i].impl, r[i].threads, "failed", "-", "-",
+                   "-");
             continue;
         }
         const ab_result *one = find(r, n, r[i].workload, r[i].impl, 1);
         printf("%-10s %-10s %7d %11.3f %11.3f", r[i].workload, r[i].impl, r[i].threads, r[i].fwd_ms, r[i].bwd_ms);
         if (one)
-            printf(" %8.2fx\n", one->bwd_ms / r[i].bwd_ms);
+            printf(" %8.2fx", one->bwd_ms / r[i].bwd_ms);
         else
-            printf(" %9s\n", "-");
+            printf(" %9s", "-");
+        if (r[i].scratch_mb >= 0)
+            printf(" %11.2f\n", r[i].scratch_mb);
+        else
+            printf(" %11s\n", "-");
     }
 
     printf("\nBackward, agrad against the others (same run; above 1: agrad is faster)\n");
@@ -666,8 +688,8 @@ int bench_autograd_run(const ab_options *o) {
         /* A first pass that warms caches, the arena and the CPU's clock, so
          * that the first configuration is not measured cold. */
         for (int r = 0; r < o->warmup; r++) {
-            double f, b;
-            one_round(&s, wl, g, 0, 1, &f, &b);
+            double f, b, mb = 0;
+            one_round(&s, wl, g, 0, 1, &f, &b, &mb);
         }
         for (int k = 0; k < nconf; k++) {
             ab_result *c = &res[first + k];
@@ -676,7 +698,7 @@ int bench_autograd_run(const ab_options *o) {
             nanosleep(&settle, NULL);
             for (int round = 0; round < o->warmup + o->reps && c->ok; round++) {
                 double f, b;
-                if (one_round(&s, wl, g, impl, c->threads, &f, &b) != 0) {
+                if (one_round(&s, wl, g, impl, c->threads, &f, &b, &c->scratch_mb) != 0) {
                     fprintf(stderr, "\nagrad-bench: %s/%s at %d threads failed: %s\n", wl->name, c->impl, c->threads,
                             ag_last_error());
                     c->ok = false;

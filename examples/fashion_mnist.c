@@ -1,10 +1,16 @@
 /* Fashion-MNIST with agrad: an MLP (784-256-10, ReLU) trained with Adam on
  * mini-batches, parameters in one context and each step's graph in another
  * that is reset after the step. Reads the IDX files of Debian's
- * dataset-fashion-mnist (gzip'd or not).
+ * dataset-fashion-mnist (gzip'd or not). The trained weights are saved as
+ * safetensors under PyTorch's names for nn.Sequential(nn.Linear(784, 256),
+ * nn.ReLU(), nn.Linear(256, 10)) ("0.weight", "0.bias", "2.weight",
+ * "2.bias"), so model.load_state_dict(safetensors.torch.load_file(PATH))
+ * takes them; --load evaluates saved weights (agrad's or PyTorch's)
+ * without training.
  *
  * usage: fashion_mnist [--data DIR] [--epochs N] [--batch N] [--lr X]
- *                      [--limit N] [--seed N] [--quiet] */
+ *                      [--limit N] [--seed N] [--quiet]
+ *                      [--save PATH | --no-save] [--load PATH] */
 #include <agrad.h>
 #include <errno.h>
 #include <math.h>
@@ -15,6 +21,7 @@
 #include <zlib.h>
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+#define DEFAULT_WEIGHTS "fashion_mnist.safetensors"
 
 typedef struct {
     int64_t n, rows, cols;
@@ -155,6 +162,41 @@ typedef struct {
     ag_tensor *w1, *b1, *w2, *b2;
 } mlp;
 
+/* The parameters' names in the file (PyTorch's state_dict keys) and shapes. */
+static const char *const param_names[4] = {"0.weight", "0.bias", "2.weight", "2.bias"};
+static const int64_t param_shapes[4][2] = {{256, 784}, {256, 0}, {10, 256}, {10, 0}};
+
+static int save_weights(const mlp *m, const char *path) {
+    ag_tensor *ts[4] = {m->w1, m->b1, m->w2, m->b2};
+    return ag_save(path, param_names, ts, 4);
+}
+
+/* Weights saved by save_weights (or by PyTorch for the same model), checked
+ * to be this model's: float32 and the shapes above. */
+static int load_weights(ag_ctx *ctx, const char *path, mlp *m) {
+    ag_tensor *ts[4];
+    if (ag_load(ctx, path, param_names, ts, 4) != 0) {
+        fprintf(stderr, "fashion_mnist: %s\n", ag_last_error());
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) {
+        int ndim = param_shapes[i][1] ? 2 : 1;
+        bool ok = ag_tensor_dtype(ts[i]) == AG_FLOAT32 && ag_ndim(ts[i]) == ndim;
+        for (int d = 0; ok && d < ndim; d++)
+            ok = ag_size(ts[i], d) == param_shapes[i][d];
+        if (!ok) {
+            char want[64];
+            snprintf(want, sizeof want, ndim == 2 ? "(%lld, %lld)" : "(%lld,)", (long long)param_shapes[i][0],
+                     (long long)param_shapes[i][1]);
+            fprintf(stderr, "fashion_mnist: %s: '%s' is not a float32 tensor of shape %s as this model needs\n", path,
+                    param_names[i], want);
+            return -1;
+        }
+    }
+    *m = (mlp){ts[0], ts[1], ts[2], ts[3]};
+    return 0;
+}
+
 static ag_tensor *forward(ag_ctx *ctx, const mlp *m, ag_tensor *x) {
     return ag_linear(ctx, ag_relu(ctx, ag_linear(ctx, x, m->w1, m->b1)), m->w2, m->b2);
 }
@@ -168,8 +210,9 @@ static void progress(int epoch, int64_t done, int64_t total, double loss) {
     fflush(stderr);
 }
 
-/* Accuracy of m on ds, in batches, with grad mode off. */
-static double evaluate(const mlp *m, const dataset *ds, int64_t batch, ag_ctx *ctx) {
+/* Accuracy of m on ds, in batches, with grad mode off; the number of
+ * correct answers in *correct_out when not NULL. */
+static double evaluate(const mlp *m, const dataset *ds, int64_t batch, ag_ctx *ctx, int64_t *correct_out) {
     bool prev = ag_set_grad_enabled(false);
     int64_t correct = 0;
     for (int64_t s = 0; s < ds->n; s += batch) {
@@ -188,6 +231,8 @@ static double evaluate(const mlp *m, const dataset *ds, int64_t batch, ag_ctx *c
         ag_ctx_reset(ctx);
     }
     ag_set_grad_enabled(prev);
+    if (correct_out)
+        *correct_out = correct;
     return ds->n ? (double)correct / (double)ds->n : 0;
 }
 
@@ -198,6 +243,7 @@ int main(int argc, char **argv) {
     double lr = 1e-3;
     uint64_t seed = 0;
     bool quiet = false;
+    const char *save_path = DEFAULT_WEIGHTS, *load_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--data") && i + 1 < argc)
             dir = argv[++i];
@@ -213,9 +259,16 @@ int main(int argc, char **argv) {
             seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--quiet"))
             quiet = true;
+        else if (!strcmp(argv[i], "--save") && i + 1 < argc)
+            save_path = argv[++i];
+        else if (!strcmp(argv[i], "--no-save"))
+            save_path = NULL;
+        else if (!strcmp(argv[i], "--load") && i + 1 < argc)
+            load_path = argv[++i];
         else {
             fprintf(stderr,
-                    "usage: %s [--data DIR] [--epochs N] [--batch N] [--lr X] [--limit N] [--seed N] [--quiet]\n",
+                    "usage: %s [--data DIR] [--epochs N] [--batch N] [--lr X] [--limit N] [--seed N] [--quiet]\n"
+                    "       [--save PATH (default " DEFAULT_WEIGHTS ") | --no-save] [--load PATH]\n",
                     argv[0]);
             return 2;
         }
@@ -226,6 +279,28 @@ int main(int argc, char **argv) {
     }
     char err[8192];
     dataset train = {0}, test = {0};
+    if (load_path) {
+        /* Evaluate saved weights: no training, no training set. */
+        if (load(dir, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", limit, &test, err, sizeof err)) {
+            fprintf(stderr, "fashion_mnist: %s\n", err);
+            return 1;
+        }
+        ag_ctx *params = ag_ctx_new(), *step = ag_ctx_new();
+        CHECK(params && step);
+        mlp m;
+        int rc = load_weights(params, load_path, &m) != 0;
+        if (rc == 0) {
+            int64_t correct;
+            double acc = evaluate(&m, &test, 1000, step, &correct);
+            printf("weights from %s: test accuracy %.2f%% (%lld of %lld)\n", load_path, 100 * acc, (long long)correct,
+                   (long long)test.n);
+        }
+        free(test.x);
+        free(test.y);
+        ag_ctx_free(step);
+        ag_ctx_free(params);
+        return rc;
+    }
     if (load(dir, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", limit, &train, err, sizeof err) ||
         load(dir, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", limit, &test, err, sizeof err)) {
         fprintf(stderr,
@@ -284,14 +359,21 @@ int main(int argc, char **argv) {
         }
         double dt = now_s() - t0;
         total_time += dt;
-        double acc = evaluate(&m, &test, 1000, step);
+        int64_t correct;
+        double acc = evaluate(&m, &test, 1000, step, &correct);
         if (!quiet)
             fprintf(stderr, "\n");
         printf("epoch %d  loss %.4f  test accuracy %.2f%%  time %.2f s\n", epoch, loss_sum / (double)steps, 100 * acc,
                dt);
+        if (epoch == epochs)
+            printf("final test accuracy %.2f%% (%lld of %lld)\n", 100 * acc, (long long)correct, (long long)test.n);
         fflush(stdout);
     }
     printf("mean epoch time %.2f s\n", total_time / epochs);
+    if (save_path) {
+        CHECK(save_weights(&m, save_path) == 0);
+        printf("saved the weights to %s (--load %s evaluates them)\n", save_path, save_path);
+    }
     free(order);
     free(xb);
     free(yb);

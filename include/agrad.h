@@ -101,7 +101,7 @@ AG_EXPORT ag_tensor *ag_grad(const ag_tensor *); /* NULL when there is none */
 AG_EXPORT int ag_zero_grad(ag_tensor *);         /* t.grad.zero_(); no-op without grad */
 AG_EXPORT int ag_set_grad(ag_tensor *, ag_tensor *grad_or_null);
 AG_EXPORT int ag_retain_grad(ag_tensor *);        /* keep a non-leaf's grad */
-AG_EXPORT ag_tensor *ag_detach(ag_tensor *);      /* shares storage, no history */
+AG_EXPORT ag_tensor *ag_detach(ag_tensor *);      /* a view: shares storage and version, no history */
 AG_EXPORT uint32_t ag_version(const ag_tensor *); /* t._version */
 
 AG_EXPORT const ag_node *ag_grad_fn(const ag_tensor *); /* NULL for leaves */
@@ -122,7 +122,14 @@ AG_EXPORT bool ag_is_grad_enabled(void);
 
 /* ---- Ops ------------------------------------------------------------------
  * Binary ops broadcast as NumPy does; both operands must have the same dtype.
- * The result belongs to ctx; inputs may come from any context. */
+ * The result belongs to ctx; inputs may come from any context.
+ *
+ * Views and copies: agrad tensors are contiguous, so only ag_reshape and
+ * ag_detach return views (sharing storage and version counter with their
+ * input, as in PyTorch). ag_transpose, ag_narrow and ag_expand return
+ * copies where PyTorch returns views: writing to the result does not
+ * change the input nor bump its version, and the result takes memory of
+ * its own. Each declaration below says which it is. */
 
 AG_EXPORT ag_tensor *ag_add(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_sub(ag_ctx *, ag_tensor *a, ag_tensor *b);
@@ -142,11 +149,11 @@ AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_mean_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
-AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                  /* all elements, 0-dim */
-AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b); /* 2-D x 2-D */
-AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
-AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);
-AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                                     /* all elements, 0-dim */
+AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b);                    /* 2-D x 2-D */
+AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* a view */
+AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);           /* a copy; PyTorch: a view */
+AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);                                   /* a copy, as in PyTorch */
 
 /* Neural-network ops. Index and target arrays are the caller's (copied
  * where backward needs them); class targets are in [0, C). */
@@ -162,11 +169,13 @@ AG_EXPORT ag_tensor *ag_mse_loss(ag_ctx *, ag_tensor *a, ag_tensor *b);         
 AG_EXPORT ag_tensor *ag_linear(ag_ctx *, ag_tensor *x, ag_tensor *w, ag_tensor *b);
 /* (..., n, k) @ (..., k, m); the batch dimensions broadcast. */
 AG_EXPORT ag_tensor *ag_bmm(ag_ctx *, ag_tensor *a, ag_tensor *b);
-AG_EXPORT ag_tensor *ag_index_select(ag_ctx *, ag_tensor *a, int dim, const int64_t *index, int64_t n);
-AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n); /* (n, D) */
-AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);
+AG_EXPORT ag_tensor *ag_index_select(ag_ctx *, ag_tensor *a, int dim, const int64_t *index, int64_t n); /* a copy */
+AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n); /* (n, D), a copy */
+AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);                   /* a copy */
+/* A copy; PyTorch: a view. */
 AG_EXPORT ag_tensor *ag_narrow(ag_ctx *, ag_tensor *a, int dim, int64_t start, int64_t length);
-AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* -1 keeps a size */
+/* -1 keeps a size. A copy, the expanded size in memory; PyTorch: a view with stride 0. */
+AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
 
 /* In-place: bump the version counter. Refused on a leaf that requires grad
  * while grad mode is on, as in PyTorch; on a tensor with history while grad
@@ -179,6 +188,40 @@ AG_EXPORT int ag_sub_(ag_tensor *t, const ag_tensor *other);
 AG_EXPORT int ag_mul_(ag_tensor *t, const ag_tensor *other);
 AG_EXPORT int ag_add_scalar_(ag_tensor *t, double s);
 AG_EXPORT int ag_mul_scalar_(ag_tensor *t, double s);
+
+/* ---- Weights in files (safetensors) ------------------------------------------
+ * The safetensors format (8-byte little-endian header length, JSON header,
+ * raw little-endian data), so weights move to and from PyTorch
+ * (safetensors.torch) and other frameworks. agrad reads and writes F32 and
+ * F64; a file may hold other dtypes as long as they are not asked for.
+ *
+ * ag_save writes tensors[i] under names[i] (UTF-8, distinct, not
+ * "__metadata__"); it only reads its arguments and keeps nothing. Each
+ * tensor is saved as its elements in row-major order (views too), without
+ * history or requires_grad. The layout is the reference writer's (F64
+ * before F32, then by name; header padded with spaces to 8 bytes): the same
+ * tensors always give the same bytes. The file is written under a
+ * temporary name next to path and renamed over it, so a failed save leaves
+ * an earlier file whole and nothing partial behind. Errors: AG_EINVAL (NULL
+ * or invalid argument, duplicate name, a file that cannot be written, with
+ * the system's reason), AG_ENOMEM; a NULL tensor keeps the first error.
+ *
+ * ag_load reads the tensors named names[0..n) into out[0..n): new tensors
+ * owned by ctx, not requiring grad. All or nothing: on error every out[i]
+ * is NULL (tensors made before a late I/O error stay in ctx until reset).
+ * The file is untrusted: the whole header is checked first, nothing is
+ * allocated bigger than the file, and a malformed, truncated or hostile
+ * file is an error with a message, never a crash. AG_EINVAL: bad JSON,
+ * duplicate names, offsets out of range, overlapping or gapped data,
+ * trailing bytes, a name the file lacks, a file that cannot be read;
+ * AG_ESHAPE: a shape that does not match its data, overflows or has more
+ * than AG_MAX_DIMS dimensions; AG_EDTYPE: a tensor asked for that is not
+ * F32 or F64. n = 0 only checks the file.
+ *
+ * Threads: ag_load uses ctx as ops do (one thread at a time); ag_save only
+ * reads its tensors and may run while other threads read them. */
+AG_EXPORT int ag_save(const char *path, const char *const *names, ag_tensor *const *tensors, int n);
+AG_EXPORT int ag_load(ag_ctx *ctx, const char *path, const char *const *names, ag_tensor **out, int n);
 
 /* ---- Backward --------------------------------------------------------------- */
 
@@ -235,7 +278,7 @@ AG_EXPORT int ag_trace_stop(const char *path); /* writes the JSON; NULL: discard
 
 /* ---- Threads and determinism ------------------------------------------------ */
 
-AG_EXPORT int ag_set_num_threads(int n); /* default: all cores, or AG_NUM_THREADS */
+AG_EXPORT int ag_set_num_threads(int n); /* 0: AG_NUM_THREADS, else the CPUs this process may use */
 AG_EXPORT int ag_get_num_threads(void);
 AG_EXPORT void ag_set_deterministic(bool on);
 AG_EXPORT bool ag_is_deterministic(void);
@@ -249,6 +292,16 @@ AG_EXPORT bool ag_is_deterministic(void);
 typedef enum ag_executor { AG_EXECUTOR_WS = 0, AG_EXECUTOR_OPENMP = 1 } ag_executor;
 AG_EXPORT int ag_set_executor(ag_executor e);
 AG_EXPORT ag_executor ag_get_executor(void);
+
+/* ---- Limits ------------------------------------------------------------------
+ * The most bytes of data one tensor may have. A tensor over it is refused
+ * with AG_ENOMEM before anything is allocated. The default is what the
+ * address space allows (PTRDIFF_MAX, or the process's RLIMIT_AS when it has
+ * one), unless AG_MAX_TENSOR_BYTES is set in the environment (bytes, or with
+ * a k, M, G or T suffix). ag_set_max_tensor_bytes(0) goes back to that
+ * default; it returns the previous limit. */
+AG_EXPORT size_t ag_set_max_tensor_bytes(size_t bytes);
+AG_EXPORT size_t ag_get_max_tensor_bytes(void);
 
 #ifdef __cplusplus
 }

@@ -80,8 +80,7 @@ typedef struct ws_node ws_node;
 #define WS_THREADS_DEFAULT (-1)
 
 typedef struct ws_pool_opts {
-    /* Worker threads. WS_THREADS_DEFAULT: AG_NUM_THREADS if set to a
-     * positive number, else one per core this process may run on. 0 is
+    /* Worker threads. WS_THREADS_DEFAULT: ws_default_num_threads(). 0 is
      * allowed: then only threads waiting in the pool run tasks. */
     int num_threads;
     int max_outside;   /* outside threads inside the pool at once; 0: 64 */
@@ -91,10 +90,14 @@ typedef struct ws_pool_opts {
 #define WS_POOL_OPTS_INIT                                                                                              \
     { WS_THREADS_DEFAULT, 0, 0 }
 
-/* The default worker count: AG_NUM_THREADS if set to a positive number,
- * else the cores this process may run on (at least 1). Any thread; no
- * errors. */
+/* The default worker count: WS_NUM_THREADS if set to a positive number
+ * (at most 4096), else ws_cpu_count(). Any thread; no errors. */
 WS_EXPORT int ws_default_num_threads(void);
+/* The CPUs this process may run on: its affinity mask, capped by the CPU
+ * quota of its cgroup where one is set (cgroup v2 cpu.max, or v1
+ * cpu.cfs_quota_us / cpu.cfs_period_us, rounded up), at least 1. Read
+ * once, at the first call. Any thread; no errors. */
+WS_EXPORT int ws_cpu_count(void);
 
 /* Creates a pool and starts its workers; opts may be NULL (defaults). On
  * success *out is the pool, owned by the caller until ws_pool_destroy. On
@@ -114,6 +117,15 @@ WS_EXPORT int ws_pool_destroy(ws_pool *pool);
  * NULL. Any thread. */
 WS_EXPORT int ws_pool_num_threads(const ws_pool *pool);
 
+/* Starts workers until the pool has num_threads of them (never fewer than
+ * it has: a smaller count is not an error and does nothing). On failure
+ * the workers already started stay and keep working: WS_EAGAIN when a
+ * thread cannot be created, WS_ENOMEM, WS_EINVAL (a NULL pool,
+ * num_threads < 0 or above 4096, a stack size pthreads refuses). Any
+ * thread, also while the pool runs tasks (concurrent calls are
+ * serialised). */
+WS_EXPORT int ws_pool_grow(ws_pool *pool, int num_threads);
+
 /* Wakes up to n sleeping workers, which look for work for a few hundred
  * microseconds before they sleep again. A caller about to hand the pool a
  * burst of work calls it first, so that waking (slow on some virtual
@@ -121,14 +133,16 @@ WS_EXPORT int ws_pool_num_threads(const ws_pool *pool);
  * WS_EINVAL for a NULL pool or n < 0. Any thread. */
 WS_EXPORT int ws_pool_wake(ws_pool *pool, int n);
 
-/* Upper bound of ws_participant_index() + 1: workers plus outside slots.
- * Size per-participant arrays (scratch buffers, partial sums) with it.
- * WS_EINVAL for NULL. Any thread. */
+/* Upper bound of ws_participant_index() + 1 until the pool grows: workers
+ * plus outside slots. Size per-participant arrays (scratch buffers, partial
+ * sums) with it, and size them again after ws_pool_grow. WS_EINVAL for
+ * NULL. Any thread. */
 WS_EXPORT int ws_pool_max_participants(const ws_pool *pool);
 
 /* The calling thread's participant index in the pool it is working for
- * (workers first, then outside slots), or -1 when it is in none. Stable for
- * the duration of a task. Any thread; no errors. */
+ * (in the order participants were created: the first workers, then
+ * outside slots and added workers as they come), or -1 when it is in
+ * none. Stable for the duration of a task. Any thread; no errors. */
 WS_EXPORT int ws_participant_index(void);
 
 /* The pool the calling thread is working for, or NULL (not owned by the
@@ -216,6 +230,30 @@ WS_EXPORT int ws_fork(ws_task *task);
 /* WS_EINVAL for NULL; WS_ESTATE when task was not forked by the calling
  * thread, or has been joined already. */
 WS_EXPORT int ws_join(ws_task *task);
+
+/* ---- Capped runs: at most N threads on one piece of work -------------------- */
+
+/* ws_run with at most max_participants threads, the caller included,
+ * working on what fn starts (its fork/joins, groups, parallel-fors, DAGs
+ * and all they start in turn), however many workers the pool has and
+ * whatever other threads run in it at the same time. The caller has seat
+ * 0; a worker takes a free seat when it steals the run's first task and
+ * gives it up when it finds no more of the run's work, so over a run
+ * different workers may hold a seat, one at a time. Workers with a seat
+ * run only the run's tasks; the caller helps only with them. From a thread
+ * already working for pool (a worker, or a thread inside ws_run), fn runs
+ * within the seats that thread has and max_participants is ignored.
+ * Returns when fn has returned and every seat but the caller's is free.
+ * WS_EINVAL for a NULL pool or fn, max_participants < 1 (at most 1024 are
+ * used); WS_ENOMEM when an outside slot cannot be allocated. Any thread. */
+WS_EXPORT int ws_run_capped(ws_pool *pool, int max_participants, ws_task_fn fn, void *arg);
+
+/* The calling thread's seat in the capped run it works for, in
+ * [0, max_participants), or -1 outside one. A seat is held by one thread
+ * at a time, and seat changes are ordered (release, acquire), so state kept
+ * per seat (scratch memory, partial sums) needs no lock. Any thread; no
+ * errors. */
+WS_EXPORT int ws_seat_index(void);
 
 /* ---- Task groups: spawn, then wait ------------------------------------------
  * A group belongs to the thread that initialises it; only that thread may

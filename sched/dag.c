@@ -57,7 +57,10 @@ int ws_node_init(ws_dag *d, ws_node *n, ws_task_fn fn, void *arg, int npred) {
 /* Whether another thread may take tasks from this pool now: workers, or
  * another outside thread that has entered it. */
 static inline bool ws__pool_shared(ws_pool *p) {
-    return p->nworkers > 0 || atomic_load_explicit(&p->nvictims, memory_order_relaxed) > 1;
+    /* relaxed: a hint; a pool that just grew is seen shared soon after,
+     * and until then the nodes stay private and run here. */
+    return atomic_load_explicit(&p->nworkers, memory_order_relaxed) > 0 ||
+           atomic_load_explicit(&p->nvictims, memory_order_relaxed) > 1;
 }
 
 /* n is ready: keep it if the calling thread is running a node and keeps

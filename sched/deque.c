@@ -2,11 +2,12 @@
  * the first array and growth, sharing tasks when the owner pushes, and the
  * owner taking back shared tasks, the one place it needs a fence. */
 #include "deque.h"
+#include "fault.h"
 
 #include <stdlib.h>
 
 static ws__array *ws__array_new(int64_t capacity) {
-    ws__array *a = malloc(sizeof(*a) + (size_t)capacity * sizeof(a->slot[0]));
+    ws__array *a = ws__malloc(sizeof(*a) + (size_t)capacity * sizeof(a->slot[0]));
     if (!a)
         return NULL;
     a->mask = capacity - 1;

@@ -214,7 +214,12 @@ int ws_parallel_for(ws_pool *p, int64_t begin, int64_t end, int64_t grain, ws_ra
     if (!self)
         return WS_ENOMEM;
     if (grain == 0) {
-        int64_t chunks = 8 * (int64_t)(p->nworkers + 1);
+        /* about 8 chunks per thread that may run them */
+        ws__team *tm = ws__team_of(self);
+        int nthreads = atomic_load_explicit(&p->nworkers, memory_order_relaxed) + 1;
+        if (tm && atomic_load_explicit(&tm->cap, memory_order_relaxed) < nthreads)
+            nthreads = atomic_load_explicit(&tm->cap, memory_order_relaxed);
+        int64_t chunks = 8 * (int64_t)nthreads;
         grain = (end - begin) / chunks;
         if (grain < 1)
             grain = 1;

@@ -1,7 +1,8 @@
-/* The pool: creating and joining the workers, lending outside slots to
- * threads that are not workers, fire-and-forget submission, counters and
- * error strings. */
+/* The pool: creating, growing and joining the workers, lending outside
+ * slots to threads that are not workers, fire-and-forget submission,
+ * counters and error strings. */
 #include "deque.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -12,7 +13,6 @@
 #include <unistd.h>
 
 enum {
-    WS__MAX_THREADS = 4096,
     WS__DEFAULT_OUTSIDE = 64,
     WS__DEQUE_CAPACITY = 256, /* grows on demand */
 };
@@ -44,29 +44,10 @@ const char *ws_strerror(int code) {
     return ws__errstr[-code];
 }
 
-int ws_default_num_threads(void) {
-    const char *s = getenv("AG_NUM_THREADS");
-    if (s && *s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (errno == 0 && *end == '\0' && v > 0 && v <= WS__MAX_THREADS)
-            return (int)v;
-    }
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-        int c = CPU_COUNT(&set);
-        if (c > 0)
-            return c;
-    }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n < WS__MAX_THREADS ? n : WS__MAX_THREADS) : 1;
-}
-
 /* ---- Participants -------------------------------------------------------------- */
 
-static ws__part *ws__part_new(ws_pool *p, int index, bool outside) {
-    ws__part *w = aligned_alloc(WS__LINE, sizeof(*w));
+static ws__part *ws__part_new(ws_pool *p, int index, int number, bool outside) {
+    ws__part *w = ws__aligned_alloc(WS__LINE, sizeof(*w));
     if (!w)
         return NULL;
     memset(w, 0, sizeof(*w));
@@ -79,10 +60,15 @@ static ws__part *ws__part_new(ws_pool *p, int index, bool outside) {
     atomic_init(&w->steals, 0);
     atomic_init(&w->failed_steals, 0);
     atomic_init(&w->parks, 0);
+    atomic_init(&w->team, NULL);
+    w->seat = -1;
     w->pool = p;
     w->floor = INT64_MIN;
     w->index = index;
+    w->number = number;
     w->outside = outside;
+    w->own_team.caller = w;
+    pthread_mutex_init(&w->own_team.held_lock, NULL);
     /* splitmix64 of the index: distinct, non-zero xorshift seeds. */
     uint64_t z = (uint64_t)index * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -96,6 +82,7 @@ static void ws__part_free(ws__part *w) {
         return;
     ws__deque_destroy(&w->dq);
     ws__trace_free(w);
+    pthread_mutex_destroy(&w->own_team.held_lock);
     free(w);
 }
 
@@ -115,22 +102,88 @@ static void *ws__worker_main(void *arg) {
 static void ws__pool_free(ws_pool *p) {
     ws_trace_enable(p, false); /* keeps the count of tracing pools right */
     if (p->parts) {
-        for (int i = 0; i < p->nslots; i++)
+        int n = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
+        for (int i = 0; i < n; i++)
             ws__part_free(atomic_load_explicit(&p->parts[i], memory_order_relaxed));
         free(p->parts);
     }
     free(p->in_use);
+    free(p->outside);
     pthread_mutex_destroy(&p->sub_lock);
     pthread_mutex_destroy(&p->slot_lock);
+    pthread_mutex_destroy(&p->grow_lock);
     pthread_cond_destroy(&p->slot_cond);
     free(p);
 }
 
-static void ws__join_workers(ws_pool *p, int started) {
+/* Joins every started worker; the pool is going away. */
+static void ws__join_workers(ws_pool *p) {
     atomic_store_explicit(&p->shutdown, true, memory_order_release);
     ws__wake_all(p);
-    for (int i = 0; i < started; i++)
-        pthread_join(ws__part_at(p, i)->thread, NULL);
+    int n = atomic_load_explicit(&p->nvictims, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        ws__part *w = ws__part_at(p, i);
+        if (w && !w->outside && w->thread)
+            pthread_join(w->thread, NULL);
+    }
+}
+
+/* An idle participant spins, then yields, then sleeps (sched.c), unless
+ * threads outnumber the CPUs: then it does not spin and yields only
+ * briefly, as an idle worker would take the CPU from a busy one. Set again
+ * when the pool grows. relaxed: idle tuning, read as a hint. */
+static void ws__set_idle(ws_pool *p, int nworkers) {
+    bool fits = nworkers + 1 <= ws_cpu_count();
+    atomic_store_explicit(&p->spin_ns, fits ? WS__SPIN_NS : 0, memory_order_relaxed);
+    atomic_store_explicit(&p->idle_ns, fits ? WS__IDLE_NS : WS__IDLE_OVER_NS, memory_order_relaxed);
+}
+
+/* Appends a participant: under slot_lock (or before the pool is shared). */
+static void ws__publish(ws_pool *p, ws__part *w) {
+    /* release: thieves that load the pointer see an initialised deque. */
+    atomic_store_explicit(&p->parts[w->index], w, memory_order_release);
+    atomic_store_explicit(&p->nvictims, w->index + 1, memory_order_release);
+}
+
+/* Creates and starts workers until there are n, under grow_lock. Workers
+ * start with every signal blocked, so the application's signal handlers
+ * run on its own threads, not in the middle of a task. */
+static int ws__add_workers(ws_pool *p, int n) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (p->stack_size && pthread_attr_setstacksize(&attr, p->stack_size) != 0) {
+        pthread_attr_destroy(&attr);
+        return WS_EINVAL;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = 0;
+    for (int have = atomic_load_explicit(&p->nworkers, memory_order_relaxed); have < n; have++) {
+        pthread_mutex_lock(&p->slot_lock);
+        int index = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
+        ws__part *w = index < p->cap_parts ? ws__part_new(p, index, have, false) : NULL;
+        if (w)
+            ws__publish(p, w);
+        pthread_mutex_unlock(&p->slot_lock);
+        if (!w) {
+            rc = WS_ENOMEM;
+            break;
+        }
+        /* Published before it runs: a worker that cannot start stays in
+         * the pool as a participant without a thread, an empty deque that
+         * nobody pushes to. */
+        if (ws__thread_create(&w->thread, &attr, ws__worker_main, w) != 0) {
+            w->thread = 0;
+            rc = WS_EAGAIN;
+            break;
+        }
+        atomic_store_explicit(&p->nworkers, have + 1, memory_order_release);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    ws__set_idle(p, atomic_load_explicit(&p->nworkers, memory_order_relaxed));
+    return rc;
 }
 
 int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
@@ -147,20 +200,17 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
 
     ws__barriers_init();
     size_t size = (sizeof(ws_pool) + WS__LINE - 1) / WS__LINE * WS__LINE;
-    ws_pool *p = aligned_alloc(WS__LINE, size);
+    ws_pool *p = ws__aligned_alloc(WS__LINE, size);
     if (!p)
         return WS_ENOMEM;
     memset(p, 0, sizeof(*p));
-    p->nworkers = n;
-    /* Look for work a while before sleeping, unless threads outnumber the
-     * cores: then idle workers would take the core from the busy ones. */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    bool fits = n + 1 <= cores;
-    p->spin_ns = fits ? WS__SPIN_NS : 0;
-    p->idle_ns = fits ? WS__IDLE_NS : WS__IDLE_OVER_NS;
     p->max_outside = max_outside;
-    p->nslots = n + max_outside;
-    atomic_init(&p->nvictims, n);
+    p->cap_parts = WS__MAX_THREADS + max_outside;
+    p->stack_size = o.stack_size;
+    atomic_init(&p->nworkers, 0);
+    atomic_init(&p->spin_ns, 0);
+    atomic_init(&p->idle_ns, 0);
+    atomic_init(&p->nvictims, 0);
     atomic_init(&p->shutdown, false);
     atomic_init(&p->tracing, false);
     atomic_init(&p->trace_gen, 0);
@@ -169,54 +219,37 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
     atomic_init(&p->sub_count, 0);
     pthread_mutex_init(&p->sub_lock, NULL);
     pthread_mutex_init(&p->slot_lock, NULL);
+    pthread_mutex_init(&p->grow_lock, NULL);
     pthread_cond_init(&p->slot_cond, NULL);
     p->t0_ns = ws__now_ns();
-    p->parts = calloc((size_t)p->nslots, sizeof(p->parts[0]));
-    p->in_use = calloc((size_t)max_outside, sizeof(bool));
-    if (!p->parts || !p->in_use) {
+    p->parts = ws__calloc((size_t)p->cap_parts, sizeof(p->parts[0]));
+    p->in_use = ws__calloc((size_t)max_outside, sizeof(bool));
+    p->outside = ws__calloc((size_t)max_outside, sizeof(ws__part *));
+    if (!p->parts || !p->in_use || !p->outside) {
         ws__pool_free(p);
         return WS_ENOMEM;
     }
-    for (int i = 0; i < p->nslots; i++)
+    for (int i = 0; i < p->cap_parts; i++)
         atomic_init(&p->parts[i], NULL);
-    for (int i = 0; i < n; i++) {
-        ws__part *w = ws__part_new(p, i, false);
-        if (!w) {
-            ws__pool_free(p);
-            return WS_ENOMEM;
-        }
-        atomic_store_explicit(&p->parts[i], w, memory_order_relaxed);
-    }
-
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    if (o.stack_size && pthread_attr_setstacksize(&attr, o.stack_size) != 0) {
-        pthread_attr_destroy(&attr);
-        ws__pool_free(p);
-        return WS_EINVAL;
-    }
-    /* Workers start with every signal blocked, so the application's signal
-     * handlers run on its own threads, not in the middle of a task. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int started = 0, rc = 0;
-    for (; started < n; started++) {
-        ws__part *w = ws__part_at(p, started);
-        if (pthread_create(&w->thread, &attr, ws__worker_main, w) != 0) {
-            rc = WS_EAGAIN;
-            break;
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    int rc = ws__add_workers(p, n);
     if (rc != 0) {
-        ws__join_workers(p, started);
+        ws__join_workers(p);
         ws__pool_free(p);
         return rc;
     }
     *out = p;
     return 0;
+}
+
+int ws_pool_grow(ws_pool *p, int num_threads) {
+    if (!p || num_threads < 0 || num_threads > WS__MAX_THREADS)
+        return WS_EINVAL;
+    if (atomic_load_explicit(&p->nworkers, memory_order_acquire) >= num_threads)
+        return 0;
+    pthread_mutex_lock(&p->grow_lock);
+    int rc = ws__add_workers(p, num_threads);
+    pthread_mutex_unlock(&p->grow_lock);
+    return rc;
 }
 
 int ws_pool_destroy(ws_pool *p) {
@@ -231,7 +264,8 @@ int ws_pool_destroy(ws_pool *p) {
         return WS_EBUSY;
     /* Workers drain what is queued before they see shutdown and an empty
      * round. With no workers, run the queue here. */
-    if (p->nworkers == 0 && atomic_load_explicit(&p->sub_count, memory_order_relaxed) > 0) {
+    if (atomic_load_explicit(&p->nworkers, memory_order_relaxed) == 0 &&
+        atomic_load_explicit(&p->sub_count, memory_order_relaxed) > 0) {
         ws__part *self = ws__enter(p);
         if (self) {
             ws_task *t;
@@ -241,23 +275,34 @@ int ws_pool_destroy(ws_pool *p) {
             ws__leave(self);
         }
     }
-    ws__join_workers(p, p->nworkers);
+    ws__join_workers(p);
     ws__pool_free(p);
     return 0;
 }
 
-int ws_pool_num_threads(const ws_pool *p) { return p ? p->nworkers : WS_EINVAL; }
+int ws_pool_num_threads(const ws_pool *p) {
+    return p ? atomic_load_explicit(&((ws_pool *)p)->nworkers, memory_order_relaxed) : WS_EINVAL;
+}
 
 int ws_pool_wake(ws_pool *p, int n) {
     if (!p || n < 0)
         return WS_EINVAL;
     int woke = 0;
-    while (woke < n && woke < p->nworkers && ws__wake_one_counted(p))
+    int nworkers = atomic_load_explicit(&p->nworkers, memory_order_relaxed);
+    while (woke < n && woke < nworkers && ws__wake_one_counted(p))
         woke++;
     return woke;
 }
 
-int ws_pool_max_participants(const ws_pool *p) { return p ? p->nslots : WS_EINVAL; }
+int ws_pool_max_participants(const ws_pool *p) {
+    if (!p)
+        return WS_EINVAL;
+    ws_pool *q = (ws_pool *)p;
+    pthread_mutex_lock(&q->slot_lock);
+    int n = atomic_load_explicit(&q->nvictims, memory_order_relaxed) + (q->max_outside - q->outside_created);
+    pthread_mutex_unlock(&q->slot_lock);
+    return n;
+}
 
 int ws_participant_index(void) { return ws__self ? ws__self->index : -1; }
 
@@ -280,18 +325,16 @@ ws__part *ws__enter(ws_pool *p) {
     int i = 0;
     while (p->in_use[i])
         i++;
-    int index = p->nworkers + i;
-    ws__part *w = atomic_load_explicit(&p->parts[index], memory_order_relaxed);
+    ws__part *w = p->outside[i];
     if (!w) {
-        w = ws__part_new(p, index, true);
-        if (!w) {
+        int index = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
+        if (index >= p->cap_parts || !(w = ws__part_new(p, index, i, true))) {
             pthread_mutex_unlock(&p->slot_lock);
             return NULL;
         }
-        /* release: thieves that load the pointer see an initialised deque. */
-        atomic_store_explicit(&p->parts[index], w, memory_order_release);
-        if (index + 1 > atomic_load_explicit(&p->nvictims, memory_order_relaxed))
-            atomic_store_explicit(&p->nvictims, index + 1, memory_order_release);
+        p->outside[i] = w;
+        p->outside_created++;
+        ws__publish(p, w);
     }
     p->in_use[i] = true;
     p->outside_count++;
@@ -319,7 +362,7 @@ void ws__leave(ws__part *self) {
     ws__self = self->prev_self;
     self->prev_self = NULL;
     pthread_mutex_lock(&p->slot_lock);
-    p->in_use[self->index - p->nworkers] = false;
+    p->in_use[self->number] = false;
     p->outside_count--;
     pthread_cond_signal(&p->slot_cond);
     pthread_mutex_unlock(&p->slot_lock);

@@ -161,23 +161,22 @@ void ws__wake_part(ws__part *w) {
  * would rather return to its caller than take unrelated work). */
 void ws__wake_one(ws_pool *p) { ws__wake_one_counted(p); }
 
-/* The same; true when it woke someone. */
+/* The same; true when it woke someone. Participants are in creation
+ * order, workers and outside slots mixed (pool.c). */
 bool ws__wake_one_counted(ws_pool *p) {
     WS__FENCE_SEQ_CST();
     if (atomic_load_explicit(&p->nwait, memory_order_relaxed) <= 0)
         return false;
-    int n = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
+    int n = atomic_load_explicit(&p->nvictims, memory_order_acquire);
     ws__part *self = ws__self;
-    int start = self ? (int)((self->rng >> 33) % (uint64_t)(p->nworkers ? p->nworkers : 1)) : 0;
-    for (int i = 0; i < p->nworkers; i++) {
-        int v = start + i < p->nworkers ? start + i : start + i - p->nworkers;
-        if (ws__wake_if_waiting(ws__part_at(p, v)))
-            return true;
-    }
-    for (int v = p->nworkers; v < n; v++) {
-        ws__part *w = ws__part_at(p, v);
-        if (w && ws__wake_if_waiting(w))
-            return true;
+    int start = self && n ? (int)((self->rng >> 33) % (uint64_t)n) : 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            int v = start + i < n ? start + i : start + i - n;
+            ws__part *w = ws__part_at(p, v);
+            if (w && w->outside == (pass == 1) && ws__wake_if_waiting(w))
+                return true;
+        }
     }
     return false;
 }
@@ -192,19 +191,23 @@ void ws__wake_all(ws_pool *p) {
     }
 }
 
-/* After tasks were shared: wake a sleeper if nobody is spinning (a spinner
- * will find them). acquire on nspin: a spinner that went to park
- * incremented nwait before it decremented nspin (release). */
-static inline void ws__signal_work(ws_pool *p) {
+/* After tasks were shared: wake a sleeper that may take them if nobody is
+ * spinning (a spinner will find them). acquire on nspin: a spinner that
+ * went to park incremented nwait before it decremented nspin (release). */
+static inline void ws__signal_work(ws__part *self) {
+    ws_pool *p = self->pool;
     ws__light_barrier();
     if (atomic_load_explicit(&p->nspin, memory_order_acquire) == 0 &&
         atomic_load_explicit(&p->nwait, memory_order_relaxed) > 0)
-        ws__wake_one(p);
+        ws__wake_for(self); /* a sleeper that may take it (team.c) */
 }
 
+/* Only the owner shares, so the calling thread is the participant that
+ * holds q (a deque outside a participant, as in the deque's own tests, has
+ * no pool and signals nobody). */
 void ws__deque_signal(ws__deque *q) {
     if (q->pool)
-        ws__signal_work(q->pool);
+        ws__signal_work((ws__part *)(void *)((char *)q - offsetof(ws__part, dq)));
 }
 
 /* ---- Pushing and the submission queue --------------------------------------------- */
@@ -313,7 +316,13 @@ static inline uint64_t ws__rand(ws__part *self) {
  * shared work after our steal (so a spinner can hand the spinning role on). */
 static ws_task *ws__steal_round(ws__part *self, bool *more) {
     ws_pool *p = self->pool;
-    ws_task *t = ws__sub_pop(p);
+    /* A seated thread first takes what its team holds for it; the
+     * submission queue is for threads of no team (team.c). */
+    ws_task *t = ws__team_take_held(self);
+    if (!t && !atomic_load_explicit(&self->team, memory_order_relaxed) && (t = ws__sub_pop(p)) && !ws__admit(self, t)) {
+        ws__hold(p, t);
+        t = NULL;
+    }
     if (t) {
         ws__count(&self->steals);
         if (more)
@@ -327,13 +336,17 @@ static ws_task *ws__steal_round(ws__part *self, bool *more) {
     for (int i = 0; i < n; i++) {
         int v = start + i < n ? start + i : start + i - n;
         ws__part *victim = ws__part_at(p, v);
-        if (!victim || victim == self)
+        if (!victim || victim == self || !ws__may_steal_from(self, victim))
             continue;
         for (int tries = 0; tries < 2; tries++) {
             t = ws__deque_steal(&victim->dq, more);
             if (t != WS__STEAL_ABORT)
                 break;
             ws__count(&self->failed_steals);
+        }
+        if (t && t != WS__STEAL_ABORT && !ws__admit(self, t)) {
+            ws__hold(p, t); /* the victim changed teams since we looked */
+            continue;
         }
         if (t && t != WS__STEAL_ABORT) {
             ws__count(&self->steals);
@@ -368,11 +381,13 @@ static bool ws__idle_step(ws_pool *p, uint64_t *since) {
     if (!*since)
         *since = now;
     uint64_t idle = now - *since;
-    if (idle < p->spin_ns) {
+    /* relaxed: tuning, set again when the pool grows; a stale value only
+     * moves the phase boundaries of this one wait. */
+    if (idle < atomic_load_explicit(&p->spin_ns, memory_order_relaxed)) {
         ws__pause();
         return true;
     }
-    if (idle < p->idle_ns) {
+    if (idle < atomic_load_explicit(&p->idle_ns, memory_order_relaxed)) {
         sched_yield();
         return true;
     }
@@ -398,6 +413,9 @@ static ws_task *ws__idle(ws__part *self) {
                     ws__wake_one(p);
                 return t;
             }
+            /* Nothing for the team this worker has a seat in: the seat goes
+             * to whoever finds the team's next work (team.c). */
+            ws__team_leave(self);
             if (atomic_load_explicit(&p->shutdown, memory_order_acquire)) {
                 atomic_fetch_sub_explicit(&p->nspin, 1, memory_order_relaxed);
                 return NULL;
@@ -438,6 +456,7 @@ void ws__worker_loop(ws__part *self) {
 /* ---- Waiting threads ------------------------------------------------------------------ */
 
 void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *arg) {
+    self->helping++;
     ws__dag_flush(self);
     int64_t floor = self->floor;
     self->floor = base;
@@ -478,4 +497,5 @@ void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *ar
     }
     self->floor = floor;
     ws__dag_flush(self); /* back to the caller's code */
+    self->helping--;
 }

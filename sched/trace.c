@@ -1,6 +1,7 @@
 /* The optional task trace: each participant appends (start, end, name) to
  * its own buffer, with no sharing while tasks run; ws_trace_write turns the
  * buffers into Chrome trace JSON once the pool is quiescent. */
+#include "fault.h"
 #include "ws_internal.h"
 
 #include <stdio.h>
@@ -21,7 +22,7 @@ void ws__trace_add(ws__part *self, uint64_t start, uint64_t end, const char *nam
         if (self->trace_cap >= WS__TRACE_MAX)
             return;
         uint32_t cap = self->trace_cap ? 2 * self->trace_cap : 4096;
-        ws__trace_ev *ev = realloc(self->trace, cap * sizeof(*ev));
+        ws__trace_ev *ev = ws__realloc(self->trace, cap * sizeof(*ev));
         if (!ev)
             return;
         self->trace = ev;
@@ -81,7 +82,7 @@ int ws_trace_write(ws_pool *p, const char *path) {
             continue;
         /* Name the timeline rows. */
         fprintf(f, "%s\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"args\":{\"name\":\"%s %d\"}}",
-                first ? "" : ",", i, w->outside ? "outside" : "worker", w->outside ? i - p->nworkers : i);
+                first ? "" : ",", i, w->outside ? "outside" : "worker", w->number);
         first = false;
         if (w->trace_gen != gen)
             continue;

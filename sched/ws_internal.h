@@ -96,6 +96,25 @@ typedef struct ws__deque {
     char pad_[WS__LINE - sizeof(bool)];
 } ws__deque;
 
+/* ---- Capped runs ------------------------------------------------------------ */
+
+/* The threads that may work on what one ws_run_capped call starts: at most
+ * cap seats, seat 0 for its caller. It lives on the caller's stack; the
+ * caller waits for every worker to give its seat up before returning.
+ * Tasks a thief took but may not run (a race with a victim that changed
+ * teams) wait in `held` for a seated thread. */
+#define WS__SEAT_WORDS 16 /* up to 1024 seats */
+#define WS__MAX_SEATS (64 * WS__SEAT_WORDS)
+
+typedef struct ws__team {
+    _Atomic int cap;                        /* a thief may read a stale team's: a hint then */
+    struct ws__part *caller;                /* the outside slot this team belongs to */
+    _Atomic uint64_t seats[WS__SEAT_WORDS]; /* bit s: seat s is taken */
+    pthread_mutex_t held_lock;              /* guards held_head, held_tail */
+    ws_task *held_head, *held_tail;
+    _Atomic int nheld; /* hint, read without the lock */
+} ws__team;
+
 /* ---- Participants ---------------------------------------------------------- */
 
 typedef struct ws__trace_ev {
@@ -118,9 +137,17 @@ typedef struct ws__part {
     _Atomic uint64_t steals;
     _Atomic uint64_t failed_steals;
     _Atomic uint64_t parks;
+    /* Capped runs (ws_run_capped): the team whose work this participant
+     * does, NULL for uncapped work. A worker changes it only with an empty
+     * deque, so every task on its deque belongs to it; thieves read it. */
+    _Atomic(struct ws__team *) team;
+    int seat;    /* its seat in team, -1 when team is NULL */
+    int helping; /* nested waits (ws__help_until) on this thread's stack */
+
     /* The participant's own state. */
     ws_pool *pool;
-    int index;
+    int index;  /* in pool->parts: creation order, workers and outside slots mixed */
+    int number; /* worker number, or outside slot number */
     bool outside;
     uint64_t rng;
     ws_node *keep;  /* the successor this thread runs next */
@@ -141,6 +168,10 @@ typedef struct ws__part {
     ws__trace_ev *trace;
     uint32_t trace_len, trace_cap;
     uint32_t trace_gen; /* the pool's generation this buffer belongs to */
+    /* An outside slot's own team, used while its thread is in
+     * ws_run_capped (the slot's memory lives as long as the pool, so a
+     * thief that read a stale team pointer reads valid memory). */
+    _Alignas(WS__LINE) ws__team own_team;
 } ws__part;
 
 /* ---- The pool -------------------------------------------------------------- */
@@ -155,20 +186,26 @@ typedef struct ws__part {
 
 struct ws_pool {
     /* read-only after creation */
-    int nworkers;
     int max_outside;
-    int nslots; /* nworkers + max_outside */
-    /* Participants: workers [0, nworkers), outside slots after. An outside
-     * slot is allocated on first use and published with a release store;
-     * thieves load it with acquire. */
+    int cap_parts;     /* entries of parts: WS__MAX_THREADS + max_outside */
+    size_t stack_size; /* of each worker; 0: the pthread default */
+    /* Participants in creation order: the first workers, then outside
+     * slots as threads first use them and workers as the pool grows. A
+     * participant is published with a release store before nvictims
+     * counts it; thieves load it with acquire. Never moved or freed before
+     * the pool. */
     _Atomic(ws__part *) *parts;
-    uint64_t t0_ns;   /* CLOCK_MONOTONIC at creation: trace origin */
-    uint64_t spin_ns; /* how long an idle participant spins before it yields */
-    uint64_t idle_ns; /* how long it looks for work before it sleeps */
+    uint64_t t0_ns; /* CLOCK_MONOTONIC at creation: trace origin */
+    /* How long an idle participant spins before it yields, and how long it
+     * looks for work before it sleeps (set again when the pool grows). */
+    _Atomic uint64_t spin_ns;
+    _Atomic uint64_t idle_ns;
+    _Atomic int nworkers; /* started workers; grows under grow_lock */
+    pthread_mutex_t grow_lock;
 
-    /* Thieves look at parts [0, nvictims): workers and the outside slots
-     * used so far. Grows under slot_lock, read relaxed (a thief that misses
-     * a new slot sees it on its next round; wake-ups re-check all). */
+    /* Thieves look at parts [0, nvictims): every participant created so
+     * far. Grows under slot_lock, read relaxed (a thief that misses a new
+     * slot sees it on its next round; wake-ups re-check all). */
     _Alignas(WS__LINE) _Atomic int nvictims;
     _Atomic bool shutdown;
     _Atomic bool tracing;
@@ -191,8 +228,10 @@ struct ws_pool {
      * nvictims growth; slot_cond signals a slot coming free. */
     pthread_mutex_t slot_lock;
     pthread_cond_t slot_cond;
-    bool *in_use;      /* max_outside entries */
-    int outside_count; /* slots held now */
+    bool *in_use;        /* max_outside entries */
+    ws__part **outside;  /* max_outside entries: slot -> participant, NULL until first used */
+    int outside_created; /* entries of outside that are not NULL */
+    int outside_count;   /* slots held now */
 };
 
 /* ---- Shared between the scheduler's files ---------------------------------------- */
@@ -227,6 +266,20 @@ static inline bool ws__tracing(ws_pool *p) {
  * if all are taken), NULL on error; ws__leave undoes one ws__enter. */
 ws__part *ws__enter(ws_pool *pool);
 void ws__leave(ws__part *self);
+/* pool.c: at most WS__MAX_THREADS workers (and outside slots). */
+#define WS__MAX_THREADS 4096
+
+/* team.c: capped runs. ws__admit tells whether self may run t, taking a
+ * seat in t's team for a worker without one; ws__hold gives a task self
+ * may not run to a thread that may. ws__team_leave gives a worker's seat
+ * up (its deque is empty). */
+static inline ws__team *ws__team_of(ws__part *w) { return atomic_load_explicit(&w->team, memory_order_acquire); }
+bool ws__may_steal_from(ws__part *self, ws__part *victim); /* a hint: ws__admit decides */
+bool ws__admit(ws__part *self, ws_task *t);
+void ws__wake_for(ws__part *self); /* after self pushed: wake one that may take it */
+void ws__hold(ws_pool *p, ws_task *t);
+ws_task *ws__team_take_held(ws__part *self);
+void ws__team_leave(ws__part *self);
 
 /* sched.c: running and finding work, waking and parking. */
 void ws__barriers_init(void); /* once per process, before the first pool */

@@ -1,13 +1,14 @@
-/* The backward engine: discovery of the nodes reachable from the root with
- * dependency counts, then execution. A graph with parallelism among its
- * interior nodes, or any graph in deterministic mode, runs on several
- * threads (engine_par.c). Otherwise it runs here on the calling thread in
- * PyTorch's order (ready nodes latest created first, AccumulateGrad first of
- * all), with input buffers, tensor hooks, retain_grad, AccumulateGrad and
- * the release of saved tensors.
+/* ag_backward: checks the root, discovers the nodes reachable from it with
+ * their dependency counts, picks an executor and the number of
+ * participants, sizes what they may need, seeds the root and runs the
+ * graph (the executor ends with the commit), then gives every buffer
+ * back at once.
  *
- * Per-backward state lives in a task owned by the calling thread (engine.h);
- * nested backward calls (from a hook) get a task of their own. */
+ * A graph with parallelism among its interior nodes and enough work runs
+ * on the pool (or OpenMP) with num_threads participants; any other graph
+ * runs on the calling thread alone, in PyTorch's order. Both run every
+ * node through the same runner (runner.c), so deterministic mode gives
+ * the same bits either way. */
 #include "autograd/engine.h"
 
 #include <inttypes.h>
@@ -36,11 +37,13 @@ static void ag__task_free(ag__task *t) {
     AG__FREE_ARR(t->bufs, t->cap);
     AG__FREE_ARR(t->heap, t->cap);
     AG__FREE_ARR(t->edge_off, t->cap);
+    AG__FREE_ARR(t->leafidx, t->cap);
+    AG__FREE_ARR(t->leaves, t->cap);
+    AG__FREE_ARR(t->commit, t->cap);
+    AG__FREE_ARR(t->fresh, t->cap);
     AG__FREE_ARR(t->edges, t->ecap);
     AG__FREE_ARR(t->hkeys, t->hcap);
     AG__FREE_ARR(t->hvals, t->hcap);
-    AG__FREE_ARR(t->leafidx, t->pcap);
-    AG__FREE_ARR(t->leaves, t->pcap);
     AG__FREE_ARR(t->wsn, t->pcap);
     AG__FREE_ARR(t->locks, t->pcap);
     AG__FREE_ARR(t->in_off, t->pcap);
@@ -49,22 +52,21 @@ static void ag__task_free(ag__task *t) {
     AG__FREE_ARR(t->contrib, t->pecap);
     AG__FREE_ARR(t->in_edges, t->pecap);
     AG__FREE_ARR(t->in_src, t->pecap);
-    for (size_t s = 0; s < t->nparts_cap; s++) {
-        if (t->slots[s]) {
-            ag_ctx_free(t->slots[s]->scratch);
-            ag__chunk_free(t->slots[s], sizeof *t->slots[s]);
-        }
+    for (int s = 0; s < t->nslots; s++) {
+        ag_ctx_free(t->slots[s]->tmp);
+        ag__chunk_free(t->slots[s], sizeof *t->slots[s]);
     }
-    AG__FREE_ARR(t->slots, t->nparts_cap);
-    AG__FREE_ARR(t->slotmap, t->nparts_cap);
-    ag_ctx_free(t->scratch);
+    ag__chunk_free(t->slots, (size_t)t->nslots * sizeof *t->slots);
+    ag__scratch_free(&t->scratch);
+    pthread_mutex_destroy(&t->scratch.lock);
     memset(t, 0, sizeof *t);
 }
 
 static void ag__tasks_free(void *unused) {
     (void)unused;
     for (int d = 0; d < AG__MAX_NESTING; d++)
-        ag__task_free(&ag__tasks[d]);
+        if (ag__tasks[d].inited)
+            ag__task_free(&ag__tasks[d]);
 }
 
 static void ag__task_key_init(void) { pthread_key_create(&ag__task_key, ag__tasks_free); }
@@ -82,49 +84,67 @@ void *ag__grow(void *old, size_t old_bytes, size_t new_bytes) {
     return p;
 }
 
-static int ag__task_reserve(ag__task *t, size_t need) {
-    if (need <= t->cap)
+typedef struct {
+    void **arr;
+    size_t elem;
+} ag__arr;
+
+/* Grows every array of the set to hold `need` elements (same capacity). */
+static int ag__grow_set(size_t *cap, size_t need, ag__arr *set, int nset, size_t first) {
+    if (need <= *cap)
         return 0;
-    size_t cap = t->cap ? t->cap : 64;
-    while (cap < need)
-        cap *= 2;
-    void *nodes = ag__grow(t->nodes, t->cap * sizeof *t->nodes, cap * sizeof *t->nodes);
-    if (!nodes)
-        return ag__error(AG_ENOMEM, "out of memory in backward");
-    t->nodes = nodes;
-    void *deps = ag__grow(t->deps, t->cap * sizeof *t->deps, cap * sizeof *t->deps);
-    if (!deps)
-        return ag__error(AG_ENOMEM, "out of memory in backward");
-    t->deps = deps;
-    void *bufs = ag__grow(t->bufs, t->cap * sizeof *t->bufs, cap * sizeof *t->bufs);
-    if (!bufs)
-        return ag__error(AG_ENOMEM, "out of memory in backward");
-    t->bufs = bufs;
-    void *heap = ag__grow(t->heap, t->cap * sizeof *t->heap, cap * sizeof *t->heap);
-    if (!heap)
-        return ag__error(AG_ENOMEM, "out of memory in backward");
-    t->heap = heap;
-    void *off = ag__grow(t->edge_off, t->cap * sizeof *t->edge_off, cap * sizeof *t->edge_off);
-    if (!off)
-        return ag__error(AG_ENOMEM, "out of memory in backward");
-    t->edge_off = off;
-    t->cap = cap;
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    for (int i = 0; i < nset; i++) {
+        void *p = ag__grow(*set[i].arr, *cap * set[i].elem, c * set[i].elem);
+        if (!p)
+            return ag__error(AG_ENOMEM, "out of memory in backward");
+        *set[i].arr = p;
+    }
+    *cap = c;
     return 0;
 }
 
-static int ag__task_reserve_edges(ag__task *t, size_t need) {
-    if (need <= t->ecap)
+static int ag__task_reserve(ag__task *t, size_t need) {
+    if (AG__LIKELY(need <= t->cap))
         return 0;
-    size_t cap = t->ecap ? t->ecap : 128;
-    while (cap < need)
-        cap *= 2;
-    void *e = ag__grow(t->edges, t->ecap * sizeof *t->edges, cap * sizeof *t->edges);
-    if (!e)
-        return ag__error(AG_ENOMEM, "out of memory in backward");
-    t->edges = e;
-    t->ecap = cap;
+    ag__arr per_node[] = {
+        {(void **)&t->nodes, sizeof *t->nodes},       {(void **)&t->deps, sizeof *t->deps},
+        {(void **)&t->bufs, sizeof *t->bufs},         {(void **)&t->heap, sizeof *t->heap},
+        {(void **)&t->edge_off, sizeof *t->edge_off}, {(void **)&t->leafidx, sizeof *t->leafidx},
+        {(void **)&t->leaves, sizeof *t->leaves},     {(void **)&t->commit, sizeof *t->commit},
+        {(void **)&t->fresh, sizeof *t->fresh},
+    };
+    return ag__grow_set(&t->cap, need, per_node, (int)(sizeof per_node / sizeof *per_node), 64);
+}
+
+static int ag__task_reserve_edges(ag__task *t, size_t need) {
+    if (AG__LIKELY(need <= t->ecap))
+        return 0;
+    ag__arr e[] = {{(void **)&t->edges, sizeof *t->edges}};
+    return ag__grow_set(&t->ecap, need, e, 1, 128);
+}
+
+int ag__reserve_shared(ag__task *t) {
+    ag__arr per_node[] = {
+        {(void **)&t->wsn, sizeof *t->wsn},
+        {(void **)&t->locks, sizeof *t->locks},
+        {(void **)&t->in_off, sizeof *t->in_off},
+        {(void **)&t->topo, sizeof *t->topo},
+    };
+    ag__arr per_edge[] = {
+        {(void **)&t->succ, sizeof *t->succ},
+        {(void **)&t->contrib, sizeof *t->contrib},
+        {(void **)&t->in_edges, sizeof *t->in_edges},
+        {(void **)&t->in_src, sizeof *t->in_src},
+    };
+    if (ag__grow_set(&t->pcap, t->n + 1, per_node, 4, 64) || ag__grow_set(&t->pecap, t->nedges + 1, per_edge, 4, 64))
+        return AG_ENOMEM;
     return 0;
 }
+
+/* ---- Node index: open addressing on the node's address ------------------------- */
 
 static inline size_t ag__hash_ptr(const void *p, size_t mask) {
     uint64_t x = (uint64_t)(uintptr_t)p;
@@ -181,195 +201,18 @@ static int32_t ag__task_index(ag__task *t, ag_node *node, bool *is_new) {
     t->nodes[i] = node;
     t->deps[i] = 0;
     t->bufs[i] = NULL;
+    t->leafidx[i] = -1;
+    if (ag__is_accumulate(node)) {
+        t->leafidx[i] = (int32_t)t->nleaves;
+        t->leaves[t->nleaves++] = i;
+    }
     *is_new = true;
     return i;
 }
 
-static void ag__task_clear(ag__task *t) {
-    /* Only the used slots of the hash need clearing. */
-    if (t->hkeys) {
-        size_t mask = t->hcap - 1;
-        for (size_t i = 0; i < t->n; i++) {
-            size_t h = ag__hash_ptr(t->nodes[i], mask);
-            while (t->hkeys[h] != t->nodes[i])
-                h = (h + 1) & mask;
-            t->hkeys[h] = NULL;
-        }
-        /* Linear probing needs no tombstones when every key goes. */
-    }
-    t->n = 0;
-    t->nedges = 0;
-    t->heap_n = 0;
-    if (t->scratch)
-        ag_ctx_reset(t->scratch);
-}
-
-/* ---- Ready heap: latest-created first (PyTorch's ReadyQueue order) ------------ */
-
-static inline bool ag__before(const ag__task *t, int32_t a, int32_t b) { return t->nodes[a]->seq > t->nodes[b]->seq; }
-
-void ag__heap_push(ag__task *t, int32_t i) {
-    size_t k = t->heap_n++;
-    while (k > 0) {
-        size_t parent = (k - 1) / 2;
-        if (!ag__before(t, i, t->heap[parent]))
-            break;
-        t->heap[k] = t->heap[parent];
-        k = parent;
-    }
-    t->heap[k] = i;
-}
-
-int32_t ag__heap_pop(ag__task *t) {
-    int32_t top = t->heap[0];
-    int32_t last = t->heap[--t->heap_n];
-    size_t k = 0, n = t->heap_n;
-    for (;;) {
-        size_t c = 2 * k + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && ag__before(t, t->heap[c + 1], t->heap[c]))
-            c++;
-        if (!ag__before(t, t->heap[c], last))
-            break;
-        t->heap[k] = t->heap[c];
-        k = c;
-    }
-    if (n > 0)
-        t->heap[k] = last;
-    return top;
-}
-
-/* ---- Leaf accumulation ------------------------------------------------------------ */
-
-/* Striped locks guard .grad of leaves that several backward calls (on
- * different application threads) may accumulate into at once. */
-#define AG__GRAD_LOCKS 64
-static pthread_mutex_t ag__grad_locks[AG__GRAD_LOCKS] = {
-#define AG__L4                                                                                                         \
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER
-#define AG__L16 AG__L4, AG__L4, AG__L4, AG__L4
-    AG__L16, AG__L16, AG__L16, AG__L16
-#undef AG__L16
-#undef AG__L4
-};
-
-static pthread_mutex_t *ag__grad_lock(const ag_tensor *t) {
-    return &ag__grad_locks[ag__hash_ptr(t, AG__GRAD_LOCKS - 1)];
-}
-
-void ag__add_range(ag_tensor *dst, const ag_tensor *src, int64_t lo, int64_t hi) {
-    if (dst->dtype == AG_FLOAT32) {
-        float *restrict d = dst->data;
-        const float *restrict s = src->data;
-#pragma omp simd
-        for (int64_t i = lo; i < hi; i++)
-            d[i] += s[i];
-    } else {
-        double *restrict d = dst->data;
-        const double *restrict s = src->data;
-#pragma omp simd
-        for (int64_t i = lo; i < hi; i++)
-            d[i] += s[i];
-    }
-}
-
-void ag__add_into(ag_tensor *dst, const ag_tensor *src) { ag__add_range(dst, src, 0, dst->numel); }
-
-/* grad (shape and dtype of `owner`) added into owner->grad, which is created
- * in owner's context when absent. */
-int ag__accumulate(ag_tensor *owner, const ag_tensor *grad) {
-    pthread_mutex_t *lock = ag__grad_lock(owner);
-    pthread_mutex_lock(lock);
-    int rc = 0;
-    if (!owner->grad) {
-        ag_tensor *g = ag__tensor_new_shared(owner->ctx, owner->dtype, owner->ndim, owner->shape);
-        if (!g)
-            rc = AG_ENOMEM;
-        else {
-            memcpy(g->data, grad->data, g->storage->nbytes);
-            owner->grad = g;
-        }
-    } else {
-        ag__add_into(owner->grad, grad);
-        ag__bump_version(owner->grad);
-    }
-    pthread_mutex_unlock(lock);
-    return rc;
-}
-
-/* ---- Running one node ----------------------------------------------------------------- */
-
-static ag_tensor *ag__zeros_in(ag_ctx *scratch, const ag_tensor *like) {
-    return ag__tensor_zeros_like_fast(scratch, like);
-}
-
-/* Tensor hooks in registration order; a hook's result replaces the gradient. */
-int ag__run_hooks(ag_tensor *owner, ag_tensor **grad) {
-    for (ag__hook *h = owner->hooks; h; h = h->next) {
-        ag_tensor *r = h->fn(*grad, h->user_data);
-        if (!r)
-            continue;
-        if (r->dtype != (*grad)->dtype)
-            return ag__error(AG_EDTYPE, "hook 'hook' has changed the type of value (was %s got %s)",
-                             ag__dtype_torch_name((*grad)->dtype), ag__dtype_torch_name(r->dtype));
-        if (!ag__same_shape(r, *grad)) {
-            char was[160], got[160];
-            ag__shape_str(was, sizeof was, (*grad)->ndim, (*grad)->shape);
-            ag__shape_str(got, sizeof got, r->ndim, r->shape);
-            return ag__error(AG_ESHAPE, "hook 'hook' has changed the size of value (was %s got %s)", was, got);
-        }
-        *grad = r;
-    }
-    return 0;
-}
-
-static int ag__run_node(ag__task *t, int32_t idx, bool keep_graph) {
-    ag_node *node = t->nodes[idx];
-    ag_tensor *grad = t->bufs[idx];
-    ag_tensor *owner = node->out;
-    int rc;
-
-    if ((rc = ag__node_check_released(node)))
-        return rc;
-    if (owner->hooks && (rc = ag__run_hooks(owner, &grad)))
-        return rc;
-    if (node->kind == &ag__accumulate_grad_kind)
-        return ag__accumulate(owner, grad);
-    if (owner->retains_grad && (rc = ag__accumulate(owner, grad)))
-        return rc;
-
-    /* Edges to their targets' input buffers, created zeroed on first use. */
-    ag_tensor *dinp_small[4];
-    ag_tensor **dinp = dinp_small;
-    const int32_t *tgt = t->edges + t->edge_off[idx];
-    if (node->num_next > 4 && !(dinp = ag__ctx_alloc(t->scratch, (size_t)node->num_next * sizeof *dinp)))
-        return AG_ENOMEM;
-    for (int i = 0; i < node->num_next; i++) {
-        int32_t j = tgt[i];
-        dinp[i] = NULL;
-        if (j < 0)
-            continue;
-        if (!t->bufs[j] && !(t->bufs[j] = ag__zeros_in(t->scratch, t->nodes[j]->out)))
-            return AG_ENOMEM;
-        dinp[i] = t->bufs[j];
-    }
-    rc = node->kind->backward(node, grad, dinp, t->scratch);
-    if (rc)
-        return rc < 0 ? rc : AG_EINVAL;
-    if (!keep_graph)
-        ag__node_release(node);
-    /* Deliver: a target whose last producer just ran becomes ready. */
-    for (int i = 0; i < node->num_next; i++)
-        if (tgt[i] >= 0 && --t->deps[tgt[i]] == 0)
-            ag__heap_push(t, tgt[i]);
-    return 0;
-}
-
-/* ---- Discovery ------------------------------------------------------------------------ */
-
 /* Counts, for every node reachable from root, its incoming edges from
- * reachable nodes. Uses the heap array as the DFS stack (it is empty then). */
+ * reachable nodes, and numbers the leaves. Uses the heap array as the DFS
+ * stack (it is empty then). */
 static int ag__discover(ag__task *t, ag_node *root) {
     bool is_new;
     if (ag__task_index(t, root, &is_new) < 0)
@@ -381,6 +224,8 @@ static int ag__discover(ag__task *t, ag_node *root) {
         ag_node *node = t->nodes[i_node];
         if (ag__task_reserve_edges(t, t->nedges + (size_t)node->num_next))
             return ag_last_status();
+        if (node->num_next > t->max_next)
+            t->max_next = node->num_next;
         t->edge_off[i_node] = (int32_t)t->nedges;
         int32_t *edges = t->edges + t->nedges;
         t->nedges += (size_t)node->num_next;
@@ -401,30 +246,179 @@ static int ag__discover(ag__task *t, ag_node *root) {
     return 0;
 }
 
+static void ag__task_clear(ag__task *t) {
+    /* Only the used slots of the hash need clearing. */
+    if (t->hkeys) {
+        size_t mask = t->hcap - 1;
+        for (size_t i = 0; i < t->n; i++) {
+            size_t h = ag__hash_ptr(t->nodes[i], mask);
+            while (t->hkeys[h] != t->nodes[i])
+                h = (h + 1) & mask;
+            t->hkeys[h] = NULL;
+        }
+        /* Linear probing needs no tombstones when every key goes. */
+    }
+    t->n = 0;
+    t->nedges = 0;
+    t->nleaves = 0;
+    t->max_next = 0;
+    t->heap_n = 0;
+    atomic_store_explicit(&t->ncommit, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->err, 0, memory_order_relaxed);
+    /* Everything this backward took goes back at once. */
+    for (int s = 0; s < t->nparts; s++) {
+        ag__slot *sl = t->slots[s];
+        memset(sl->bins, 0, sizeof sl->bins);
+        sl->leafbuf = NULL;
+        sl->dinp = NULL;
+        if (ag_ctx_bytes(sl->tmp))
+            ag_ctx_reset(sl->tmp);
+    }
+    t->nparts = 0;
+    ag__scratch_reset(&t->scratch);
+}
+
+/* ---- The plan -------------------------------------------------------------------- */
+
+/* -1: not read yet from AG_PAR_MIN_WORK. */
+_Atomic int64_t ag__par_min_work = -1;
+
+int64_t ag__min_work(void) {
+    int64_t w = atomic_load_explicit(&ag__par_min_work, memory_order_relaxed);
+    if (AG__LIKELY(w >= 0))
+        return w;
+    w = AG__PAR_MIN_WORK;
+    const char *env = getenv("AG_PAR_MIN_WORK");
+    if (env && *env) {
+        char *end;
+        long long v = strtoll(env, &end, 10);
+        if (*end == '\0' && v >= 0)
+            w = v;
+    }
+    int64_t expected = -1;
+    atomic_compare_exchange_strong_explicit(&ag__par_min_work, &expected, w, memory_order_relaxed,
+                                            memory_order_relaxed);
+    return atomic_load_explicit(&ag__par_min_work, memory_order_relaxed);
+}
+
+/* True when some node hands gradients to two different interior nodes
+ * (the graph has parallelism among its interior nodes) and its nodes'
+ * outputs hold at least ag__min_work() elements in all. A property of the
+ * graph alone. */
+static bool ag__graph_worth_parallel(const ag__task *t) {
+    bool forks = false;
+    int64_t work = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const int32_t *tgt = t->edges + t->edge_off[i];
+        int32_t first = -1;
+        work += t->nodes[i]->out->numel;
+        for (int k = 0; k < t->nodes[i]->num_next && !forks; k++) {
+            int32_t j = tgt[k];
+            if (j < 0 || t->leafidx[j] >= 0)
+                continue;
+            if (first < 0)
+                first = j;
+            else if (j != first)
+                forks = true;
+        }
+    }
+    return forks && work >= ag__min_work();
+}
+
+static inline size_t ag__block(const ag_tensor *like) { return (ag__tensor_block_bytes(like) + 63) & ~(size_t)63; }
+
+/* What nparts participants could carve from the scratch in any schedule,
+ * were nothing ever given back: a buffer per edge (per edge into a leaf
+ * in deterministic mode; else one share per participant that can feed
+ * it), each participant's arrays, and the seed. */
+static size_t ag__scratch_bound(const ag__task *t, int nparts) {
+    size_t b = ag__block(t->nodes[0]->out) + (size_t)nparts * 128;
+    for (size_t i = 0; i < t->n; i++) {
+        const int32_t *tgt = t->edges + t->edge_off[i];
+        for (int k = 0; k < t->nodes[i]->num_next; k++)
+            if (tgt[k] >= 0 && (t->det || t->leafidx[tgt[k]] < 0))
+                b += ag__block(t->nodes[tgt[k]]->out);
+    }
+    if (!t->det)
+        for (size_t l = 0; l < t->nleaves; l++) {
+            int32_t j = t->leaves[l];
+            size_t shares = (size_t)(t->deps[j] < nparts ? t->deps[j] : nparts);
+            b += shares * ag__block(t->nodes[j]->out);
+        }
+    b += (size_t)nparts * (t->nleaves * sizeof(ag_tensor *) + (size_t)t->max_next * sizeof(ag_tensor *) + 128);
+    return b;
+}
+
+void ag__build_in_edges(ag__task *t) {
+    int32_t *off = t->in_off;
+    memset(off, 0, (t->n + 1) * sizeof *off);
+    for (size_t e = 0; e < t->nedges; e++)
+        if (t->edges[e] >= 0)
+            off[t->edges[e] + 1]++;
+    for (size_t i = 0; i < t->n; i++)
+        off[i + 1] += off[i];
+    int32_t *fill = t->topo; /* scratch until the OpenMP executor orders nodes */
+    memcpy(fill, off, t->n * sizeof *fill);
+    for (size_t i = 0; i < t->n; i++) {
+        const int32_t *tgt = t->edges + t->edge_off[i];
+        for (int k = 0; k < t->nodes[i]->num_next; k++) {
+            int32_t j = tgt[k];
+            if (j < 0)
+                continue;
+            int32_t at = fill[j]++;
+            t->in_edges[at] = t->edge_off[i] + k;
+            t->in_src[at] = (int32_t)i;
+        }
+    }
+}
+
+/* Arrays for nparts participants (and for deterministic sums), and scratch
+ * enough for any schedule of them. */
+static int ag__plan(ag__task *t, int nparts, int ex) {
+    t->shared = nparts > 1;
+    if (!t->shared && !t->det)
+        return 0;
+    if (ag__reserve_shared(t))
+        return AG_ENOMEM;
+    if (t->det || ex == AG_EXECUTOR_OPENMP)
+        ag__build_in_edges(t);
+    if (t->det)
+        memset(t->contrib, 0, t->nedges * sizeof *t->contrib);
+    for (size_t i = 0; t->shared && i < t->n; i++)
+        atomic_flag_clear_explicit(&t->locks[i], memory_order_relaxed);
+    if (t->shared)
+        ag__scratch_reserve(&t->scratch, ag__scratch_bound(t, nparts)); /* short: overflow chunks */
+    return 0;
+}
+
 /* ---- ag_backward -------------------------------------------------------------------------- */
 
-static int ag__seed(ag__task *t, ag_tensor *root, const ag_tensor *grad, ag_tensor **out) {
-    ag_tensor *g = ag__tensor_new(t->scratch, root->dtype, root->ndim, root->shape);
-    if (!g)
+/* The root's gradient: ones, or grad (cast to the root's dtype, as
+ * PyTorch casts a gradient of another float dtype). */
+static int ag__seed(ag__task *t, ag_tensor *root, const ag_tensor *grad) {
+    void *blk = ag__scratch_carve(&t->scratch, ag__block(root));
+    if (!blk)
         return AG_ENOMEM;
+    ag_tensor *g = ag__tensor_zeros_in_block(blk, t->slots[0]->tmp, root);
     if (!grad) {
         for (int64_t i = 0; i < g->numel; i++)
             ag__store(g, i, 1.0);
     } else if (grad->dtype == g->dtype) {
         memcpy(g->data, grad->data, g->storage->nbytes);
-    } else { /* PyTorch casts a gradient of another float dtype */
+    } else {
         for (int64_t i = 0; i < g->numel; i++)
             ag__store(g, i, ag__load(grad, i));
     }
-    *out = g;
+    t->bufs[0] = g;
     return 0;
 }
 
 static int ag__check_root(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts) {
     if (opts && opts->create_graph)
         return ag__error(AG_EUNSUPPORTED, "create_graph=True is not supported yet");
-    if (opts && opts->num_threads < 0)
-        return ag__error(AG_EINVAL, "num_threads must be >= 0 (0: the default), got %d", opts->num_threads);
+    if (opts && (opts->num_threads < 0 || opts->num_threads > AG__MAX_THREADS))
+        return ag__error(AG_EINVAL, "num_threads must be from 0 (the default) to %d, got %d", AG__MAX_THREADS,
+                         opts->num_threads);
     if (!root->requires_grad)
         return ag__error(AG_ESTATE, "element 0 of tensors does not require grad and does not have a grad_fn");
     if (!grad) {
@@ -444,6 +438,35 @@ static int ag__check_root(ag_tensor *root, const ag_tensor *grad, const ag_backw
     return 0;
 }
 
+static int ag__run(ag__task *t, ag_tensor *root, const ag_tensor *grad, ag_node *root_node, int nthreads) {
+    int ex = (int)ag_get_executor();
+    bool in_worker = ag__in_worker();
+    /* A thread that runs the same graph again (a training loop) wakes the
+     * workers now, so they are up when the first nodes are pushed. */
+    bool woke = t->was_parallel && nthreads > 1 && !in_worker && ex == AG_EXECUTOR_WS;
+    if (woke)
+        ag__wake_workers(nthreads);
+    t->was_parallel = false;
+    int rc;
+    /* Both arrays exist before discovery, also for a graph without edges (a
+     * leaf as the root), so no offset is ever taken from NULL. */
+    if ((rc = ag__task_reserve(t, 64)) || (rc = ag__task_reserve_edges(t, 1)) || (rc = ag__discover(t, root_node)))
+        return rc;
+    t->det = ag_is_deterministic();
+    /* Whether a graph is worth threads depends on the graph alone; inside a
+     * worker (backward from a hook) it runs on that thread. */
+    int nparts =
+        nthreads > 1 && !in_worker && !ag__is_accumulate(root_node) && ag__graph_worth_parallel(t) ? nthreads : 1;
+    if ((rc = ag__plan(t, nparts, ex)) || (rc = ag__slots_prepare(t, nparts)) || (rc = ag__seed(t, root, grad)))
+        return rc;
+    if (nparts == 1)
+        return ag__exec_serial(t);
+    if (!woke && ex == AG_EXECUTOR_WS)
+        ag__wake_workers(nthreads);
+    t->was_parallel = true;
+    return ex == AG_EXECUTOR_OPENMP ? ag__exec_omp(t, nparts) : ag__exec_ws(t, nparts);
+}
+
 int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts) {
     if (!root) {
         ag__null_arg("ag_backward");
@@ -458,66 +481,27 @@ int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *
     if (ag__depth >= AG__MAX_NESTING)
         return ag__error(AG_ESTATE, "backward nested more than %d deep (backward called from hooks)", AG__MAX_NESTING);
     ag__task *t = &ag__tasks[ag__depth++];
+    if (!t->inited) { /* this thread's first backward at this depth */
+        pthread_once(&ag__task_key_once, ag__task_key_init);
+        pthread_setspecific(ag__task_key, (void *)1);
+        pthread_mutex_init(&t->scratch.lock, NULL);
+        t->inited = true;
+    }
     int nthreads = opts && opts->num_threads > 0 ? opts->num_threads : ag_get_num_threads();
     int prev_threads = ag__backward_threads;
     ag__backward_threads = nthreads;
-    bool keep_graph = opts && opts->retain_graph;
+    t->keep_graph = opts && opts->retain_graph;
     bool prev_grad_mode = ag_set_grad_enabled(false);
 
-    if (!t->scratch) { /* this thread's first backward at this depth */
-        pthread_once(&ag__task_key_once, ag__task_key_init);
-        pthread_setspecific(ag__task_key, (void *)1);
-    }
-    if (!t->scratch && !(t->scratch = ag_ctx_new())) {
-        rc = AG_ENOMEM;
-        goto out;
-    }
-    /* A thread that runs the same graph again (a training loop) wakes the
-     * workers now, so they are up when the first nodes are pushed. */
-    bool woke = t->was_parallel && nthreads > 1 && !ag__in_worker();
-    if (woke)
-        ag__wake_workers(nthreads);
-    t->was_parallel = false;
-    if ((rc = ag__task_reserve(t, 64)) || (rc = ag__discover(t, root_node)))
-        goto out;
-    if ((rc = ag__seed(t, root, grad, &t->bufs[0])))
-        goto out;
-    t->det = ag_is_deterministic();
-    t->keep_graph = keep_graph;
-    /* Whether a graph is worth threads depends on the graph alone, so in
-     * deterministic mode a graph takes the edge-ordered path at every
-     * thread count (on this thread when there is one, or inside a worker),
-     * and one not worth threads runs here in PyTorch's fixed order. */
-    if ((nthreads > 1 || t->det) && !ag__is_accumulate(root_node) && ag__graph_worth_parallel(t)) {
-        if (nthreads > 1 && !ag__in_worker()) {
-            if (!woke)
-                ag__wake_workers(nthreads);
-            t->was_parallel = true;
-            rc = ag__par_backward(t, nthreads, (int)ag_get_executor());
-        } else if (t->det)
-            rc = ag__par_backward(t, 1, AG__EXECUTOR_SERIAL);
-        else
-            goto serial;
-        goto out;
-    }
-serial:
-    ag__heap_push(t, 0);
-    while (t->heap_n > 0) {
-        int32_t idx = ag__heap_pop(t);
-        if (AG__UNLIKELY(atomic_load_explicit(&ag__tracing, memory_order_relaxed))) {
-            uint64_t t0 = ag__now_ns();
-            rc = ag__run_node(t, idx, keep_graph);
-            ag__trace_record(t->nodes[idx]->kind->name, t0, ag__now_ns());
-        } else {
-            rc = ag__run_node(t, idx, keep_graph);
-        }
-        if (rc)
-            goto out;
-    }
-out:
+    rc = ag__run(t, root, grad, root_node, nthreads);
+    if (rc && atomic_load_explicit(&t->err, memory_order_relaxed))
+        ag__error(rc, "%s", t->errmsg); /* the message of the thread that failed, on this one */
+
     ag__task_clear(t);
     ag__depth--;
     ag__backward_threads = prev_threads;
     ag_set_grad_enabled(prev_grad_mode);
     return rc;
 }
+
+size_t ag__backward_scratch_peak(void) { return ag__tasks[ag__depth].scratch.peak; }

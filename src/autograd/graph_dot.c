@@ -20,7 +20,7 @@ static long ag__set_index(ag__node_set *s, const ag_node *node, bool *added) {
         }
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 64;
-        const ag_node **v = realloc(s->v, cap * sizeof *v);
+        const ag_node **v = ag__realloc(s->v, cap * sizeof *v);
         if (!v)
             return -1;
         s->v = v;
@@ -45,8 +45,10 @@ static void ag__dot_label(FILE *out, long id, const ag_node *node, bool is_root)
 }
 
 int ag_graph_dot(const ag_tensor *root, FILE *out) {
-    if (!root || !out)
-        return ag__error(AG_EINVAL, "ag_graph_dot: NULL argument");
+    if (!root)
+        return ag__null_code("ag_graph_dot");
+    if (!out)
+        return ag__error(AG_EINVAL, "ag_graph_dot: FILE is NULL");
     const ag_node *start = root->grad_fn ? root->grad_fn : root->grad_accumulator;
     fprintf(out, "digraph agrad {\n  rankdir=BT;\n  node [shape=ellipse, fontname=\"Helvetica\"];\n");
     if (!start) {

@@ -35,7 +35,7 @@ void ag__trace_record(const char *name, uint64_t start_ns, uint64_t end_ns) {
     pthread_mutex_lock(&ag__trace_lock);
     if (ag__nevents == ag__cap_events) {
         size_t cap = ag__cap_events ? 2 * ag__cap_events : 4096;
-        ag__event *e = realloc(ag__events, cap * sizeof *e);
+        ag__event *e = ag__realloc(ag__events, cap * sizeof *e);
         if (!e) { /* drop the event rather than fail the backward */
             pthread_mutex_unlock(&ag__trace_lock);
             return;

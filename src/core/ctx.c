@@ -2,6 +2,7 @@
  * it all at once on reset. Chunks come from a private jemalloc arena through
  * jemalloc's own API (mallocx/dallocx), so the application's malloc is never
  * replaced; without jemalloc they come from aligned_alloc. */
+#include "core/checked.h"
 #include "core/internal.h"
 
 #include <pthread.h>
@@ -40,6 +41,55 @@ struct ag_ctx {
     ag__region shared;
 };
 
+/* ---- Failure injection ------------------------------------------------------------
+ * SQLite's way of testing what happens when memory runs out: every heap
+ * allocation agrad makes (arena chunks, the engine's arrays, print and DOT
+ * buffers) asks ag__fault_should_fail first, and a test can make the n-th
+ * one from now fail. The scheduler's allocations and thread starts ask the
+ * same function when a test wires it in (ws__fault_hook). Disarmed, it
+ * costs one relaxed load. */
+static _Atomic bool ag__fault_armed;
+static _Atomic bool ag__fault_persist;
+static _Atomic int64_t ag__fault_at;      /* the counted call that fails */
+static _Atomic int64_t ag__fault_count;   /* calls counted since armed */
+static _Atomic int64_t ag__fault_nhits;   /* calls failed since armed */
+static _Atomic int64_t ag__fault_nthread; /* of them, thread starts */
+
+void ag__fault_inject(int64_t n, bool persistent) {
+    atomic_store(&ag__fault_armed, false);
+    if (n < 0) /* disarmed: the counts stay for the test to read */
+        return;
+    atomic_store(&ag__fault_count, 0);
+    atomic_store(&ag__fault_nhits, 0);
+    atomic_store(&ag__fault_nthread, 0);
+    atomic_store(&ag__fault_persist, persistent);
+    atomic_store(&ag__fault_at, n > 0 ? n : INT64_MAX);
+    atomic_store(&ag__fault_armed, true);
+}
+
+bool ag__fault_should_fail(int what) {
+    if (AG__LIKELY(!atomic_load_explicit(&ag__fault_armed, memory_order_relaxed)))
+        return false;
+    int64_t k = atomic_fetch_add_explicit(&ag__fault_count, 1, memory_order_relaxed) + 1;
+    int64_t at = atomic_load_explicit(&ag__fault_at, memory_order_relaxed);
+    if (k < at || (k > at && !atomic_load_explicit(&ag__fault_persist, memory_order_relaxed)))
+        return false;
+    atomic_fetch_add_explicit(&ag__fault_nhits, 1, memory_order_relaxed);
+    if (what == AG__FAULT_THREAD)
+        atomic_fetch_add_explicit(&ag__fault_nthread, 1, memory_order_relaxed);
+    return true;
+}
+
+int64_t ag__fault_calls(void) { return atomic_load(&ag__fault_count); }
+int64_t ag__fault_hits(void) { return atomic_load(&ag__fault_nhits); }
+int64_t ag__fault_thread_hits(void) { return atomic_load(&ag__fault_nthread); }
+
+void *ag__realloc(void *p, size_t nbytes) {
+    if (ag__fault_should_fail(AG__FAULT_ALLOC))
+        return NULL;
+    return realloc(p, nbytes);
+}
+
 /* ---- Chunk memory ------------------------------------------------------------ */
 
 static _Atomic uint64_t ag__heap_call_count;
@@ -62,12 +112,14 @@ static void ag__je_init(void) {
 #endif
 
 void *ag__chunk_alloc(size_t nbytes) {
+    if (ag__fault_should_fail(AG__FAULT_ALLOC) || nbytes > PTRDIFF_MAX)
+        return NULL;
     atomic_fetch_add_explicit(&ag__heap_call_count, 1, memory_order_relaxed);
 #ifdef AG_HAVE_JEMALLOC
     pthread_once(&ag__je_once, ag__je_init);
     return mallocx(nbytes, ag__je_flags | MALLOCX_ALIGN(AG__ALIGN));
 #else
-    size_t rounded = (nbytes + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN;
+    size_t rounded = (nbytes + AG__ALIGN - 1) / AG__ALIGN * AG__ALIGN; /* nbytes <= PTRDIFF_MAX: no wrap */
     return aligned_alloc(AG__ALIGN, rounded);
 #endif
 }
@@ -89,7 +141,8 @@ uint64_t ag__heap_calls(void) { return atomic_load_explicit(&ag__heap_call_count
 /* ---- Regions ------------------------------------------------------------------- */
 
 static ag__chunk *ag__chunk_new(size_t usable) {
-    ag__chunk *c = ag__chunk_alloc(AG__CHUNK_HDR + usable);
+    size_t total;
+    ag__chunk *c = ag__size_add_ok(AG__CHUNK_HDR, usable, &total) ? ag__chunk_alloc(total) : NULL;
     if (!c)
         return NULL;
     c->next = NULL;
@@ -104,9 +157,10 @@ static void ag__region_init(ag__region *r) {
 }
 
 static void *ag__region_alloc(ag__region *r, size_t nbytes) {
-    size_t n = (nbytes + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN;
-    if (n < nbytes) /* overflow */
-        return ag__error_null(AG_ENOMEM, "allocation of %zu bytes is too large", nbytes);
+    size_t n;
+    if (!ag__size_add_ok(nbytes, AG__MIN_ALIGN - 1, &n))
+        return ag__error_null(AG_ENOMEM, "out of memory allocating %zu bytes", nbytes);
+    n = n / AG__MIN_ALIGN * AG__MIN_ALIGN;
     ag__chunk *c = r->chunks;
     if (AG__LIKELY(c && c->size - c->used >= n)) {
         void *p = (char *)c + AG__CHUNK_HDR + c->used;

@@ -42,6 +42,12 @@ int ag__null_code(const char *fn) {
     return ag__last_code < 0 ? ag__last_code : AG_EINVAL;
 }
 
+int ag__null_object(const char *fn, const char *what) {
+    if (ag__last_code == AG_OK)
+        ag__error(AG_EINVAL, "%s: %s is NULL", fn, what);
+    return ag__last_code < 0 ? ag__last_code : AG_EINVAL;
+}
+
 const char *ag_last_error(void) { return ag__last_msg; }
 int ag_last_status(void) { return ag__last_code; }
 

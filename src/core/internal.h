@@ -24,7 +24,10 @@ int ag__error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void *ag__error_null(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A NULL tensor argument: keep the first error if one is set, else report. */
 void *ag__null_arg(const char *fn);
-int ag__null_code(const char *fn);              /* the same, returning the kept (or new) code */
+int ag__null_code(const char *fn); /* the same, returning the kept (or new) code */
+/* The same for another object the library made (an optimizer, a node):
+ * "fn: what is NULL" unless an earlier error is kept. */
+int ag__null_object(const char *fn, const char *what);
 const char *ag__dtype_torch_name(ag_dtype dt);  /* "torch.FloatTensor" */
 const char *ag__dtype_scalar_name(ag_dtype dt); /* "Float" / "Double" */
 size_t ag__dtype_size(ag_dtype dt);
@@ -43,6 +46,22 @@ void *ag__chunk_alloc(size_t nbytes);
 void ag__chunk_free(void *p, size_t nbytes);
 /* Heap calls made by the library (chunk allocations), for memory tests. */
 uint64_t ag__heap_calls(void);
+/* realloc(p, nbytes) that failure injection can fail: for buffers that
+ * the caller frees with free() (ag_to_string) and private growable ones. */
+void *ag__realloc(void *p, size_t nbytes);
+/* Failure injection for tests (ctx.c). Every allocation asks
+ * ag__fault_should_fail(AG__FAULT_ALLOC) first, every thread start (in
+ * sched/, through ws__fault_hook when a test sets it to this function)
+ * ag__fault_should_fail(AG__FAULT_THREAD). ag__fault_inject(n, persistent)
+ * counts from 0 and fails the n-th call (and every later one when
+ * persistent); n = 0 counts without failing, n < 0 disarms (keeping the
+ * counts). */
+enum { AG__FAULT_ALLOC = 0, AG__FAULT_THREAD = 1 };
+void ag__fault_inject(int64_t n, bool persistent);
+bool ag__fault_should_fail(int what);
+int64_t ag__fault_calls(void);       /* calls counted since armed */
+int64_t ag__fault_hits(void);        /* of them, failed */
+int64_t ag__fault_thread_hits(void); /* of the failed, thread starts */
 
 /* ---- Tensors (tensor.c) ------------------------------------------------------ */
 
@@ -71,6 +90,7 @@ struct ag_tensor {
     /* autograd */
     bool requires_grad;
     bool retains_grad;
+    int retain_mark;           /* hooks with a larger handle run after the grad is retained */
     ag_node *grad_fn;          /* producer; NULL for leaves */
     ag_node *grad_accumulator; /* AccumulateGrad, for a leaf that requires grad */
     ag_tensor *grad;           /* .grad: in ctx (shared sub-allocation) */
@@ -81,13 +101,24 @@ struct ag_tensor {
 /* A tensor with uninitialised data (numel elements of dt), in ctx. */
 ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
 ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
-ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t);               /* same dtype/shape, uninitialised */
-ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like); /* zeroed; no checks */
-/* The arena block of a tensor shaped like `like` (header, storage, data),
- * and a zeroed tensor made in such a block (the engine recycles them). */
-size_t ag__tensor_block_bytes(const ag_tensor *like);
+ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t); /* same dtype/shape, uninitialised */
+/* A tensor, its storage record and its data are one arena block: the
+ * structs, then the data. Small tensors keep their data right after the
+ * structs (one-element chains stay compact); larger ones get
+ * cache-line-aligned data for the kernels. */
+#define AG__STRUCTS_SIZE ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
+#define AG__SMALL_DATA 256
+/* The block of a tensor shaped like `like`, and a zeroed tensor made in
+ * such a block (the engine recycles them). */
+static inline size_t ag__tensor_block_bytes(const ag_tensor *like) {
+    size_t nbytes = like->storage->nbytes;
+    return AG__STRUCTS_SIZE + (nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN) + nbytes;
+}
 ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
-int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out);
+/* Validates a shape for a new tensor of dt: its element count (PyTorch's
+ * overflow rule, core/checked.h) and data bytes, which must be within
+ * ag_get_max_tensor_bytes(). AG_EINVAL / AG_ENOMEM with PyTorch's message. */
+int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_out, size_t *nbytes_out);
 int ag__normalize_dim(int dim, int ndim, int *out); /* PyTorch's "Dimension out of range" */
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b);
 void ag__shape_str(char *buf, size_t n, int ndim, const int64_t *shape); /* "[2, 3]" */
@@ -184,7 +215,7 @@ extern _Atomic bool ag__tracing;
 uint64_t ag__now_ns(void);
 void ag__trace_record(const char *name, uint64_t start_ns, uint64_t end_ns);
 
-/* ---- Kernels on the pool (engine_par.c) ---------------------------------------
+/* ---- Kernels on the pool (autograd/pool.c) --------------------------------------
  * fn(arg, lo, hi) over [0, n) in pieces of at least `grain`, on the pool the
  * calling thread works for (a backward node on a worker), or on the pool of
  * ag__kernel_threads() threads with the caller working too; serially on one
@@ -199,6 +230,10 @@ int ag__kernel_threads(void);
 
 /* ---- Grad mode and settings (settings.c) ------------------------------------ */
 bool ag__grad_enabled(void);
+/* The CPUs this process may run on (autograd/pool.c asks the scheduler). */
+int ag__cpu_count(void);
+/* Largest thread count agrad accepts (ag_set_num_threads, AG_NUM_THREADS). */
+#define AG__MAX_THREADS 1024
 
 /* ---- Shapes and broadcasting (kernel helpers, ops/common.c) --------------- */
 /* out shape of broadcasting a with b; AG_ESHAPE with PyTorch's message. */

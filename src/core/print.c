@@ -30,7 +30,7 @@ static void ag__buf_put(ag__buf *b, const char *s, size_t n) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1)
             cap *= 2;
-        char *p = realloc(b->s, cap);
+        char *p = ag__realloc(b->s, cap);
         if (!p) {
             b->oom = true;
             return;
@@ -46,8 +46,9 @@ static void ag__buf_put(ag__buf *b, const char *s, size_t n) {
 static void ag__buf_str(ag__buf *b, const char *s) { ag__buf_put(b, s, strlen(s)); }
 
 static void ag__buf_spaces(ag__buf *b, int n) {
-    for (int i = 0; i < n; i++)
-        ag__buf_put(b, " ", 1);
+    static const char spaces[] = "                                ";
+    for (; n > 0; n -= (int)sizeof spaces - 1)
+        ag__buf_put(b, spaces, n < (int)sizeof spaces - 1 ? (size_t)n : sizeof spaces - 1);
 }
 
 /* ---- The formatter (torch._tensor_str._Formatter) ----------------------------- */
@@ -274,9 +275,7 @@ static void ag__suffix_cat(ag__suffixes *sx, const char *a, const char *b, const
     free(s.s);
 }
 
-char *ag_to_string(const ag_tensor *t) {
-    if (!t)
-        return ag__null_arg("ag_to_string");
+static char *ag__to_string(const ag_tensor *t) {
     ag__buf b = {0};
     const int indent = 7; /* strlen("tensor(") */
     ag__buf_str(&b, "tensor(");
@@ -311,15 +310,24 @@ char *ag_to_string(const ag_tensor *t) {
     return b.s;
 }
 
-int ag_fprint(FILE *out, const ag_tensor *t) {
+char *ag_to_string(const ag_tensor *t) {
+    if (!t)
+        return ag__null_arg("ag_to_string");
+    return ag__to_string(t);
+}
+
+static int ag__fprint(FILE *out, const ag_tensor *t, const char *fn) {
+    if (!t)
+        return ag__null_code(fn);
     if (!out)
-        return ag__error(AG_EINVAL, "ag_fprint: FILE is NULL");
-    char *s = ag_to_string(t);
+        return ag__error(AG_EINVAL, "%s: FILE is NULL", fn);
+    char *s = ag__to_string(t);
     if (!s)
-        return ag_last_status() ? ag_last_status() : AG_EINVAL;
-    int rc = fprintf(out, "%s\n", s) < 0 ? ag__error(AG_EINVAL, "ag_fprint: write failed") : 0;
+        return AG_ENOMEM;
+    int rc = fprintf(out, "%s\n", s) < 0 ? ag__error(AG_EINVAL, "%s: write failed", fn) : 0;
     free(s);
     return rc;
 }
 
-int ag_print(const ag_tensor *t) { return ag_fprint(stdout, t); }
+int ag_fprint(FILE *out, const ag_tensor *t) { return ag__fprint(out, t, "ag_fprint"); }
+int ag_print(const ag_tensor *t) { return ag__fprint(stdout, t, "ag_print"); }

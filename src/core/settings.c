@@ -1,9 +1,9 @@
 /* Process- and thread-wide settings: grad mode (thread-local, as
- * torch.no_grad), the default number of threads and determinism. */
+ * torch.no_grad), the number of threads and determinism. AG_NUM_THREADS,
+ * AG_DETERMINISTIC and AG_EXECUTOR are read here, once each. */
 #include "core/internal.h"
 
 #include <stdlib.h>
-#include <unistd.h>
 
 static _Thread_local bool ag__no_grad; /* false: grad mode on, the default */
 static _Atomic int ag__num_threads;    /* 0: not set, use the default */
@@ -17,22 +17,34 @@ bool ag_set_grad_enabled(bool enabled) {
     return prev;
 }
 
+/* The default: AG_NUM_THREADS when it is a number from 1 to
+ * AG__MAX_THREADS, else the CPUs this process may run on (its affinity
+ * mask and cgroup CPU quota). Read once; 0: not read yet. */
+static _Atomic int ag__default_num_threads;
+
 static int ag__default_threads(void) {
+    int n = atomic_load_explicit(&ag__default_num_threads, memory_order_relaxed);
+    if (AG__LIKELY(n > 0))
+        return n;
     const char *env = getenv("AG_NUM_THREADS");
     if (env && *env) {
         char *end;
-        long n = strtol(env, &end, 10);
-        if (*end == '\0' && n > 0 && n <= 1024)
-            return (int)n;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v > 0 && v <= AG__MAX_THREADS)
+            n = (int)v;
     }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    if (n <= 0)
+        n = ag__cpu_count();
+    if (n > AG__MAX_THREADS)
+        n = AG__MAX_THREADS;
+    atomic_store_explicit(&ag__default_num_threads, n, memory_order_relaxed);
+    return n;
 }
 
 int ag_set_num_threads(int n) {
-    if (n < 0 || n > 1024)
-        return ag__error(AG_EINVAL, "ag_set_num_threads: %d threads is out of range (0 to 1024; 0 means the default)",
-                         n);
+    if (n < 0 || n > AG__MAX_THREADS)
+        return ag__error(AG_EINVAL, "ag_set_num_threads: %d threads is out of range (0 to %d; 0 means the default)", n,
+                         AG__MAX_THREADS);
     atomic_store_explicit(&ag__num_threads, n, memory_order_relaxed);
     return 0;
 }

@@ -3,14 +3,14 @@
  * A tensor, its storage record and its data are one arena allocation. */
 #include "core/internal.h"
 
+#include "core/checked.h"
+
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
-
-#define AG__STRUCTS_SIZE ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
-/* Small tensors keep their data right after the structs (one-element chains
- * stay compact); larger ones get cache-line-aligned data for the kernels. */
-#define AG__SMALL_DATA 256
+#include <stdlib.h>
+#include <sys/resource.h>
 
 /* One arena block holds a tensor header, its storage record and (pad
  * bytes of alignment later) its data: sets the storage record up and
@@ -26,21 +26,109 @@ static ag_tensor *ag__carve(char *mem, size_t nbytes, size_t pad) {
     return (ag_tensor *)mem;
 }
 
-int ag__check_shape(int ndim, const int64_t *shape, int64_t *numel_out) {
+/* ---- Limits -------------------------------------------------------------------
+ * The largest tensor data agrad allocates, in bytes. 0: not known yet (read
+ * from AG_MAX_TENSOR_BYTES on first use, else the default). */
+static _Atomic size_t ag__max_tensor_bytes;
+
+/* What the address space allows: the largest object C can index
+ * (PTRDIFF_MAX), or the process's address-space limit when it has one. */
+static size_t ag__default_max_tensor_bytes(void) {
+    size_t cap = PTRDIFF_MAX;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < cap)
+        cap = (size_t)rl.rlim_cur;
+    return cap;
+}
+
+/* "1048576", "64k", "256M", "2G": bytes, or 0 when the text is not a size. */
+static size_t ag__parse_bytes(const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return 0;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            return 0;
+        }
+        if (end[1] != '\0')
+            return 0;
+    }
+    if (v > (unsigned long long)(PTRDIFF_MAX >> shift))
+        return PTRDIFF_MAX;
+    return (size_t)(v << shift);
+}
+
+static size_t ag__env_max_tensor_bytes(void) {
+    const char *env = getenv("AG_MAX_TENSOR_BYTES");
+    size_t v = env && *env ? ag__parse_bytes(env) : 0;
+    return v ? v : ag__default_max_tensor_bytes();
+}
+
+size_t ag_get_max_tensor_bytes(void) {
+    size_t cap = atomic_load_explicit(&ag__max_tensor_bytes, memory_order_relaxed);
+    if (AG__LIKELY(cap))
+        return cap;
+    size_t expected = 0;
+    atomic_compare_exchange_strong_explicit(&ag__max_tensor_bytes, &expected, ag__env_max_tensor_bytes(),
+                                            memory_order_relaxed, memory_order_relaxed);
+    return atomic_load_explicit(&ag__max_tensor_bytes, memory_order_relaxed);
+}
+
+size_t ag_set_max_tensor_bytes(size_t bytes) {
+    size_t prev = ag_get_max_tensor_bytes();
+    if (bytes > PTRDIFF_MAX) /* a tensor's arena block must stay indexable */
+        bytes = PTRDIFF_MAX;
+    atomic_store_explicit(&ag__max_tensor_bytes, bytes ? bytes : ag__env_max_tensor_bytes(), memory_order_relaxed);
+    return prev;
+}
+
+int ag__check_shape(ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel_out, size_t *nbytes_out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
         return ag__error(AG_EINVAL, "ndim %d is out of range (0 to %d)", ndim, AG_MAX_DIMS);
     if (ndim > 0 && !shape)
         return ag__error(AG_EINVAL, "shape is NULL for a %d-dimensional tensor", ndim);
-    int64_t numel = 1;
+    char s[AG_MAX_DIMS * 22 + 3];
     for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 0)
-            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s", shape[d],
-                             "every size must be >= 0");
-        if (shape[d] > 0 && numel > INT64_MAX / 16 / shape[d])
-            return ag__error(AG_ENOMEM, "a tensor of that shape is too large");
-        numel *= shape[d];
+        if (shape[d] < 0) {
+            ag__shape_str(s, sizeof s, ndim, shape);
+            return ag__error(AG_EINVAL, "Trying to create tensor with negative dimension %" PRId64 ": %s", shape[d], s);
+        }
     }
+    int64_t numel;
+    size_t nbytes;
+    if (!ag__numel_ok(ndim, shape, &numel) || !ag__size_mul_ok((size_t)numel, ag__dtype_size(dt), &nbytes) ||
+        nbytes > PTRDIFF_MAX) {
+        ag__shape_str(s, sizeof s, ndim, shape);
+        return ag__error(AG_ENOMEM, "Storage size calculation overflowed with sizes=%s", s);
+    }
+    size_t cap = ag_get_max_tensor_bytes();
+    if (nbytes > cap)
+        return ag__error(AG_ENOMEM,
+                         "can't allocate memory: you tried to allocate %zu bytes, over the limit of %zu bytes for "
+                         "one tensor (ag_set_max_tensor_bytes, AG_MAX_TENSOR_BYTES)",
+                         nbytes, cap);
     *numel_out = numel;
+    *nbytes_out = nbytes;
     return 0;
 }
 
@@ -54,12 +142,13 @@ static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int
     if (!ctx)
         return ag__error_null(AG_EINVAL, "context is NULL");
     int64_t numel;
-    if (ag__check_dtype(dt) || ag__check_shape(ndim, shape, &numel))
+    size_t nbytes;
+    if (ag__check_dtype(dt) || ag__check_shape(dt, ndim, shape, &numel, &nbytes))
         return NULL;
-    size_t nbytes = (size_t)numel * ag__dtype_size(dt);
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
-    char *mem = shared ? ag__ctx_alloc_shared(ctx, AG__STRUCTS_SIZE + pad + nbytes)
-                       : ag__ctx_alloc(ctx, AG__STRUCTS_SIZE + pad + nbytes);
+    /* nbytes <= PTRDIFF_MAX (the cap), so the header and pad cannot wrap */
+    size_t block = AG__STRUCTS_SIZE + pad + nbytes;
+    char *mem = shared ? ag__ctx_alloc_shared(ctx, block) : ag__ctx_alloc(ctx, block);
     if (!mem)
         return NULL;
     ag_tensor *t = ag__carve(mem, nbytes, pad);
@@ -90,12 +179,6 @@ ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t) {
 
 /* The engine's gradient buffers: like an existing (so valid) tensor, zeroed,
  * with none of the argument checks and only the header fields set. */
-size_t ag__tensor_block_bytes(const ag_tensor *like) {
-    size_t nbytes = like->storage->nbytes;
-    size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
-    return AG__STRUCTS_SIZE + pad + nbytes;
-}
-
 ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like) {
     size_t nbytes = like->storage->nbytes;
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
@@ -106,11 +189,6 @@ ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *
     memcpy(t->shape, like->shape, sizeof t->shape);
     memset(st->data, 0, nbytes);
     return t;
-}
-
-ag_tensor *ag__tensor_zeros_like_fast(ag_ctx *ctx, const ag_tensor *like) {
-    char *mem = ag__ctx_alloc(ctx, ag__tensor_block_bytes(like));
-    return mem ? ag__tensor_zeros_in_block(mem, ctx, like) : NULL;
 }
 
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b) {
@@ -246,8 +324,10 @@ void *ag_mutable_data_ptr(ag_tensor *t) {
 }
 
 int ag_copy_to(const ag_tensor *t, void *out, ag_dtype out_dtype) {
-    if (!t || !out)
-        return ag__error(AG_EINVAL, "ag_copy_to: NULL argument");
+    if (!t)
+        return ag__null_code("ag_copy_to");
+    if (!out)
+        return ag__error(AG_EINVAL, "ag_copy_to: out is NULL");
     if (ag__check_dtype(out_dtype))
         return AG_EDTYPE;
     if (out_dtype == t->dtype) {
@@ -308,6 +388,8 @@ ag_tensor *ag_grad(const ag_tensor *t) {
 int ag_set_grad(ag_tensor *t, ag_tensor *g) {
     if (!t)
         return ag__null_code("ag_set_grad");
+    if (g == t)
+        return ag__error(AG_EINVAL, "can't assign Variable as its own grad");
     if (g) {
         if (g->dtype != t->dtype)
             return ag__error(AG_EDTYPE, "assigned grad has data of a different type");
@@ -328,15 +410,15 @@ int ag_zero_grad(ag_tensor *t) {
     return 0;
 }
 
-int ag_zero_(ag_tensor *t) { return ag_fill_(t, 0.0); }
-
 int ag_retain_grad(ag_tensor *t) {
     if (!t)
         return ag__null_code("ag_retain_grad");
     if (!t->requires_grad)
         return ag__error(AG_ESTATE, "can't retain_grad on Tensor that has requires_grad=False");
-    if (t->grad_fn) /* a leaf keeps its grad anyway */
+    if (t->grad_fn && !t->retains_grad) { /* a leaf keeps its grad anyway */
         t->retains_grad = true;
+        t->retain_mark = t->next_hook_handle; /* retained before later hooks, as in PyTorch 1.13 */
+    }
     return 0;
 }
 
@@ -408,7 +490,7 @@ const char *ag_node_name(const ag_node *n) {
 
 int ag_node_num_next(const ag_node *n) {
     if (!n)
-        return ag__error(AG_EINVAL, "ag_node_num_next: got a NULL node");
+        return ag__null_object("ag_node_num_next", "node");
     return n->num_next;
 }
 

@@ -48,14 +48,19 @@ int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const 
 void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const ag_tensor *const *ops) {
     it->nops = nops;
     /* Every operand full-size or a single element (same shapes, a scalar
-     * against a tensor): one row, strides 1 or 0, no per-dimension work. */
+     * against a tensor): one row, strides 1 or 0, no per-dimension work.
+     * An empty shape walks one row of nothing: its strides, products of
+     * trailing sizes, may not fit in int64. */
     int64_t numel = 1;
     for (int d = 0; d < ndim; d++)
-        numel *= shape[d];
+        if (!ag__mul_ok(numel, shape[d], &numel) || numel == 0) {
+            numel = 0;
+            break;
+        }
     bool flat = true;
     for (int k = 0; k < nops; k++)
         flat = flat && (ops[k]->numel == numel || ops[k]->numel == 1);
-    if (flat) {
+    if (flat || numel == 0) {
         it->ndim = 1;
         it->shape[0] = numel;
         for (int k = 0; k < nops; k++)

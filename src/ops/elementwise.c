@@ -398,10 +398,8 @@ static bool ag__unop_saves_result(ag__unop op) {
 }
 
 /* Big unary ops run as a parallel-for over chunks of elements (each element
- * is computed alone, so any split gives the same bits). */
-#define AG__PAR_ELEMS (1 << 17)
-#define AG__ELEM_CHUNK (1 << 15)
-
+ * is computed alone, so any split gives the same bits; sizes in
+ * core/tuning.h). */
 typedef struct {
     ag__unop op;
     bool fwd, dbl;

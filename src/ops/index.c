@@ -32,7 +32,8 @@ static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     AG__UNUSED(scratch);
     if (ag__node_check_released(node))
         return ag_last_status();
-    ag__gather_rows(dinp[0], dout, node->attr, node->iarg[1], (int)node->iarg[0], true);
+    if (dout->numel > 0)
+        ag__gather_rows(dinp[0], dout, node->attr, node->iarg[1], (int)node->iarg[0], true);
     return 0;
 }
 
@@ -59,7 +60,8 @@ static ag_tensor *ag__index(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *i
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, shape);
     if (!out)
         return NULL;
-    ag__gather_rows(out, a, index, k, d, false);
+    if (out->numel > 0)
+        ag__gather_rows(out, a, index, k, d, false);
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins)) {
         ag_node *n = ag__record(ctx, kind, out, 1, ins);
@@ -108,7 +110,7 @@ static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     AG__UNUSED(scratch);
     const int64_t *sizes = node->attr;
     int64_t start = 0;
-    for (int t = 0; t < node->num_next; t++) {
+    for (int t = 0; t < node->num_next && dout->numel > 0; t++) {
         if (dinp[t])
             ag__copy_slab((ag_tensor *)dout, dinp[t], (int)node->iarg[0], start, true);
         start += sizes[t];
@@ -119,13 +121,13 @@ static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
 static const ag__node_kind ag__cat_kind = {"CatBackward0", ag__cat_backward};
 
 ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
-    if (!ctx)
-        return ag__error_null(AG_EINVAL, "ag_cat: context is NULL");
     if (!ts || n <= 0)
         return ag__error_null(AG_EINVAL, "torch.cat(): expected a non-empty list of Tensors");
     for (int t = 0; t < n; t++)
         if (!ts[t])
             return ag__null_arg("ag_cat");
+    if (!ctx)
+        return ag__error_null(AG_EINVAL, "ag_cat: context is NULL");
     const ag_tensor *first = ts[0];
     int d = 0;
     if (ag__normalize_dim(dim, first->ndim, &d))
@@ -147,7 +149,11 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
                                       "Sizes of tensors must match except in dimension %d. Expected size %" PRId64
                                       " but got size %" PRId64 " for tensor number %d in the list.",
                                       d, first->shape[k], x->shape[k], t);
-        total += x->shape[d];
+        if (!ag__add_ok(total, x->shape[d], &total))
+            return ag__error_null(AG_ENOMEM,
+                                  "torch.cat(): the sizes along dimension %d add up to more than %" PRId64
+                                  " (at tensor number %d)",
+                                  d, INT64_MAX, t);
     }
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, first->shape, sizeof shape);
@@ -156,7 +162,7 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     if (!out)
         return NULL;
     int64_t start = 0;
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < n && out->numel > 0; t++) {
         ag__copy_slab(out, ts[t], d, start, false);
         start += ts[t]->shape[d];
     }
@@ -183,6 +189,8 @@ static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
     ag_tensor *d = dinp[0];
     int dim = (int)node->iarg[0];
     int64_t start = node->iarg[1], outer, n, inner, so, sn, si;
+    if (!d || dout->numel == 0)
+        return 0;
     ag__split(d, dim, &outer, &n, &inner);
     ag__split(dout, dim, &so, &sn, &si);
     for (int64_t o = 0; o < outer; o++)
@@ -204,15 +212,21 @@ ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t 
     int d = 0;
     if (ag__normalize_dim(dim, a->ndim, &d))
         return NULL;
+    /* PyTorch wraps start as a dimension index (of a size-1 dimension when
+     * the size is 0), except that start == size is the empty end slice;
+     * length is checked against size - start, which cannot overflow */
     int64_t size = a->shape[d];
-    if (start < -size || start > size)
-        return ag__error_null(AG_EINVAL,
-                              "start out of range (expected to be in range of [%" PRId64 ", %" PRId64
-                              "], but got %" PRId64 ")",
-                              -size, size, start);
-    if (start < 0)
-        start += size;
-    if (length < 0 || start + length > size)
+    if (start != size) {
+        int64_t wrap = size > 0 ? size : 1;
+        if (start < -wrap || start > wrap - 1)
+            return ag__error_null(AG_EINVAL,
+                                  "Dimension out of range (expected to be in range of [%" PRId64 ", %" PRId64
+                                  "], but got %" PRId64 ")",
+                                  -wrap, wrap - 1, start);
+        if (start < 0)
+            start += wrap;
+    }
+    if (length < 0 || start > size - length)
         return ag__error_null(AG_EINVAL,
                               "start (%" PRId64 ") + length (%" PRId64 ") exceeds dimension size (%" PRId64 ").", start,
                               length, size);
@@ -223,7 +237,8 @@ ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t 
     if (!out)
         return NULL;
     int64_t outer, n, inner;
-    ag__split(a, d, &outer, &n, &inner);
+    ag__split(out, d, &outer, &n, &inner); /* (0, length, 0) when empty: no rows */
+    n = a->shape[d];
     size_t es = ag__dtype_size(a->dtype);
     for (int64_t o = 0; o < outer; o++)
         memcpy((char *)out->data + (size_t)(o * length * inner) * es,
@@ -284,6 +299,9 @@ ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) 
         }
         sh[k] = want;
     }
+    int64_t numel;
+    if (!ag__numel_ok(ndim, sh, &numel))
+        return ag__error_null(AG_ENOMEM, "numel: integer multiplication overflow");
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, ndim, sh);
     if (!out)
         return NULL;
@@ -350,6 +368,15 @@ static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
 
 static const ag__node_kind ag__bmm_kind = {"BmmBackward0", ag__bmm_backward};
 
+/* The product of n sizes, for an error message (INT64_MAX past it). */
+static int64_t ag__bmm_rows(const int64_t *shape, int n) {
+    int64_t p = 1;
+    for (int d = 0; d < n; d++)
+        if (__builtin_mul_overflow(p, shape[d], &p))
+            return INT64_MAX;
+    return p;
+}
+
 ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (ag__check_binary(ctx, a, b, "ag_bmm"))
         return NULL;
@@ -357,30 +384,50 @@ ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
         return ag__error_null(AG_ESHAPE, "ag_bmm: both arguments need at least 2 dimensions, got %d and %d", a->ndim,
                               b->ndim);
     ag__bmm_dims dm = {.n = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .m = b->shape[b->ndim - 1]};
-    if (b->shape[b->ndim - 2] != dm.k)
+    int64_t kb = b->shape[b->ndim - 2];
+    if (kb != dm.k && (a->ndim == 2 || b->ndim == 2)) {
+        /* PyTorch 1.13's matmul folds the batch dimensions into the rows of
+         * a 2-D product, (B.. n, k) @ (k, m) or, with the batch on the
+         * right, b^T (B.. m, k) @ a^T (k, n), and its error names those. */
+        if (b->ndim == 2)
+            return ag__error_null(AG_ESHAPE,
+                                  "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
+                                  "x%" PRId64 ")",
+                                  ag__bmm_rows(a->shape, a->ndim - 1), dm.k, kb, dm.m);
+        int64_t bt[AG_MAX_DIMS]; /* b^T's shape, (B.., m, k) */
+        memcpy(bt, b->shape, sizeof bt);
+        bt[b->ndim - 2] = dm.m;
         return ag__error_null(AG_ESHAPE,
-                              "Expected size for first two dimensions of batch2 tensor to be: [batch, %" PRId64
-                              "] but got: [batch, %" PRId64 "].",
-                              dm.k, b->shape[b->ndim - 2]);
+                              "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
+                              "x%" PRId64 ")",
+                              ag__bmm_rows(bt, b->ndim - 1), kb, dm.k, dm.n);
+    }
     /* broadcast the batch dims: shapes without their last two */
     ag_tensor ba = *a, bb = *b;
     ba.ndim -= 2;
     bb.ndim -= 2;
     if (ag__broadcast_shape(&ba, &bb, &dm.bnd, dm.bshape))
         return NULL;
-    dm.nb = 1;
-    for (int d = 0; d < dm.bnd; d++)
-        dm.nb *= dm.bshape[d];
+    if (dm.bnd + 2 > AG_MAX_DIMS)
+        return ag__error_null(AG_ESHAPE, "ag_bmm: too many dimensions");
+    if (kb != dm.k) {
+        int64_t batch = ag__bmm_rows(dm.bshape, dm.bnd);
+        return ag__error_null(AG_ESHAPE,
+                              "Expected size for first two dimensions of batch2 tensor to be: [%" PRId64 ", %" PRId64
+                              "] but got: [%" PRId64 ", %" PRId64 "].",
+                              batch, dm.k, batch, kb);
+    }
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, dm.bshape, sizeof shape);
     shape[dm.bnd] = dm.n;
     shape[dm.bnd + 1] = dm.m;
-    if (dm.bnd + 2 > AG_MAX_DIMS)
-        return ag__error_null(AG_ESHAPE, "ag_bmm: too many dimensions");
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, dm.bnd + 2, shape);
     if (!out)
         return NULL;
     memset(out->data, 0, out->storage->nbytes);
+    /* The matrices of an empty result are not counted (their number may
+     * not fit in int64) nor visited: forward and backward do nothing. */
+    dm.nb = out->numel > 0 ? out->numel / (dm.n * dm.m) : 0;
     size_t es = ag__dtype_size(a->dtype);
     for (int64_t r = 0; r < dm.nb; r++) {
         int64_t ia = ag__bmm_operand_index(&dm, a, r), ib = ag__bmm_operand_index(&dm, b, r);

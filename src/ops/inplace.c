@@ -6,8 +6,6 @@
 
 /* 0 when t may be changed in place now; else the error. */
 static int ag__inplace_check(ag_tensor *t, const ag_tensor *other, const char *op) {
-    if (!t || (other == NULL && op[0] == '\0'))
-        return ag__error(AG_EINVAL, "%s: got a NULL tensor", op);
     if (ag__grad_enabled()) {
         if (t->requires_grad && !t->grad_fn)
             return ag__error(AG_ESTATE, "a leaf Variable that requires grad is being used in an in-place operation.");
@@ -22,8 +20,8 @@ static int ag__inplace_check(ag_tensor *t, const ag_tensor *other, const char *o
 
 /* t op= other, other broadcast to t's shape. */
 static int ag__inplace_binary(ag_tensor *t, const ag_tensor *other, double alpha, bool mul, const char *op) {
-    if (!t || !other)
-        return ag__error(AG_EINVAL, "%s: got a NULL tensor", op);
+    if (!t || !other) /* most often an earlier op failed: keep its error */
+        return ag__null_code(op);
     if (t->dtype != other->dtype)
         return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", op,
                          ag__dtype_scalar_name(t->dtype), ag__dtype_scalar_name(other->dtype));
@@ -68,7 +66,7 @@ int ag_mul_(ag_tensor *t, const ag_tensor *other) { return ag__inplace_binary(t,
 
 static int ag__inplace_scalar(ag_tensor *t, double s, int kind, const char *op) {
     if (!t)
-        return ag__error(AG_EINVAL, "%s: got a NULL tensor", op);
+        return ag__null_code(op);
     int rc = ag__inplace_check(t, NULL, op);
     if (rc)
         return rc;
@@ -83,3 +81,4 @@ static int ag__inplace_scalar(ag_tensor *t, double s, int kind, const char *op) 
 int ag_add_scalar_(ag_tensor *t, double s) { return ag__inplace_scalar(t, s, 0, "ag_add_scalar_"); }
 int ag_mul_scalar_(ag_tensor *t, double s) { return ag__inplace_scalar(t, s, 1, "ag_mul_scalar_"); }
 int ag_fill_(ag_tensor *t, double v) { return ag__inplace_scalar(t, v, 2, "ag_fill_"); }
+int ag_zero_(ag_tensor *t) { return ag__inplace_scalar(t, 0.0, 2, "ag_zero_"); }

@@ -1,25 +1,31 @@
 /* Matrix multiply of 2-D tensors: out (m,n) = a (m,k) @ b (k,n), with its
- * backward da += g @ b^T, db += a^T @ g. A cache-blocked kernel whose inner
- * loop runs along rows so it vectorizes, and the naive triple loop beside
- * it as the reference the tests compare with. */
+ * backward da += g @ b^T, db += a^T @ g. Products go to BLIS, one thread
+ * per call; without BLIS, to a cache-blocked C kernel whose inner loop runs
+ * along rows so it vectorizes, with the naive triple loop beside it as the
+ * reference the tests compare with. */
 #include "ops/ops.h"
 
 #include <inttypes.h>
 
-#ifdef AG_HAVE_CBLAS
+#if defined(AG_HAVE_BLIS)
+#include <blis.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#elif defined(AG_HAVE_OPENBLAS)
 #include <cblas.h>
 #include <pthread.h>
 
-/* OpenBLAS must never start a team of threads of its own inside ours: the
- * serial build is linked where Debian has it, and any other build found at
- * run time is told to use one thread. */
+/* Debian's serial OpenBLAS returns wrong products when several threads call
+ * it at once; it is only here to show that the stress suite catches it.
+ * Any other OpenBLAS build found at run time is told to use one thread. */
 void openblas_set_num_threads(int);
 static pthread_once_t ag__blas_once = PTHREAD_ONCE_INIT;
 static void ag__blas_init(void) { openblas_set_num_threads(1); }
-
-/* Below this many multiply-adds the call overhead of CBLAS is not worth it. */
-#define AG__BLAS_MIN_WORK (32 * 32 * 32)
 #endif
+
+/* Below this many multiply-adds the call overhead of a BLAS is not worth it. */
+#define AG__BLAS_MIN_WORK (32 * 32 * 32)
 
 #define AG__MM_BLOCK_K 128
 #define AG__MM_BLOCK_N 256
@@ -91,11 +97,88 @@ static void ag__blas_init(void) { openblas_set_num_threads(1); }
 AG__GEMM(float)
 AG__GEMM(double)
 
-/* C += op(A) @ op(B): CBLAS for products big enough to pay for the call,
- * the C kernel otherwise (and always when built without CBLAS). */
+#if defined(AG_HAVE_BLIS)
+/* BLIS picks its kernels from the CPU it finds. A CPU newer than the BLIS
+ * release (a Zen 5 under Debian's BLIS 0.9) gets its portable C kernels,
+ * about 8x slower than its AVX-512 ones (21 against 170 GFLOP/s at 512 on
+ * one thread here). So when BLIS is agrad's private copy, found nothing
+ * better than those and was not told what to use (BLIS_ARCH_TYPE), every
+ * product runs with the kernels of the newest architecture whose
+ * instructions the CPU has: Skylake-X's with AVX-512, Haswell's with AVX2
+ * and FMA. NULL: BLIS's own choice. */
+static cntx_t *ag__blis_cntx;
+static char ag__blis_name[96]; /* for ag__blas_name */
+static pthread_once_t ag__blis_once = PTHREAD_ONCE_INIT;
+
+static void ag__blis_init(void) {
+    bli_init();
+    arch_t id = bli_arch_query_id();
+#if defined(AG_BLIS_PRIVATE) && defined(__x86_64__)
+    if (id == BLIS_ARCH_GENERIC && !getenv("BLIS_ARCH_TYPE")) {
+        __builtin_cpu_init();
+        arch_t pick = BLIS_NUM_ARCHS;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
+            pick = BLIS_ARCH_SKX;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            pick = BLIS_ARCH_HASWELL;
+        cntx_t **c = pick != BLIS_NUM_ARCHS ? bli_gks_lookup_id(pick) : NULL;
+        if (c && c[BLIS_NAT]) {
+            ag__blis_cntx = c[BLIS_NAT];
+            id = pick;
+        }
+    }
+#endif
+    snprintf(ag__blis_name, sizeof ag__blis_name, "BLIS %s, %s kernels%s", bli_info_get_version_str(),
+             bli_arch_string(id), ag__blis_cntx ? " (chosen by agrad)" : "");
+}
+
+/* Every call gets its own runtime object asking for one thread: BLIS then
+ * ignores BLIS_NUM_THREADS and OMP_NUM_THREADS, and a threaded BLIS build
+ * (where agrad links a shared libblis) starts no threads either. BLIS keeps
+ * no per-call state outside its locked memory pools, so any number of
+ * threads may be in here at once. */
+static void ag__blis_one_thread(rntm_t *rntm) {
+    pthread_once(&ag__blis_once, ag__blis_init);
+    *rntm = (rntm_t)BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, rntm);
+}
+#endif
+
+void *ag__blis_kernels(void) {
+#if defined(AG_HAVE_BLIS)
+    pthread_once(&ag__blis_once, ag__blis_init);
+    return ag__blis_cntx;
+#else
+    return NULL;
+#endif
+}
+
+const char *ag__blas_name(void) {
+#if defined(AG_HAVE_BLIS)
+    pthread_once(&ag__blis_once, ag__blis_init);
+    return ag__blis_name;
+#elif defined(AG_HAVE_OPENBLAS)
+    return "OpenBLAS (serial)";
+#else
+    return "the C kernel";
+#endif
+}
+
+/* C += op(A) @ op(B): the BLAS for products big enough to pay for the call,
+ * the C kernel otherwise (and always when built without one). */
 static void ag__gemm_one_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
                                const float *B, int64_t ldb, float *C, int64_t ldc) {
-#ifdef AG_HAVE_CBLAS
+#if defined(AG_HAVE_BLIS)
+    if (m * n * k >= AG__BLAS_MIN_WORK) {
+        rntm_t rntm;
+        ag__blis_one_thread(&rntm);
+        float one = 1.0f;
+        bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &one,
+                     (float *)A, lda, 1, (float *)B, ldb, 1, &one, C, ldc, 1, ag__blis_cntx, &rntm);
+        return;
+    }
+#elif defined(AG_HAVE_OPENBLAS)
     if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
         pthread_once(&ag__blas_once, ag__blas_init);
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
@@ -108,7 +191,16 @@ static void ag__gemm_one_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k
 
 static void ag__gemm_one_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda,
                                 const double *B, int64_t ldb, double *C, int64_t ldc) {
-#ifdef AG_HAVE_CBLAS
+#if defined(AG_HAVE_BLIS)
+    if (m * n * k >= AG__BLAS_MIN_WORK) {
+        rntm_t rntm;
+        ag__blis_one_thread(&rntm);
+        double one = 1.0;
+        bli_dgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &one,
+                     (double *)A, lda, 1, (double *)B, ldb, 1, &one, C, ldc, 1, ag__blis_cntx, &rntm);
+        return;
+    }
+#elif defined(AG_HAVE_OPENBLAS)
     if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
         pthread_once(&ag__blas_once, ag__blas_init);
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
@@ -123,10 +215,7 @@ static void ag__gemm_one_double(bool ta, bool tb, int64_t m, int64_t n, int64_t 
  * by the thread count, so results do not depend on it), and the tiles run
  * as a parallel-for on the pool the caller works for: rows of C in blocks
  * of AG__TILE_M when there are enough rows, else columns in blocks of
- * AG__TILE_N. Each tile is one serial CBLAS (or C) call. */
-#define AG__PAR_GEMM_MIN (1 << 22) /* multiply-adds */
-#define AG__TILE_M 64
-#define AG__TILE_N 128
+ * AG__TILE_N. Each tile is one single-threaded BLAS (or C kernel) call. */
 
 typedef struct {
     bool dbl, ta, tb, by_rows;

@@ -346,32 +346,87 @@ ag_tensor *ag_mse_loss(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
 }
 
 /* ==== linear ==================================================================
- * x (M, in) viewed from (..., in), w (out, in), b (out):
- *   y = x @ w^T + b        dx += g @ w;   dw += g^T @ x;   db += sum_rows g */
+ * x (..., in), w (out, in), b (out) or NULL:  y = x @ w^T + b, multiplied as
+ * x2 (M, in) @ wt (in, out) with M the product of x's leading sizes.
+ *
+ * The graph is the one PyTorch 1.13 records for F.linear, node for node, so
+ * next_functions walk the same way:
+ *   x 2-D, bias:      AddmmBackward0(b, x, TBackward0(w))
+ *   x 2-D:            MmBackward0(x, TBackward0(w))
+ *   x 3-D, bias:      ViewBackward0(AddmmBackward0(b, ViewBackward0(x), TBackward0(w)))
+ *   x 3-D and more:   UnsafeViewBackward0(MmBackward0(ReshapeAliasBackward0(x), TBackward0(w)))
+ *   x 1-D:            SqueezeBackward3(MmBackward0(UnsqueezeBackward0(x), TBackward0(w)))
+ * and, where the bias is not fused (1-D, 4-D and more), AddBackward0(that, b).
+ * The tensors between these nodes (x as (M, in), w^T, the (M, out) product)
+ * are headers sharing x's, w's and y's storage, for their shapes: no
+ * backward reads their data, and w^T's is not even laid out transposed. */
 
+/* y2 = x2 @ wt [+ b]:  dx2 += g @ wt^T = g @ w;  dwt += x2^T @ g;  db += sum_rows g.
+ * Edges: (b,) x2, wt, as PyTorch's AddmmBackward0 and MmBackward0. */
 static int ag__linear_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(scratch);
     int64_t M = node->iarg[0], in = node->iarg[1], out = node->iarg[2];
-    /* edges: 0 = b (may be absent), 1 = x, 2 = w, as PyTorch's AddmmBackward0 */
-    if (dinp[1]) {
+    int e = node->num_next == 3; /* AddmmBackward0: edge 0 is the bias */
+    if (dinp[e]) {
         ag_tensor *w = ag__saved_get(node, 1);
         if (!w)
             return ag_last_status();
-        ag__gemm_any(dout->dtype, false, false, M, in, out, dout->data, out, w->data, in, dinp[1]->data, in);
+        ag__gemm_any(dout->dtype, false, false, M, in, out, dout->data, out, w->data, in, dinp[e]->data, in);
     }
-    if (dinp[2]) {
+    if (dinp[e + 1]) {
         ag_tensor *x = ag__saved_get(node, 0);
         if (!x)
             return ag_last_status();
-        ag__gemm_any(dout->dtype, true, false, out, in, M, dout->data, out, x->data, in, dinp[2]->data, in);
+        ag__gemm_any(dout->dtype, true, false, in, out, M, x->data, in, dout->data, out, dinp[e + 1]->data, out);
     }
-    if (dinp[0])
+    if (e && dinp[0])
         ag__add_reduced(dinp[0], dout, 1.0);
     return 0;
 }
 
-static const ag__node_kind ag__linear_kind = {"AddmmBackward0", ag__linear_backward};
-static const ag__node_kind ag__linear_nobias_kind = {"MmBackward0", ag__linear_backward};
+/* wt = w.t():  dw += g^T */
+static int ag__linear_t_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (dinp[0])
+        ag__transpose_into(dinp[0], dout, 0, 1, true);
+    return 0;
+}
+
+static const ag__node_kind ag__addmm_kind = {"AddmmBackward0", ag__linear_backward};
+static const ag__node_kind ag__linear_mm_kind = {"MmBackward0", ag__linear_backward};
+static const ag__node_kind ag__linear_t_kind = {"TBackward0", ag__linear_t_backward};
+/* The reshapes around the product: the same elements, another shape. */
+static const ag__node_kind ag__linear_view_kind = {"ViewBackward0", ag__view_backward};
+static const ag__node_kind ag__linear_unsafe_view_kind = {"UnsafeViewBackward0", ag__view_backward};
+static const ag__node_kind ag__linear_reshape_alias_kind = {"ReshapeAliasBackward0", ag__view_backward};
+static const ag__node_kind ag__linear_unsqueeze_kind = {"UnsqueezeBackward0", ag__view_backward};
+static const ag__node_kind ag__linear_squeeze_kind = {"SqueezeBackward3", ag__view_backward};
+
+/* A header for base's storage with another shape (same number of elements). */
+static ag_tensor *ag__linear_alias(ag_ctx *ctx, const ag_tensor *base, int64_t rows, int64_t cols) {
+    ag_tensor *t = ag__ctx_alloc(ctx, sizeof *t);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->ctx = ctx;
+    t->storage = base->storage;
+    t->data = base->data;
+    t->dtype = base->dtype;
+    t->ndim = 2;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->numel = base->numel;
+    return t;
+}
+
+/* Records `kind` for out = a reshape of `in`, when `in` requires grad. */
+static int ag__linear_record_view(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, ag_tensor *in) {
+    ag_tensor *ins[1] = {in};
+    if (ag__needs_grad(1, ins) && !ag__record(ctx, kind, out, 1, ins))
+        return ag_last_status();
+    return 0;
+}
 
 ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
     if (ag__check_binary(ctx, x, w, "ag_linear"))
@@ -381,7 +436,11 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
                               ag__dtype_scalar_name(x->dtype));
     if (x->ndim < 1 || w->ndim != 2)
         return ag__error_null(AG_ESHAPE, "ag_linear: expected input (..., in) and a 2-D weight (out, in)");
-    int64_t in = x->shape[x->ndim - 1], out_f = w->shape[0], M = in ? x->numel / in : 0;
+    /* M: the rows of x, its leading sizes (whose product fits, as x exists),
+     * also when there are 0 input features: then each row is the bias */
+    int nd = x->ndim;
+    int64_t in = x->shape[nd - 1], out_f = w->shape[0], M = 1;
+    ag__numel_ok(nd - 1, x->shape, &M);
     if (w->shape[1] != in)
         return ag__error_null(AG_ESHAPE,
                               "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
@@ -389,26 +448,59 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
                               M, in, w->shape[1], w->shape[0]);
     if (b && (b->ndim != 1 || b->shape[0] != out_f))
         return ag__error_null(AG_ESHAPE, "ag_linear: bias must have shape [%" PRId64 "]", out_f);
+    bool addmm = b && (nd == 2 || nd == 3); /* where PyTorch adds the bias inside the product */
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = out_f;
-    ag_tensor *out = ag__tensor_new(ctx, x->dtype, x->ndim, shape);
-    if (!out)
+    shape[nd - 1] = out_f;
+    ag_tensor *y = ag__tensor_new(ctx, x->dtype, nd, shape);
+    if (!y)
         return NULL;
-    for (int64_t r = 0; r < M; r++) /* rows start as the bias, then += x @ w^T */
-        for (int64_t j = 0; j < out_f; j++)
-            ag__store(out, r * out_f + j, b ? ag__load(b, j) : 0.0);
-    ag__gemm_any(x->dtype, false, true, M, out_f, in, x->data, in, w->data, in, out->data, out_f);
-    ag_tensor *ins[3] = {b, x, w};
-    if (ag__needs_grad(3, ins)) {
-        ag_node *n = ag__record(ctx, b ? &ag__linear_kind : &ag__linear_nobias_kind, out, 3, ins);
+    size_t es = ag__dtype_size(x->dtype);
+    if (y->numel > 0) { /* an empty result may have more rows than fit in memory: none is visited */
+        if (addmm) /* rows start as the bias, then += x @ w^T */
+            for (int64_t r = 0; r < M; r++)
+                memcpy((char *)y->data + (size_t)(r * out_f) * es, b->data, (size_t)out_f * es);
+        else
+            memset(y->data, 0, (size_t)y->numel * es);
+        ag__gemm_any(x->dtype, false, true, M, out_f, in, x->data, in, w->data, in, y->data, out_f);
+    }
+
+    ag_tensor *all[3] = {b, x, w};
+    if (!ag__needs_grad(3, all))
+        return b && !addmm ? ag_add(ctx, y, b) : y;
+    ag_tensor *wt = ag__linear_alias(ctx, w, in, out_f), *x2 = x, *y2 = y;
+    if (!wt || ag__linear_record_view(ctx, &ag__linear_t_kind, wt, w))
+        return NULL;
+    if (nd != 2) {
+        x2 = ag__linear_alias(ctx, x, M, in);
+        y2 = ag__linear_alias(ctx, y, M, out_f);
+        const ag__node_kind *k = nd == 1 ? &ag__linear_unsqueeze_kind
+                                 : addmm ? &ag__linear_view_kind
+                                         : &ag__linear_reshape_alias_kind;
+        if (!x2 || !y2 || ag__linear_record_view(ctx, k, x2, x))
+            return NULL;
+    }
+    ag_tensor *ins[3] = {b, x2, wt};
+    ag_tensor **mm_ins = addmm ? ins : ins + 1;
+    int n_ins = addmm ? 3 : 2;
+    if (ag__needs_grad(n_ins, mm_ins)) {
+        ag_node *n = ag__record(ctx, addmm ? &ag__addmm_kind : &ag__linear_mm_kind, y2, n_ins, mm_ins);
         if (!n)
             return NULL;
         n->iarg[0] = M;
         n->iarg[1] = in;
         n->iarg[2] = out_f;
-        ag__save(n, 0, x, false);
-        ag__save(n, 1, w, false);
+        if (wt->requires_grad) /* as PyTorch: each factor saved only for the other's gradient */
+            ag__save(n, 0, x, false);
+        if (x2->requires_grad)
+            ag__save(n, 1, w, false);
     }
-    return out;
+    if (nd != 2) {
+        const ag__node_kind *k = nd == 1 ? &ag__linear_squeeze_kind
+                                 : addmm ? &ag__linear_view_kind
+                                         : &ag__linear_unsafe_view_kind;
+        if (ag__linear_record_view(ctx, k, y, y2))
+            return NULL;
+    }
+    return b && !addmm ? ag_add(ctx, y, b) : y;
 }

@@ -5,7 +5,9 @@
 #ifndef AG_OPS_H
 #define AG_OPS_H
 
+#include "core/checked.h"
 #include "core/internal.h"
+#include "core/tuning.h"
 
 /* `omp simd` asks for vectorisation; where clang cannot give it (sanitizer
  * instrumentation in the loop) the loop still runs correctly, so that is
@@ -67,6 +69,11 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
  * along (the backward of a reduction). Same dtype. */
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
 
+/* Shape kernels (ops/shape.c): a reshape's backward (dinp[0] += dout,
+ * element for element), and dst op= src with dims d0 and d1 swapped. */
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch);
+void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add);
+
 /* Matmul kernels (ops/linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or
  * X^T as ta/tb say; lda/ldb/ldc are the row lengths of the stored
  * matrices. The _ref kernels are the naive triple loop C += A @ B. */
@@ -74,26 +81,43 @@ void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const flo
                     int64_t ldb, float *C, int64_t ldc);
 void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
                      int64_t ldb, double *C, int64_t ldc);
+/* What runs the products: "BLIS 0.9.0, skx kernels (chosen by agrad)", ...;
+ * and the BLIS context (cntx_t *) agrad passes to every call, NULL where
+ * BLIS picks its kernels itself (for the GEMM benchmark). */
+const char *ag__blas_name(void);
+void *ag__blis_kernels(void);
 void ag__gemm_ref_float(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
 void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
 
 static inline void ag__gemm_any(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
                                 int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc) {
+    /* A size of 0 adds nothing: the kernels' loops over the other sizes
+     * (2^62 of them, for an empty operand) never start. */
+    if (m == 0 || n == 0 || k == 0)
+        return;
     if (dt == AG_FLOAT32)
         ag__gemm_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
     else
         ag__gemm_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
 }
 
-/* (outer, n, inner) split of a tensor around dimension dim. */
+/* (outer, n, inner) split of a tensor around dimension dim. Only a tensor
+ * with elements has well-defined products (core/checked.h): an empty one
+ * splits as (0, n, 0), so loops over it do nothing and no trailing product
+ * of huge sizes is ever formed. */
 static inline void ag__split(const ag_tensor *a, int dim, int64_t *outer, int64_t *n, int64_t *inner) {
+    *n = a->ndim ? a->shape[dim] : 1;
+    if (a->numel == 0) {
+        *outer = 0;
+        *inner = 0;
+        return;
+    }
     *outer = 1;
     *inner = 1;
     for (int d = 0; d < dim; d++)
         *outer *= a->shape[d];
     for (int d = dim + 1; d < a->ndim; d++)
         *inner *= a->shape[d];
-    *n = a->ndim ? a->shape[dim] : 1;
 }
 
 #endif /* AG_OPS_H */

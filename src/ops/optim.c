@@ -164,8 +164,8 @@ AG__ADAM_STEP(float, sqrtf)
 AG__ADAM_STEP(double, sqrt)
 
 int ag_optim_step(ag_optim *o) {
-    if (!o)
-        return ag__error(AG_EINVAL, "ag_optim_step: optimizer is NULL");
+    if (!o) /* most often its creation failed: keep that error */
+        return ag__null_object("ag_optim_step", "optimizer");
     for (int i = 0; i < o->n; i++) {
         ag_tensor *p = o->params[i], *g = p->grad;
         if (!g)
@@ -212,6 +212,6 @@ int ag_zero_grads(ag_tensor *const *params, int n) {
 
 int ag_optim_zero_grad(ag_optim *o) {
     if (!o)
-        return ag__error(AG_EINVAL, "ag_optim_zero_grad: optimizer is NULL");
+        return ag__null_object("ag_optim_zero_grad", "optimizer");
     return ag_zero_grads(o->params, o->n);
 }

@@ -58,8 +58,6 @@ AG__SUM_DIM(double)
  * 1) runs as a parallel-for: partial sums over chunks whose size depends on
  * n alone, added in chunk order, so the result never depends on the thread
  * count. Its backward (adding one value to every element) splits likewise. */
-#define AG__PAR_SUM_MIN (1 << 17)
-#define AG__MAX_PARTIALS 1024
 
 typedef struct {
     bool dbl;
@@ -104,7 +102,7 @@ static int64_t ag__sum_chunk_size(int64_t n) {
 
 /* The sum of a[0:n] (nb of them double), or false when n is too small to split. */
 static bool ag__sum_row_par(const void *a, bool dbl, int64_t n, double *out) {
-    if (n < AG__PAR_SUM_MIN)
+    if (n < AG__PAR_REDUCE_MIN)
         return false;
     double partial[AG__MAX_PARTIALS];
     ag__sum_job j = {.dbl = dbl, .a = a, .n = n, .chunk = ag__sum_chunk_size(n), .partial = partial};
@@ -118,7 +116,7 @@ static bool ag__sum_row_par(const void *a, bool dbl, int64_t n, double *out) {
 }
 
 static bool ag__add_value_par(void *d, bool dbl, int64_t n, double v) {
-    if (n < AG__PAR_SUM_MIN)
+    if (n < AG__PAR_REDUCE_MIN)
         return false;
     ag__sum_job j = {.dbl = dbl, .d = d, .n = n, .chunk = ag__sum_chunk_size(n), .v = v};
     ag__parallel_for((n + j.chunk - 1) / j.chunk, 1, ag__sum_chunks, &j);
@@ -192,6 +190,11 @@ static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool 
             ((float *)out->data)[0] = (float)total / (float)div;
         else
             ((double *)out->data)[0] = total / div;
+    } else if (a->numel == 0) {
+        /* sums of nothing are 0, means 0 / 0 = nan; no split of an empty
+         * shape (core/checked.h) */
+        for (int64_t i = 0; i < out->numel; i++)
+            ag__store(out, i, mean ? NAN : 0.0);
     } else if (out->numel > 0) {
         if (a->dtype == AG_FLOAT32)
             ag__sum_dim_fwd_float(out->data, a->data, outer, n, inner, (float)div);

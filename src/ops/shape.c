@@ -7,7 +7,7 @@
 
 /* ==== reshape ================================================================
  * out shares a's storage and version counter; da += g (same elements). */
-static int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
@@ -38,7 +38,10 @@ static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, i
     if (ndim > 0 && !shape)
         return ag__error(AG_EINVAL, "ag_reshape: shape is NULL");
     int infer = -1;
+    /* the product of the given sizes: 0 when one of them is, else checked
+     * (a product that overflows cannot be the input's size) */
     int64_t known = 1;
+    bool zero = false, overflow = false;
     for (int d = 0; d < ndim; d++) {
         if (shape[d] == -1) {
             if (infer >= 0)
@@ -46,27 +49,36 @@ static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, i
             infer = d;
         } else if (shape[d] < 0) {
             return ag__error(AG_EINVAL, "invalid shape dimension %" PRId64, shape[d]);
-        } else {
-            known *= shape[d];
+        } else if (shape[d] == 0) {
+            zero = true;
+        } else if (!overflow && !ag__mul_ok(known, shape[d], &known)) {
+            overflow = true;
         }
         out[d] = shape[d];
     }
+    if (zero) {
+        known = 0;
+        overflow = false;
+    }
+    char s[AG_MAX_DIMS * 22 + 3];
     if (infer >= 0 && known == 0 && a->numel == 0) {
         /* as in PyTorch's infer_size: the -1 could be anything */
-        char s[200];
         ag__shape_str(s, sizeof s, ndim, shape);
         return ag__error(AG_ESHAPE,
                          "cannot reshape tensor of 0 elements into shape %s because the unspecified dimension "
                          "size -1 can be any value and is ambiguous",
                          s);
     }
-    if (infer >= 0 && known > 0 && a->numel % known == 0) {
+    if (!overflow && infer >= 0 && known > 0 && a->numel % known == 0) {
         out[infer] = a->numel / known;
-    } else if (infer >= 0 || known != a->numel) {
-        char s[200];
+    } else if (overflow || infer >= 0 || known != a->numel) {
         ag__shape_str(s, sizeof s, ndim, shape);
         return ag__error(AG_ESHAPE, "shape '%s' is invalid for input of size %" PRId64, s, a->numel);
     }
+    /* an empty result must still have sizes whose leading products fit */
+    int64_t numel;
+    if (!ag__numel_ok(ndim, out, &numel))
+        return ag__error(AG_ENOMEM, "numel: integer multiplication overflow");
     return 0;
 }
 
@@ -150,9 +162,9 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
     }                                                                                                                  \
     static void ag__transpose_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) {                \
         int nd = s->ndim, lo = d0 < d1 ? d0 : d1, hi = d0 < d1 ? d1 : d0;                                              \
-        if (nd >= 2 && lo == nd - 2 && hi == nd - 1) {                                                                 \
+        if (nd >= 2 && lo == nd - 2 && hi == nd - 1) { /* s has elements: rows * cols fits */                          \
             int64_t rows = s->shape[nd - 2], cols = s->shape[nd - 1];                                                  \
-            int64_t batch = rows > 0 && cols > 0 ? s->numel / (rows * cols) : 0;                                       \
+            int64_t batch = s->numel / (rows * cols);                                                                  \
             ag__transpose_2d_##T(dst, src, batch, rows, cols, add);                                                    \
         } else {                                                                                                       \
             ag__transpose_nd_##T(dst, src, s, d0, d1, add);                                                            \
@@ -161,7 +173,11 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
 AG__TRANSPOSE(float)
 AG__TRANSPOSE(double)
 
-static void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add) {
+/* An empty tensor has nothing to move, and its trailing sizes may not
+ * multiply without overflow: the kernels only see tensors with elements. */
+void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add) {
+    if (src->numel == 0)
+        return;
     if (src->dtype == AG_FLOAT32)
         ag__transpose_float(dst->data, src->data, src, d0, d1, add);
     else

@@ -3,6 +3,7 @@
  * rules, grad mode, detach, execution order and dead branches. */
 #include "core_check.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -141,6 +142,29 @@ static void test_hooks(void **state) {
     assert_int_equal(ag_remove_hook(y, handle), AG_EINVAL);
 }
 
+/* ag_set_grad refuses what PyTorch 1.13's `x.grad = g` refuses, with its
+ * messages and in its order (the tensor itself, then dtype, then size). */
+static void test_set_grad_checks(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = leaf(ag_ones(ctx, AG_FLOAT32, 2, (int64_t[]){2, 2}));
+    assert_int_equal(ag_set_grad(x, x), AG_EINVAL);
+    assert_string_equal(ag_last_error(), "can't assign Variable as its own grad");
+    assert_null(ag_grad(x));
+    assert_int_equal(ag_set_grad(x, ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){4})), AG_ESHAPE);
+    assert_string_equal(ag_last_error(), "assigned grad has data of a different size");
+    assert_int_equal(ag_set_grad(x, ag_ones(ctx, AG_FLOAT64, 2, (int64_t[]){2, 2})), AG_EDTYPE);
+    assert_string_equal(ag_last_error(), "assigned grad has data of a different type");
+    assert_int_equal(ag_set_grad(x, ag_ones(ctx, AG_FLOAT64, 1, (int64_t[]){3})), AG_EDTYPE);
+    assert_string_equal(ag_last_error(), "assigned grad has data of a different type");
+    assert_null(ag_grad(x));
+    /* a detached alias is another tensor: accepted, as in PyTorch */
+    ag_tensor *d = ag_detach(x);
+    assert_ok(ag_set_grad(x, d));
+    assert_ptr_equal(ag_grad(x), d);
+    assert_ok(ag_set_grad(x, NULL));
+    assert_null(ag_grad(x));
+}
+
 /* A hook on a leaf runs before AccumulateGrad and can change what lands in .grad. */
 static void test_leaf_hook(void **state) {
     ag_ctx *ctx = *state;
@@ -160,13 +184,25 @@ static ag_tensor *bad_shape_hook(ag_tensor *grad, void *ud) {
     return ag_ones(ud, AG_FLOAT32, 1, (int64_t[]){5});
 }
 
+static ag_tensor *bad_dtype_hook(ag_tensor *grad, void *ud) {
+    (void)grad;
+    return ag_ones(ud, AG_FLOAT64, 1, (int64_t[]){2});
+}
+
+/* PyTorch 1.13's messages, word for word. */
 static void test_hook_wrong_shape_is_an_error(void **state) {
     ag_ctx *ctx = *state;
     ag_tensor *x = leaf(VEC(ctx, AG_FLOAT32, 1, 2));
     ag_tensor *y = ag_mul_scalar(ctx, x, 2);
     assert_true(ag_register_hook(y, bad_shape_hook, ctx) > 0);
     assert_int_equal(ag_backward(ag_sum(ctx, y), NULL, NULL), AG_ESHAPE);
-    assert_error(AG_ESHAPE, "hook 'hook' has changed the size of value");
+    assert_string_equal(ag_last_error(), "hook 'hook' has changed the size of value");
+    assert_null(ag_grad(x));
+    ag_tensor *z = ag_mul_scalar(ctx, x, 3);
+    assert_true(ag_register_hook(z, bad_dtype_hook, ctx) > 0);
+    assert_int_equal(ag_backward(ag_sum(ctx, z), NULL, NULL), AG_EDTYPE);
+    assert_string_equal(ag_last_error(),
+                        "hook 'hook' has changed the type of value (was torch.FloatTensor got torch.DoubleTensor)");
     assert_null(ag_grad(x));
 }
 
@@ -183,6 +219,127 @@ static void test_retain_grad(void **state) {
     assert_values(ag_grad(x), 1e-5, 4.0 * 3 / 3, 4.0 * 4 / 3, 4.0 * 5 / 3);
     ag_tensor *c = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){2});
     assert_int_equal(ag_retain_grad(c), AG_ESTATE);
+}
+
+/* PyTorch 1.13's retain_grad is a hook at the point where it was called:
+ * a hook registered after it does not change the retained grad, one
+ * registered before it does (checked against torch 1.13). */
+static void test_retain_grad_among_hooks(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = leaf(VEC(ctx, AG_FLOAT32, 1, 1));
+    ag_tensor *y = ag_mul_scalar(ctx, x, 2);
+    hook_state h = {.keep = ctx, .scale = 10};
+    assert_ok(ag_retain_grad(y));
+    assert_true(ag_register_hook(y, record_hook, &h) > 0);
+    assert_ok(ag_backward(ag_sum(ctx, y), NULL, &(ag_backward_opts){.retain_graph = true}));
+    assert_values(h.seen, 0, 1, 1);
+    assert_values(ag_grad(y), 0, 1, 1); /* before the hook */
+    assert_values(ag_grad(x), 0, 20, 20);
+    assert_ok(ag_retain_grad(y)); /* again: no new position */
+    assert_ok(ag_backward(ag_sum(ctx, y), NULL, NULL));
+    assert_values(ag_grad(y), 0, 2, 2); /* accumulates, as PyTorch's does */
+
+    ag_tensor *x2 = leaf(VEC(ctx, AG_FLOAT32, 1, 1));
+    ag_tensor *y2 = ag_mul_scalar(ctx, x2, 2);
+    hook_state h2 = {.keep = ctx, .scale = 10};
+    assert_true(ag_register_hook(y2, record_hook, &h2) > 0);
+    assert_ok(ag_retain_grad(y2));
+    assert_ok(ag_backward(ag_sum(ctx, y2), NULL, NULL));
+    assert_values(h2.seen, 0, 1, 1);
+    assert_values(ag_grad(y2), 0, 10, 10); /* after the hook */
+    assert_values(ag_grad(x2), 0, 20, 20);
+}
+
+static ag_tensor *fail_hook(ag_tensor *grad, void *ud) {
+    (void)grad;
+    return ag_zeros(ud, AG_FLOAT32, 1, (int64_t[]){7});
+}
+
+/* Snapshot of a .grad: the tensor and its values. */
+typedef struct {
+    const ag_tensor *ptr;
+    double v[4];
+} grad_snap;
+
+static grad_snap snap(const ag_tensor *t) {
+    grad_snap s = {ag_grad(t), {0}};
+    for (int64_t i = 0; s.ptr && i < ag_numel(s.ptr) && i < 4; i++)
+        s.v[i] = ag_get(s.ptr, i);
+    return s;
+}
+
+static void assert_same_snap(grad_snap a, const ag_tensor *t) {
+    grad_snap b = snap(t);
+    assert_ptr_equal(a.ptr, b.ptr);
+    assert_memory_equal(a.v, b.v, sizeof a.v);
+}
+
+/* A backward that fails leaves every .grad as it was, including those of
+ * leaves whose part of the graph ran before the failure (PyTorch keeps
+ * the partial sums of what ran). Nodes run latest created first, so here
+ * u's and x's leaves are done when TanhBackward0 (created first) fails. */
+static void test_failed_backward_changes_no_grad(void **state) {
+    ag_ctx *ctx = *state;
+    for (int how = 0; how < 3; how++) {
+        ag_tensor *x = leaf(VEC(ctx, AG_FLOAT32, 1, 2));
+        ag_tensor *y = leaf(VEC(ctx, AG_FLOAT32, 3, 4));
+        ag_tensor *u = leaf(VEC(ctx, AG_FLOAT32, 5, 6));
+        assert_ok(ag_set_grad(x, VEC(ctx, AG_FLOAT32, 7, 7)));
+        ag_tensor *t = ag_tanh(ctx, y);
+        ag_tensor *a = ag_mul_scalar(ctx, x, 3);
+        assert_ok(ag_retain_grad(a));
+        ag_tensor *b = ag_mul(ctx, u, u);
+        ag_tensor *root = ag_sum(ctx, ag_add(ctx, ag_add(ctx, a, b), t));
+        assert_nonnull_ag(root);
+        int want;
+        if (how == 0) { /* a saved tensor changed in place */
+            ag_mutable_data_ptr(t);
+            want = AG_ESTATE;
+        } else if (how == 1) { /* a hook on the node that runs last */
+            assert_true(ag_register_hook(t, fail_hook, ctx) > 0);
+            want = AG_ESHAPE;
+        } else { /* a leaf's hook, after the other leaves were summed */
+            assert_true(ag_register_hook(y, fail_hook, ctx) > 0);
+            want = AG_ESHAPE;
+        }
+        grad_snap sx = snap(x), sy = snap(y), su = snap(u), sa = snap(a);
+        assert_int_equal(ag_backward(root, NULL, NULL), want);
+        assert_same_snap(sx, x);
+        assert_same_snap(sy, y);
+        assert_same_snap(su, u);
+        assert_same_snap(sa, a);
+        assert_null(ag_grad(u));
+        assert_null(ag_grad(a));
+    }
+}
+
+extern size_t ag__backward_scratch_peak(void);
+
+/* The calling thread gives a consumed gradient back as the pool's threads
+ * do: two chains of 100 nodes over a 1 MiB tensor touch a few buffers'
+ * worth of scratch, not one per node. */
+static void test_serial_gives_buffers_back(void **state) {
+    ag_ctx *ctx = *state;
+    enum { N = 1 << 18, LINKS = 100 };
+    ag_tensor *x = leaf(ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){N}));
+    for (int det = 0; det < 2; det++) {
+        ag_set_deterministic(det);
+        ag_ctx *g = ag_ctx_new();
+        ag_tensor *h1 = x, *h2 = x;
+        for (int i = 0; i < LINKS; i++) {
+            h1 = ag_mul_scalar(g, h1, 1.0);
+            h2 = ag_mul_scalar(g, h2, 1.0);
+        }
+        assert_ok(ag_backward(ag_sum(g, ag_add(g, h1, h2)), NULL, &(ag_backward_opts){.num_threads = 1}));
+        size_t peak = ag__backward_scratch_peak();
+        if (peak > (size_t)6 * N * sizeof(float))
+            print_error("deterministic %d: %zu bytes of scratch\n", det, peak);
+        assert_true(peak <= (size_t)6 * N * sizeof(float));
+        assert_true(ag_get(ag_grad(x), 0) == 2.0 * (det + 1));
+        assert_true(ag_get(ag_grad(x), N - 1) == 2.0 * (det + 1));
+        ag_ctx_free(g);
+    }
+    ag_set_deterministic(false);
 }
 
 /* Changing a saved tensor in place makes backward fail with PyTorch's message. */
@@ -275,6 +432,29 @@ static void test_explicit_grad_and_leaf_root(void **state) {
     assert_ok(ag_backward(s, NULL, NULL));
     assert_values(ag_grad(s), 0, 1);
     assert_int_equal(ag_backward(s, NULL, &(ag_backward_opts){.create_graph = true}), AG_EUNSUPPORTED);
+    assert_int_equal(ag_backward(s, NULL, &(ag_backward_opts){.num_threads = -1}), AG_EINVAL);
+    assert_int_equal(ag_backward(s, NULL, &(ag_backward_opts){.num_threads = 1025}), AG_EINVAL);
+    assert_error(AG_EINVAL, "num_threads must be from 0 (the default) to 1024, got 1025");
+    assert_values(ag_grad(s), 0, 1);
+}
+
+static void *leaf_root_backward(void *arg) {
+    ag_tensor *s = arg;
+    intptr_t rc = ag_backward(s, NULL, NULL);
+    return (void *)rc;
+}
+
+/* A leaf as the root, as a thread's first backward (no engine arrays yet):
+ * the graph has no edge at all (UBSan checks the pointer arithmetic). */
+static void test_leaf_root_first_backward(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *s = leaf(ag_scalar(ctx, AG_FLOAT64, 5));
+    pthread_t th;
+    void *rc = (void *)1;
+    assert_int_equal(pthread_create(&th, NULL, leaf_root_backward, s), 0);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    assert_int_equal((intptr_t)rc, 0);
+    assert_values(ag_grad(s), 0, 1);
 }
 
 typedef struct {
@@ -431,15 +611,20 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_accumulates_across_calls, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_simple_graph_and_grad_fn, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_retain_graph, setup_ctx, teardown_ctx),
+        cmocka_unit_test_setup_teardown(test_set_grad_checks, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_hooks, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_leaf_hook, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_hook_wrong_shape_is_an_error, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_retain_grad, setup_ctx, teardown_ctx),
+        cmocka_unit_test_setup_teardown(test_retain_grad_among_hooks, setup_ctx, teardown_ctx),
+        cmocka_unit_test_setup_teardown(test_failed_backward_changes_no_grad, setup_ctx, teardown_ctx),
+        cmocka_unit_test_setup_teardown(test_serial_gives_buffers_back, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_version_counter, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_requires_grad_rules, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_no_grad, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_dead_branch_blocks_nothing, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_explicit_grad_and_leaf_root, setup_ctx, teardown_ctx),
+        cmocka_unit_test_setup_teardown(test_leaf_root_first_backward, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_latest_created_first, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_nested_backward, setup_ctx, teardown_ctx),
         cmocka_unit_test_setup_teardown(test_no_heap_calls_when_warm, setup_ctx, teardown_ctx),

@@ -3,6 +3,7 @@ neural-network ops (test_nn.c), in float64 and float32.
 Run with Debian's python3-torch:  /usr/bin/python3 tests/ops/gen_golden_nn.py
 Same line format as gen_golden.py; a case names its builder in test_nn.c,
 which applies the same arguments (index arrays, dims) written out here."""
+import itertools
 import os
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,7 @@ CASES = [
     ("nll_loss", [lambda: torch.randn(4, 3)], lambda a: F.nll_loss(a, torch.tensor([2, 0, 1, 1])), True),
     ("mse_loss", [lambda: torch.randn(3, 4), lambda: torch.randn(3, 4)], F.mse_loss, True),
     ("linear", [lambda: torch.randn(5, 3), lambda: torch.randn(4, 3), lambda: torch.randn(4)], F.linear, True),
-    ("linear_3d_nobias", [lambda: torch.randn(2, 2, 3), lambda: torch.randn(4, 3)], F.linear, False),
+    ("linear_3d_nobias", [lambda: torch.randn(2, 2, 3), lambda: torch.randn(4, 3)], F.linear, True),
     ("bmm", [lambda: torch.randn(2, 3, 4), lambda: torch.randn(2, 4, 5)], torch.bmm, True),
     ("bmm_bcast", [lambda: torch.randn(1, 3, 4), lambda: torch.randn(2, 4, 2)], torch.matmul, False),
     ("bmm_2d_3d", [lambda: torch.randn(3, 4), lambda: torch.randn(2, 4, 2)], torch.matmul, False),
@@ -58,6 +59,19 @@ CASES = [
     ("expand_keep", [lambda: torch.randn(1, 4)], lambda a: a.expand(3, -1), True),
 ]
 
+# F.linear records a different graph for each input rank (test_graph.c
+# walks it); the values and gradients of each. Drawn after every case above
+# in both dtypes, so adding these left the earlier numbers as they were.
+LINEAR_CASES = [
+    ("linear_nobias", [lambda: torch.randn(5, 3), lambda: torch.randn(4, 3)], F.linear, True),
+    ("linear_1d", [lambda: torch.randn(3), lambda: torch.randn(4, 3), lambda: torch.randn(4)], F.linear, True),
+    ("linear_1d_nobias", [lambda: torch.randn(3), lambda: torch.randn(4, 3)], F.linear, True),
+    ("linear_3d", [lambda: torch.randn(2, 2, 3), lambda: torch.randn(4, 3), lambda: torch.randn(4)], F.linear, True),
+    ("linear_4d", [lambda: torch.randn(2, 1, 2, 3), lambda: torch.randn(4, 3), lambda: torch.randn(4)], F.linear,
+     True),
+    ("linear_4d_nobias", [lambda: torch.randn(2, 1, 2, 3), lambda: torch.randn(4, 3)], F.linear, True),
+]
+
 
 def tline(tag, t):
     t = t.detach()
@@ -67,8 +81,8 @@ def tline(tag, t):
 
 def main():
     lines = []
-    for dtype in (torch.float64, torch.float32):
-        for name, makers, fn, check_name in CASES:
+    for cases, dtype in itertools.product((CASES, LINEAR_CASES), (torch.float64, torch.float32)):
+        for name, makers, fn, check_name in cases:
             ins = [m().to(dtype).requires_grad_(True) for m in makers]
             out = fn(*ins)
             w = torch.randn(out.shape, dtype=torch.float64).to(dtype)

@@ -59,10 +59,8 @@ static ag_tensor *build(ag_ctx *ctx, const char *name, ag_tensor **in) {
         return ag_nll_loss(ctx, in[0], (const int64_t[]){2, 0, 1, 1});
     if (!strcmp(name, "mse_loss"))
         return ag_mse_loss(ctx, in[0], in[1]);
-    if (!strcmp(name, "linear"))
-        return ag_linear(ctx, in[0], in[1], in[2]);
-    if (!strcmp(name, "linear_3d_nobias"))
-        return ag_linear(ctx, in[0], in[1], NULL);
+    if (!strncmp(name, "linear", 6))
+        return ag_linear(ctx, in[0], in[1], strstr(name, "nobias") ? NULL : in[2]);
     if (!strncmp(name, "bmm", 3))
         return ag_bmm(ctx, in[0], in[1]);
     if (!strcmp(name, "index_select_d0"))

@@ -325,6 +325,50 @@ static void test_inplace_change_of_saved_tensor(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* ag_bmm's shape errors, word for word as PyTorch 1.13's torch.matmul gives
+ * them for the same shapes: batch dimensions folded into the rows of a
+ * 2-D product when one operand is 2-D, the broadcast batch otherwise. */
+static void test_bmm_shape_errors_as_pytorch(void **state) {
+    (void)state;
+    ag_ctx *ctx = ag_ctx_new();
+#define BATCH2 "Expected size for first two dimensions of batch2 tensor to be: "
+#define MAT "mat1 and mat2 shapes cannot be multiplied "
+#define BCAST_2_3 "The size of tensor a (2) must match the size of tensor b (3) at non-singleton dimension 0"
+    static const struct {
+        const char *msg;
+        int nda;
+        int64_t a[4];
+        int ndb;
+        int64_t b[4];
+    } cases[] = {
+        {BATCH2 "[2, 4] but got: [2, 5].", 3, {2, 3, 4}, 3, {2, 5, 6}},
+        {BATCH2 "[2, 4] but got: [2, 5].", 3, {1, 3, 4}, 3, {2, 5, 6}},
+        {BATCH2 "[0, 4] but got: [0, 5].", 3, {0, 3, 4}, 3, {0, 5, 6}},
+        {BATCH2 "[6, 4] but got: [6, 5].", 4, {2, 1, 3, 4}, 3, {3, 5, 6}},
+        {BATCH2 "[6, 4] but got: [6, 5].", 4, {3, 2, 3, 4}, 3, {2, 5, 6}},
+        {BCAST_2_3, 3, {2, 3, 4}, 3, {3, 5, 6}},
+        {BCAST_2_3, 3, {2, 3, 4}, 3, {3, 4, 6}},
+        {MAT "(12x5 and 4x3)", 2, {3, 4}, 3, {2, 5, 6}},
+        {MAT "(84x5 and 4x3)", 2, {3, 4}, 4, {7, 2, 5, 6}},
+        {MAT "(0x5 and 4x3)", 2, {3, 4}, 3, {0, 5, 6}},
+        {MAT "(6x4 and 5x6)", 3, {2, 3, 4}, 2, {5, 6}},
+        {MAT "(42x4 and 5x6)", 4, {7, 2, 3, 4}, 2, {5, 6}},
+        {MAT "(0x4 and 5x6)", 3, {0, 3, 4}, 2, {5, 6}},
+        {MAT "(3x4 and 5x6)", 2, {3, 4}, 2, {5, 6}},
+    };
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        ag_tensor *a = ag_zeros(ctx, AG_FLOAT32, cases[i].nda, cases[i].a);
+        ag_tensor *b = ag_zeros(ctx, AG_FLOAT32, cases[i].ndb, cases[i].b);
+        size_t bytes = ag_ctx_bytes(ctx);
+        ag_clear_error();
+        assert_null(ag_bmm(ctx, a, b));
+        assert_int_equal(ag_last_status(), AG_ESHAPE);
+        assert_string_equal(ag_last_error(), cases[i].msg);
+        assert_int_equal(ag_ctx_bytes(ctx), bytes);
+    }
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_null_tensor_keeps_first_error),
@@ -336,6 +380,7 @@ int main(void) {
         cmocka_unit_test(test_errors_leave_nothing_behind),
         cmocka_unit_test(test_second_backward),
         cmocka_unit_test(test_inplace_change_of_saved_tensor),
+        cmocka_unit_test(test_bmm_shape_errors_as_pytorch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

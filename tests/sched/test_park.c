@@ -104,12 +104,28 @@ static void test_push_wakes_worker(void **state) {
 typedef struct slow {
     ws_task task;
     long us;
-    int ran; /* plain: read by the owner after the wait */
+    ws_pool *p;
+    uint64_t owner_parks; /* > 0: a thief runs until the owner's park count reaches it */
+    int ran;              /* plain: read by the owner after the wait */
 } slow;
+
+static uint64_t parks_of(ws_pool *p, int i) {
+    ws_stats st[2] = {{0}};
+    ws_pool_stats(p, st, 2);
+    return st[i].parks;
+}
 
 static void slow_fn(ws_task *t) {
     slow *s = (slow *)t;
     spin_us(s->us);
+    /* On a loaded machine (or under a sanitizer) the owner may take longer
+     * than any fixed delay to spin and yield its way to sleep: wait for
+     * it, up to seconds, so that the wake-up of a sleeping owner surely
+     * runs. */
+    bool thief = ws_participant_index() != 1; /* the owner is the outside slot after the worker */
+    for (double end = test_now() + 5.0;
+         thief && s->owner_parks && parks_of(s->p, 1) < s->owner_parks && test_now() < end;)
+        test_sleep_us(100);
     s->ran = 1;
 }
 
@@ -127,8 +143,11 @@ static void test_completion_wakes_owner(void **state) {
     int stolen = 0;
     for (int i = 0; i < iters; i++) {
         /* Long enough, often, for the waiting owner to give up spinning;
-         * every tenth surely (spinning is slow under sanitizers). */
-        slow s = {.us = i % 10 == 0 ? 20000 : pick_delay_us(&seed) % 1500 + 1};
+         * every tenth until it has (spinning is slow under sanitizers and
+         * on a loaded machine). */
+        slow s = {.us = i % 10 == 0 ? 20000 : pick_delay_us(&seed) % 1500 + 1, .p = p};
+        if (i % 10 == 0)
+            s.owner_parks = parks_of(p, 1) + 1;
         ws_task_init(&s.task, slow_fn, NULL);
         uint64_t before = steals_of(p, 0);
         ws_group g;

@@ -74,24 +74,24 @@ static void test_thread_creation_failure(void **state) {
 
 static void test_default_threads_env(void **state) {
     (void)state;
-    const char *old = getenv("AG_NUM_THREADS");
+    const char *old = getenv("WS_NUM_THREADS");
     char *saved = old ? strdup(old) : NULL;
-    setenv("AG_NUM_THREADS", "3", 1);
+    setenv("WS_NUM_THREADS", "3", 1);
     assert_int_equal(ws_default_num_threads(), 3);
     ws_pool *p = NULL;
     assert_int_equal(ws_pool_create(&p, NULL), 0);
     assert_int_equal(ws_pool_num_threads(p), 3);
     assert_int_equal(ws_pool_destroy(p), 0);
-    setenv("AG_NUM_THREADS", "banana", 1); /* ignored: all cores */
+    setenv("WS_NUM_THREADS", "banana", 1); /* ignored: all cores */
     int cores = ws_default_num_threads();
     assert_true(cores >= 1);
-    setenv("AG_NUM_THREADS", "0", 1);
+    setenv("WS_NUM_THREADS", "0", 1);
     assert_int_equal(ws_default_num_threads(), cores);
     if (saved) {
-        setenv("AG_NUM_THREADS", saved, 1);
+        setenv("WS_NUM_THREADS", saved, 1);
         free(saved);
     } else {
-        unsetenv("AG_NUM_THREADS");
+        unsetenv("WS_NUM_THREADS");
     }
 }
 

@@ -1,0 +1,44 @@
+/* Tuning thresholds, in one place: when work is split over threads, and in
+ * what pieces. None changes a result: outside deterministic mode a sum's
+ * order may change its last bits, and in deterministic mode pieces depend
+ * on shapes only. Each was set by measurements on a 2-core machine; see
+ * bench/README.md before changing one. (Cache blocking of the reference
+ * kernels stays next to them.) */
+#ifndef AG_TUNING_H
+#define AG_TUNING_H
+
+/* ---- Backward --------------------------------------------------------------- */
+
+/* A graph runs on several threads only when some node feeds two interior
+ * nodes and its nodes' outputs hold at least this many elements in all
+ * (the AG_PAR_MIN_WORK environment variable overrides it); smaller graphs
+ * run on the calling thread. */
+#define AG__PAR_MIN_WORK (1 << 15)
+/* Leaves (and commit entries) are finished in parallel once a
+ * multithreaded backward has this many, in pieces of AG__LEAF_GRAIN. */
+#define AG__PAR_LEAVES 8
+#define AG__LEAF_GRAIN 4
+/* Deterministic sums of a node's contributions: chunks of AG__SUM_CHUNK
+ * elements, run in parallel when at least AG__PAR_SUM_MIN elements are
+ * added in all. */
+#define AG__SUM_CHUNK 4096
+#define AG__PAR_SUM_MIN (1 << 16)
+
+/* ---- Kernels on the pool ------------------------------------------------------ */
+
+/* Unary ops (tanh, exp, ...) and their backward: split from AG__PAR_ELEMS
+ * elements on, in chunks of AG__ELEM_CHUNK. */
+#define AG__PAR_ELEMS (1 << 17)
+#define AG__ELEM_CHUNK (1 << 15)
+/* Sums over all elements: split from AG__PAR_REDUCE_MIN elements on, into
+ * at most AG__MAX_PARTIALS partial sums. */
+#define AG__PAR_REDUCE_MIN (1 << 17)
+#define AG__MAX_PARTIALS 1024
+/* Matrix products: tiled over the pool from AG__PAR_GEMM_MIN
+ * multiply-adds on, in tiles of C of AG__TILE_M rows (when there are at
+ * least twice as many) or else AG__TILE_N columns. */
+#define AG__PAR_GEMM_MIN (1 << 22)
+#define AG__TILE_M 64
+#define AG__TILE_N 128
+
+#endif /* AG_TUNING_H */

@@ -1,0 +1,345 @@
+/* Matrix products large enough to be cut into tiles over the pool, from
+ * several application threads at once while pool threads run tiles too:
+ * every product, forward and backward, must come out exactly as on one
+ * thread. A BLAS that is not reentrant (Debian's serial OpenBLAS) fails
+ * here now and then; BLIS and the C kernel must never. And a product run
+ * with pool threads starts no thread of its own, whatever BLIS_NUM_THREADS
+ * and OMP_NUM_THREADS say.
+ *
+ * Only the public API, so tests/install builds this file against the
+ * installed library too. cmocka is not thread-safe: the application
+ * threads count mismatches and the main thread asserts after joining. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <agrad.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rounds of forward and backward per application thread and thread count
+ * (meson passes fewer for the slow builds). */
+#ifndef PRODUCT_REPS
+#define PRODUCT_REPS 60
+#endif
+#define APP_THREADS 4
+
+/* a (M,K) @ b (K,N) is 2^22 multiply-adds, the smallest product agrad
+ * cuts into tiles (4 tiles of 64 rows); the backward products g @ b^T and
+ * a^T @ g are as large (4 and 2 tiles). */
+enum { M = 256, K = 128, N = 128 };
+
+/* The graph: two branches, so a parallel backward runs them on different
+ * threads: loss = sum((a1 @ b1) * w) + sum((a2 @ b2) * w). */
+enum { A1, B1, A2, B2, NLEAVES };
+static const int64_t leaf_shape[NLEAVES][2] = {{M, K}, {K, N}, {M, K}, {K, N}};
+
+/* What is compared: the two products and the four leaves' gradients. */
+enum { H1, H2, GA1, GB1, GA2, GB2, NOUT };
+
+typedef struct {
+    ag_dtype dt;
+    double *leaf[NLEAVES], *w; /* the inputs, shared by every thread (read only) */
+    double *ref[NOUT];         /* the results on one thread */
+    int64_t numel[NOUT];
+} problem;
+
+typedef struct {
+    ag_ctx *params, *step;
+    ag_tensor *leaf[NLEAVES], *w;
+} model;
+
+/* Fixed inputs in [-1, 1): a linear congruential generator, so every
+ * thread and every build starts from the same numbers. */
+static void fill(double *v, int64_t n, uint64_t seed) {
+    uint64_t x = seed * 6364136223846793005u + 1442695040888963407u;
+    for (int64_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        v[i] = (double)(x >> 11) / (double)(1ull << 52) - 1.0;
+    }
+}
+
+static int model_init(model *md, const problem *p) {
+    md->params = ag_ctx_new();
+    md->step = ag_ctx_new();
+    if (!md->params || !md->step)
+        return -1;
+    for (int i = 0; i < NLEAVES; i++) {
+        int64_t n = leaf_shape[i][0] * leaf_shape[i][1];
+        ag_tensor *t = ag_zeros(md->params, p->dt, 2, leaf_shape[i]);
+        if (!t)
+            return -1;
+        void *d = ag_mutable_data_ptr(t);
+        for (int64_t j = 0; j < n; j++) {
+            if (p->dt == AG_FLOAT32)
+                ((float *)d)[j] = (float)p->leaf[i][j];
+            else
+                ((double *)d)[j] = p->leaf[i][j];
+        }
+        if (ag_requires_grad_(t, true))
+            return -1;
+        md->leaf[i] = t;
+    }
+    md->w = ag_zeros(md->params, p->dt, 2, (int64_t[]){M, N});
+    if (!md->w)
+        return -1;
+    void *d = ag_mutable_data_ptr(md->w);
+    for (int64_t j = 0; j < M * N; j++) {
+        if (p->dt == AG_FLOAT32)
+            ((float *)d)[j] = (float)p->w[j];
+        else
+            ((double *)d)[j] = p->w[j];
+    }
+    return 0;
+}
+
+static void model_free(model *md) {
+    ag_ctx_free(md->step);
+    ag_ctx_free(md->params);
+}
+
+/* One round: forward, backward on nthreads, results in out[] (NULL on
+ * error, with the message in ag_last_error()). */
+static int model_round(model *md, int nthreads, const ag_tensor *out[NOUT]) {
+    for (int i = 0; i < NLEAVES; i++) /* .grad = 0 + the gradient: the same value */
+        if (ag_zero_grad(md->leaf[i]))
+            return -1;
+    ag_ctx_reset(md->step);
+    ag_ctx *c = md->step;
+    ag_tensor *h1 = ag_matmul(c, md->leaf[A1], md->leaf[B1]);
+    ag_tensor *h2 = ag_matmul(c, md->leaf[A2], md->leaf[B2]);
+    ag_tensor *loss = ag_add(c, ag_sum(c, ag_mul(c, h1, md->w)), ag_sum(c, ag_mul(c, h2, md->w)));
+    if (!loss || ag_backward(loss, NULL, &(ag_backward_opts){.num_threads = nthreads}))
+        return -1;
+    out[H1] = h1;
+    out[H2] = h2;
+    out[GA1] = ag_grad(md->leaf[A1]);
+    out[GB1] = ag_grad(md->leaf[B1]);
+    out[GA2] = ag_grad(md->leaf[A2]);
+    out[GB2] = ag_grad(md->leaf[B2]);
+    for (int i = 0; i < NOUT; i++)
+        if (!out[i])
+            return -1;
+    return 0;
+}
+
+/* Elements of t that differ from ref (compared with ==, so exactly, with
+ * -0 equal to +0); the largest difference in *maxdiff. */
+static int64_t mismatches(const ag_tensor *t, const double *ref, int64_t n, double *maxdiff) {
+    const void *d = ag_data_ptr(t);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = ag_tensor_dtype(t) == AG_FLOAT32 ? (double)((const float *)d)[i] : ((const double *)d)[i];
+        if (!(v == ref[i])) {
+            bad++;
+            double diff = fabs(v - ref[i]);
+            if (!(diff <= *maxdiff))
+                *maxdiff = diff;
+        }
+    }
+    return bad;
+}
+
+static void problem_init(problem *p, ag_dtype dt) {
+    memset(p, 0, sizeof *p);
+    p->dt = dt;
+    for (int i = 0; i < NLEAVES; i++) {
+        int64_t n = leaf_shape[i][0] * leaf_shape[i][1];
+        assert_non_null(p->leaf[i] = malloc((size_t)n * sizeof(double)));
+        fill(p->leaf[i], n, (uint64_t)i + 1);
+    }
+    assert_non_null(p->w = malloc((size_t)(M * N) * sizeof(double)));
+    fill(p->w, M * N, 99);
+
+    /* The reference: the same rounds on the calling thread alone. */
+    ag_set_num_threads(1);
+    model md;
+    assert_int_equal(model_init(&md, p), 0);
+    const ag_tensor *out[NOUT];
+    if (model_round(&md, 1, out))
+        fail_msg("reference round: %s", ag_last_error());
+    for (int i = 0; i < NOUT; i++) {
+        p->numel[i] = ag_numel(out[i]);
+        assert_non_null(p->ref[i] = malloc((size_t)p->numel[i] * sizeof(double)));
+        assert_int_equal(ag_copy_to(out[i], p->ref[i], AG_FLOAT64), 0);
+    }
+    model_free(&md);
+}
+
+static void problem_free(problem *p) {
+    for (int i = 0; i < NLEAVES; i++)
+        free(p->leaf[i]);
+    for (int i = 0; i < NOUT; i++)
+        free(p->ref[i]);
+    free(p->w);
+}
+
+typedef struct {
+    const problem *p;
+    int nthreads;
+    int rounds_wrong;  /* rounds with any element off */
+    int64_t elems_off; /* elements off, over all rounds */
+    double maxdiff;
+    char error[256]; /* the first error, if a round failed */
+} app_thread;
+
+static void *app_thread_run(void *arg) {
+    app_thread *a = arg;
+    model md;
+    if (model_init(&md, a->p)) {
+        snprintf(a->error, sizeof a->error, "init: %s", ag_last_error());
+        return NULL;
+    }
+    for (int r = 0; r < PRODUCT_REPS; r++) {
+        const ag_tensor *out[NOUT];
+        if (model_round(&md, a->nthreads, out)) {
+            snprintf(a->error, sizeof a->error, "round %d: %s", r, ag_last_error());
+            break;
+        }
+        int64_t off = 0;
+        for (int i = 0; i < NOUT; i++)
+            off += mismatches(out[i], a->p->ref[i], a->p->numel[i], &a->maxdiff);
+        a->rounds_wrong += off > 0;
+        a->elems_off += off;
+    }
+    model_free(&md);
+    return NULL;
+}
+
+/* APP_THREADS threads at once, each running PRODUCT_REPS rounds, with the
+ * pool at 2, 3 and 4 threads: each result equal to the one-thread one. */
+static void check_exact_from_many_threads(ag_dtype dt) {
+    problem p;
+    problem_init(&p, dt);
+    const int counts[] = {2, 3, 4};
+    int wrong = 0;
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        ag_set_num_threads(counts[c]); /* the forward's tiles */
+        pthread_t th[APP_THREADS];
+        app_thread args[APP_THREADS];
+        for (int i = 0; i < APP_THREADS; i++) {
+            args[i] = (app_thread){.p = &p, .nthreads = counts[c]};
+            assert_int_equal(pthread_create(&th[i], NULL, app_thread_run, &args[i]), 0);
+        }
+        for (int i = 0; i < APP_THREADS; i++)
+            pthread_join(th[i], NULL);
+        for (int i = 0; i < APP_THREADS; i++) {
+            if (args[i].error[0])
+                fail_msg("%s, %d pool threads, application thread %d: %s", dt == AG_FLOAT32 ? "float32" : "float64",
+                         counts[c], i, args[i].error);
+            if (args[i].rounds_wrong) {
+                print_error("%s, %d pool threads, application thread %d: %d of %d rounds wrong, %lld elements off, "
+                            "by up to %g\n",
+                            dt == AG_FLOAT32 ? "float32" : "float64", counts[c], i, args[i].rounds_wrong, PRODUCT_REPS,
+                            (long long)args[i].elems_off, args[i].maxdiff);
+                wrong += args[i].rounds_wrong;
+            }
+        }
+    }
+    ag_set_num_threads(0);
+    problem_free(&p);
+    assert_int_equal(wrong, 0);
+}
+
+static void test_float32_products_exact_from_many_threads(void **state) {
+    (void)state;
+    check_exact_from_many_threads(AG_FLOAT32);
+}
+
+static void test_float64_products_exact_from_many_threads(void **state) {
+    (void)state;
+    check_exact_from_many_threads(AG_FLOAT64);
+}
+
+/* ---- No thread of its own ---------------------------------------------- */
+
+static int count_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A BLAS that starts threads and joins them before it returns leaves the
+ * count in /proc unchanged, so outside the sanitizers (whose runtimes own
+ * pthread_create) every thread created is counted on its way out too. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define COUNT_CREATES 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define COUNT_CREATES 0
+#endif
+#endif
+#ifndef COUNT_CREATES
+#define COUNT_CREATES 1
+#endif
+
+#if COUNT_CREATES
+static _Atomic int threads_created;
+
+int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
+    static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "pthread_create");
+    threads_created++;
+    return real(th, attr, fn, arg);
+}
+#endif
+
+static void test_products_start_no_threads(void **state) {
+    (void)state;
+    /* What a threaded BLIS or OpenMP would obey, had agrad left it the choice. */
+    setenv("BLIS_NUM_THREADS", "4", 0);
+    setenv("OMP_NUM_THREADS", "4", 0);
+    problem p;
+    problem_init(&p, AG_FLOAT32);
+    model md;
+    assert_int_equal(model_init(&md, &p), 0);
+    ag_set_num_threads(2);
+    const ag_tensor *out[NOUT];
+    if (model_round(&md, 2, out)) /* the first round makes the pool's worker */
+        fail_msg("%s", ag_last_error());
+    int before = count_threads();
+#if COUNT_CREATES
+    threads_created = 0;
+#endif
+    for (int r = 0; r < (PRODUCT_REPS < 20 ? PRODUCT_REPS : 20); r++)
+        if (model_round(&md, 2, out))
+            fail_msg("%s", ag_last_error());
+    int after = count_threads();
+    double maxdiff = 0;
+    for (int i = 0; i < NOUT; i++)
+        assert_int_equal(mismatches(out[i], p.ref[i], p.numel[i], &maxdiff), 0);
+    assert_true(before > 1); /* the pool's worker is there */
+    assert_int_equal(after, before);
+#if COUNT_CREATES
+    assert_int_equal(threads_created, 0);
+#endif
+    ag_set_num_threads(0);
+    model_free(&md);
+    problem_free(&p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_products_start_no_threads),
+        cmocka_unit_test(test_float32_products_exact_from_many_threads),
+        cmocka_unit_test(test_float64_products_exact_from_many_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
