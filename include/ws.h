@@ -12,18 +12,21 @@
  * it returns. The only object the library allocates for the caller is the
  * pool (ws_pool_destroy frees it); returned strings are static.
  *
- * Threads. A pool has N worker threads. Any other thread ("outside"
- * thread) may use the pool too: when it calls ws_run, ws_group_init with a
- * pool, ws_parallel_for or ws_dag_run it borrows one of the pool's outside
- * slots, which carries its own deque, and for as long as it waits it is a
- * participant like a worker: it runs its own tasks, thieves steal from its
- * deque, and it steals from theirs. So the calling thread always works
- * while it waits, and N workers plus one waiting caller means N+1 threads
- * run tasks (create N-1 workers to have N in all). ws_submit from an
- * outside thread that is not waiting goes through a separate submission
- * queue that the workers serve. "A participant" below means a thread
+ * Threads. A pool has N worker threads (ws_pool_grow adds more). Any
+ * other thread ("outside" thread) may use the pool too: when it calls
+ * ws_run, ws_run_capped, ws_group_init with a pool, ws_parallel_for or
+ * ws_dag_run it borrows one of the pool's outside slots, which carries
+ * its own deque, and for as long as it waits it is a participant like a
+ * worker: it runs its own tasks, thieves steal from its deque, and it
+ * steals from theirs. So the calling thread always works while it waits,
+ * and N workers plus one waiting caller means N+1 threads run tasks
+ * (create N-1 workers to have N in all). ws_submit from an outside thread
+ * that is not waiting goes through a separate submission queue that the
+ * workers serve. "A participant" below means a thread
  * running a task of the pool (a worker, or an outside thread inside one of
  * those calls); ws_current_pool() says whether the calling thread is one.
+ * ws_run_capped bounds how many participants work on one call's tasks at
+ * once ("seats"), so that several callers can share one pool.
  *
  * Memory. Whatever a task wrote is visible to the thread that waited for
  * it once the wait (ws_join, ws_group_wait, ws_parallel_for, ws_dag_run)
@@ -384,8 +387,9 @@ typedef struct ws_stats {
     uint64_t parks;         /* times it went to sleep */
 } ws_stats;
 
-/* Fills out[i] for participant i < cap (workers, then outside slots used so
- * far) and returns how many participants there are (which may exceed
+/* Fills out[i] for participant i < cap (ws_participant_index order:
+ * participants in the order they were created, workers and outside slots
+ * mixed) and returns how many participants there are (which may exceed
  * cap). Approximate while the pool is busy. WS_EINVAL for a NULL pool,
  * cap < 0, or out NULL with cap > 0. Any thread. */
 WS_EXPORT int ws_pool_stats(ws_pool *pool, ws_stats *out, int cap);

@@ -1,6 +1,6 @@
 // Both public headers from C++ (C++11 and later): a backward pass on two
-// threads through agrad.h, and ws.h's pool, fork/join, group, parallel-for
-// and DAG used directly. Built by cxx_test.sh with every C++ compiler it
+// threads through agrad.h, and ws.h's pool (grown), capped run, fork/join,
+// group, parallel-for and DAG used directly. Built by cxx_test.sh with every C++ compiler it
 // finds, against the build tree (meson test) or an installed library.
 #include <agrad.h>
 #include <ws.h>
@@ -69,6 +69,8 @@ void group_root(ws_task *t) {
     ws_group_wait(&g);
 }
 
+void seat_root(ws_task *t) { *static_cast<int *>(t->arg) = ws_seat_index(); }
+
 void test_ws() {
     ws_pool_opts o = WS_POOL_OPTS_INIT;
     o.num_threads = 1;
@@ -99,6 +101,11 @@ void test_ws() {
     a.nsucc = 2;
     ws_node *roots[] = {&a};
     check(ws_dag_run(&d, roots, 1) == 0 && ws_dag_run(&d, roots, 1) == 0 && ran == 6, "DAG run twice");
+
+    check(ws_cpu_count() >= 1, "ws_cpu_count");
+    check(ws_pool_grow(pool, 2) == 0 && ws_pool_num_threads(pool) == 2, "ws_pool_grow");
+    int seat = -2;
+    check(ws_run_capped(pool, 2, seat_root, &seat) == 0 && seat == 0 && ws_seat_index() == -1, "ws_run_capped");
 
     check(std::strcmp(ws_strerror(WS_EINVAL), "invalid argument") == 0, "ws_strerror");
     check(ws_fork(NULL) == WS_EINVAL, "ws_fork(NULL)");
