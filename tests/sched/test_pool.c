@@ -47,6 +47,12 @@ static void test_bad_args(void **state) {
     assert_string_equal(ws_strerror(WS_EAGAIN), "cannot create a thread");
     assert_string_equal(ws_strerror(WS_OK), "success");
     assert_string_equal(ws_strerror(12345), "unknown error");
+    assert_string_equal(ws_strerror(-WS_ERRNO_COUNT), "unknown error");
+    assert_string_equal(ws_strerror(INT32_MIN), "unknown error");
+    /* Every code of the table has its own text. */
+#define CHECK_TEXT(name, code, msg) assert_string_equal(ws_strerror(WS_##name), msg);
+    WS_ERRNO_MAP(CHECK_TEXT)
+#undef CHECK_TEXT
 }
 
 static void test_thread_creation_failure(void **state) {
