@@ -264,7 +264,7 @@ static int ag__json_string(ag__json *j, char **s, size_t *len) {
             *out++ = '\t';
             break;
         case 'u': {
-            unsigned cp = 0;
+            unsigned cp = 0; /* set by ag__json_hex4 unless it fails */
             if (ag__json_hex4(j, &cp))
                 return AG_EINVAL;
             if (cp >= 0xdc00 && cp <= 0xdfff)

@@ -51,5 +51,10 @@
 #define AG__PAR_GEMM_MIN (1 << 22)
 #define AG__TILE_M 64
 #define AG__TILE_N 128
+/* Optimizer steps: parameters cut into chunks of AG__OPTIM_CHUNK
+ * elements, run over the pool when a step updates AG__PAR_OPTIM_MIN
+ * elements or more in all. */
+#define AG__OPTIM_CHUNK (1 << 14)
+#define AG__PAR_OPTIM_MIN (1 << 16)
 
 #endif /* AG_TUNING_H */
