@@ -9,7 +9,7 @@
 static _Thread_local uint64_t ag__seq_counter;
 
 /* AccumulateGrad's work (adding into .grad) is done by the engine itself. */
-const ag__node_kind ag__accumulate_grad_kind = {"AccumulateGrad", NULL};
+const ag__node_kind ag__accumulate_grad_kind = {"AccumulateGrad", NULL, NULL};
 
 bool ag__needs_grad(int n, ag_tensor *const *inputs) {
     if (!ag__grad_enabled())

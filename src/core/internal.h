@@ -160,9 +160,19 @@ typedef struct ag__saved {
  * error set. */
 typedef int (*ag__backward_fn)(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch);
 
+/* The same backward as a differentiable formula, for create_graph: dout is
+ * the gradient w.r.t. node->out (it may have history); for each i with
+ * need[i], dinp[i] is set to the gradient of input i, with the input's
+ * shape and dtype, made with agrad's ops in ctx while grad mode is on, so
+ * it records its own history; NULL means no gradient (PyTorch's
+ * undefined). dout may be returned as is. Entries without need[i] are
+ * left NULL. Returns 0 or a negative code with the error set. */
+typedef int (*ag__backward_graph_fn)(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp, ag_ctx *ctx);
+
 typedef struct ag__node_kind {
     const char *name; /* PyTorch's node name */
     ag__backward_fn backward;
+    ag__backward_graph_fn backward_graph; /* NULL: create_graph is refused through this node */
 } ag__node_kind;
 
 #define AG__MAX_SAVED 3

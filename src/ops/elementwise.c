@@ -3,6 +3,7 @@
  * (neg, sqrt, exp, log, tanh, sigmoid, relu). Each op's forward kernel, its
  * backward kernel and its node kind sit together. Backward kernels add into
  * the gradient buffers they are given. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -163,12 +164,48 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
     return 0;
 }
 
+/* The same backward as recorded ops, for create_graph (PyTorch 1.13's
+ * formulas, each summed back to its input's shape as PyTorch's
+ * validate_outputs does with sum_to):
+ *   add:  da = g                    db = g
+ *   sub:  da = g                    db = -g
+ *   mul:  da = g * b                db = g * a
+ *   div:  da = g / b                db = -g * ((a / b) / b) */
+static int ag__binary_backward_graph(ag__binop op, ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                     ag_ctx *ctx) {
+    ag_tensor *a = NULL, *b = NULL;
+    if ((op == AG__MUL || op == AG__DIV) && need[1] && !(a = ag__saved_get(node, 0)))
+        return ag_last_status();
+    if (((op == AG__MUL && need[0]) || op == AG__DIV) && !(b = ag__saved_get(node, 1)))
+        return ag_last_status();
+    for (int i = 0; i < 2; i++) {
+        if (!need[i])
+            continue;
+        ag_tensor *d = g;
+        if (op == AG__SUB && i == 1)
+            d = ag_neg(ctx, g);
+        else if (op == AG__MUL)
+            d = ag_mul(ctx, g, i == 0 ? b : a);
+        else if (op == AG__DIV)
+            d = i == 0 ? ag_div(ctx, g, b) : ag_mul(ctx, ag_neg(ctx, g), ag_div(ctx, ag_div(ctx, a, b), b));
+        const ag_tensor *in = ag__edge_input(node, i);
+        int rc = ag__graph_result(dinp[i] = d ? ag__sum_to(ctx, d, in->ndim, in->shape) : NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 #define AG__BINARY_NODE(lname, OP, Name)                                                                               \
     static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {       \
         AG__UNUSED(scratch);                                                                                           \
         return ag__binary_backward(OP, node, dout, dinp);                                                              \
     }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward};
+    static int ag__##lname##_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,        \
+                                            ag_ctx *ctx) {                                                             \
+        return ag__binary_backward_graph(OP, node, dout, need, dinp, ctx);                                             \
+    }                                                                                                                  \
+    static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward, ag__##lname##_backward_graph};
 AG__BINARY_NODE(add, AG__ADD, "AddBackward0")
 AG__BINARY_NODE(sub, AG__SUB, "SubBackward0")
 AG__BINARY_NODE(mul, AG__MUL, "MulBackward0")
@@ -456,22 +493,95 @@ static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout,
     return 0;
 }
 
-#define AG__UNARY_NODE(lname, OP, Name)                                                                                \
+/* The same backward as recorded ops, for create_graph (PyTorch 1.13's
+ * formulas; r the saved result, x the saved input):
+ *   -x        dx = -g                       NegBackward0
+ *   sqrt(x)   dx = g / (2 * r)              DivBackward0, MulBackward1
+ *   exp(x)    dx = g * r                    MulBackward0
+ *   log(x)    dx = g / x                    DivBackward0
+ *   tanh(x)   dx = tanh_backward(g, r)      TanhBackwardBackward0
+ *   sigmoid   dx = sigmoid_backward(g, r)   SigmoidBackwardBackward0
+ *   x + s     dx = g
+ *   x * s     dx = g * s                    MulBackward0
+ *   x ** s    dx = g * (s * x ** (s - 1))   MulBackward0, MulBackward1, PowBackward0;
+ *             zeros (no history) when s == 0 */
+static int ag__unary_backward_graph(ag__unop op, ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                    ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    ag_tensor *x = NULL, *r = NULL;
+    if (ag__unop_saves_input(op) && !(x = ag__saved_get(node, 0)))
+        return ag_last_status();
+    if (ag__unop_saves_result(op) && !(r = ag__saved_get(node, 1)))
+        return ag_last_status();
+    ag_tensor *d = NULL;
+    switch (op) {
+    case AG__NEG:
+        d = ag_neg(ctx, g);
+        break;
+    case AG__SQRT:
+        d = ag_div(ctx, g, ag__mul_scalar1(ctx, r, 2));
+        break;
+    case AG__EXP:
+        d = ag_mul(ctx, g, r);
+        break;
+    case AG__LOG:
+        d = ag_div(ctx, g, x);
+        break;
+    case AG__TANH:
+        d = ag__tanh_grad(ctx, g, r);
+        break;
+    case AG__SIGMOID:
+        d = ag__sigmoid_grad(ctx, g, r);
+        break;
+    case AG__ADDS:
+        d = g;
+        break;
+    case AG__MULS:
+        d = ag_mul_scalar(ctx, g, node->scalar);
+        break;
+    case AG__POWS:
+        d = node->scalar == 0
+                ? ag_zeros(ctx, x->dtype, x->ndim, x->shape)
+                : ag_mul(ctx, g, ag__mul_scalar1(ctx, ag_pow_scalar(ctx, x, node->scalar - 1), node->scalar));
+        break;
+    case AG__RELU: /* no backward_graph yet (its kind has none) */
+        break;
+    }
+    return ag__graph_result(dinp[0] = d);
+}
+
+#define AG__UNARY_GRAPH(lname, OP)                                                                                     \
+    static int ag__##lname##_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,        \
+                                            ag_ctx *ctx) {                                                             \
+        return ag__unary_backward_graph(OP, node, dout, need, dinp, ctx);                                              \
+    }
+AG__UNARY_GRAPH(neg, AG__NEG)
+AG__UNARY_GRAPH(sqrt, AG__SQRT)
+AG__UNARY_GRAPH(exp, AG__EXP)
+AG__UNARY_GRAPH(log, AG__LOG)
+AG__UNARY_GRAPH(tanh, AG__TANH)
+AG__UNARY_GRAPH(sigmoid, AG__SIGMOID)
+AG__UNARY_GRAPH(adds, AG__ADDS)
+AG__UNARY_GRAPH(muls, AG__MULS)
+AG__UNARY_GRAPH(pows, AG__POWS)
+
+#define AG__UNARY_NODE(lname, OP, Name, GRAPH)                                                                         \
     static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {       \
         AG__UNUSED(scratch);                                                                                           \
         return ag__unary_backward(OP, node, dout, dinp);                                                               \
     }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward};
-AG__UNARY_NODE(neg, AG__NEG, "NegBackward0")
-AG__UNARY_NODE(sqrt, AG__SQRT, "SqrtBackward0")
-AG__UNARY_NODE(exp, AG__EXP, "ExpBackward0")
-AG__UNARY_NODE(log, AG__LOG, "LogBackward0")
-AG__UNARY_NODE(tanh, AG__TANH, "TanhBackward0")
-AG__UNARY_NODE(sigmoid, AG__SIGMOID, "SigmoidBackward0")
-AG__UNARY_NODE(relu, AG__RELU, "ReluBackward0")
-AG__UNARY_NODE(adds, AG__ADDS, "AddBackward0")
-AG__UNARY_NODE(muls, AG__MULS, "MulBackward0")
-AG__UNARY_NODE(pows, AG__POWS, "PowBackward0")
+    static const ag__node_kind ag__##lname##_kind = {Name, ag__##lname##_backward, GRAPH};
+AG__UNARY_NODE(neg, AG__NEG, "NegBackward0", ag__neg_backward_graph)
+AG__UNARY_NODE(sqrt, AG__SQRT, "SqrtBackward0", ag__sqrt_backward_graph)
+AG__UNARY_NODE(exp, AG__EXP, "ExpBackward0", ag__exp_backward_graph)
+AG__UNARY_NODE(log, AG__LOG, "LogBackward0", ag__log_backward_graph)
+AG__UNARY_NODE(tanh, AG__TANH, "TanhBackward0", ag__tanh_backward_graph)
+AG__UNARY_NODE(sigmoid, AG__SIGMOID, "SigmoidBackward0", ag__sigmoid_backward_graph)
+AG__UNARY_NODE(relu, AG__RELU, "ReluBackward0", NULL)
+AG__UNARY_NODE(adds, AG__ADDS, "AddBackward0", ag__adds_backward_graph)
+AG__UNARY_NODE(muls, AG__MULS, "MulBackward0", ag__muls_backward_graph)
+AG__UNARY_NODE(pows, AG__POWS, "PowBackward0", ag__pows_backward_graph)
 
 static ag_tensor *ag__unary(ag_ctx *ctx, ag__unop op, ag_tensor *a, double s, const char *name,
                             const ag__node_kind *kind) {

@@ -1,6 +1,7 @@
 /* Ops that select, join or replicate: index_select and embedding, cat,
  * narrow, expand, and batched matmul with broadcast batch dimensions.
  * agrad tensors are contiguous, so each result is a copy. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
@@ -37,8 +38,8 @@ static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
-static const ag__node_kind ag__index_select_kind = {"IndexSelectBackward0", ag__index_backward};
-static const ag__node_kind ag__embedding_kind = {"EmbeddingBackward0", ag__index_backward};
+static const ag__node_kind ag__index_select_kind = {"IndexSelectBackward0", ag__index_backward, NULL};
+static const ag__node_kind ag__embedding_kind = {"EmbeddingBackward0", ag__index_backward, NULL};
 
 static ag_tensor *ag__index(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *index, int64_t k, const char *name,
                             const ag__node_kind *kind) {
@@ -118,7 +119,7 @@ static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__cat_kind = {"CatBackward0", ag__cat_backward};
+static const ag__node_kind ag__cat_kind = {"CatBackward0", ag__cat_backward, NULL};
 
 ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     if (!ts || n <= 0)
@@ -202,7 +203,7 @@ static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
     return 0;
 }
 
-static const ag__node_kind ag__narrow_kind = {"SliceBackward0", ag__narrow_backward};
+static const ag__node_kind ag__narrow_kind = {"SliceBackward0", ag__narrow_backward, NULL};
 
 ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t length) {
     if (ag__check_unary(ctx, a, "ag_narrow"))
@@ -265,7 +266,15 @@ static int ag__expand_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
     return 0;
 }
 
-static const ag__node_kind ag__expand_kind = {"ExpandBackward0", ag__expand_backward};
+/* create_graph: da = sum_to(g, a's shape), recorded. */
+static int ag__expand_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag__sum_to(ctx, g, in->ndim, in->shape));
+}
+
+static const ag__node_kind ag__expand_kind = {"ExpandBackward0", ag__expand_backward, ag__expand_backward_graph};
 
 ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) {
     if (ag__check_unary(ctx, a, "ag_expand"))
@@ -366,7 +375,7 @@ static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__bmm_kind = {"BmmBackward0", ag__bmm_backward};
+static const ag__node_kind ag__bmm_kind = {"BmmBackward0", ag__bmm_backward, NULL};
 
 /* The product of n sizes, for an error message (INT64_MAX past it). */
 static int64_t ag__bmm_rows(const int64_t *shape, int n) {

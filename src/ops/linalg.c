@@ -3,6 +3,7 @@
  * per call; without BLIS, to a cache-blocked C kernel whose inner loop runs
  * along rows so it vectorizes, with the naive triple loop beside it as the
  * reference the tests compare with. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
@@ -294,7 +295,25 @@ static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **din
     return 0;
 }
 
-static const ag__node_kind ag__mm_kind = {"MmBackward0", ag__mm_backward};
+/* The same for create_graph (PyTorch's mm_mat1_backward / mm_mat2_backward):
+ *   da = g.mm(b.t())          MmBackward0, TBackward0
+ *   db = a.t().mm(g) */
+static int ag__mm_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    int rc;
+    if (need[0]) {
+        ag_tensor *b = ag__saved_get(node, 1);
+        if (!b || (rc = ag__graph_result(dinp[0] = ag_matmul(ctx, g, ag__t(ctx, b)))))
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    }
+    if (need[1]) {
+        ag_tensor *a = ag__saved_get(node, 0);
+        if (!a || (rc = ag__graph_result(dinp[1] = ag_matmul(ctx, ag__t(ctx, a), g))))
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    }
+    return 0;
+}
+
+static const ag__node_kind ag__mm_kind = {"MmBackward0", ag__mm_backward, ag__mm_backward_graph};
 
 ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (ag__check_binary(ctx, a, b, "ag_matmul"))

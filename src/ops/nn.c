@@ -39,8 +39,8 @@ static int ag__clamp_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
-static const ag__node_kind ag__abs_kind = {"AbsBackward0", ag__abs_backward};
-static const ag__node_kind ag__clamp_kind = {"ClampBackward1", ag__clamp_backward};
+static const ag__node_kind ag__abs_kind = {"AbsBackward0", ag__abs_backward, NULL};
+static const ag__node_kind ag__clamp_kind = {"ClampBackward1", ag__clamp_backward, NULL};
 
 ag_tensor *ag_abs(ag_ctx *ctx, ag_tensor *a) {
     if (ag__check_unary(ctx, a, "ag_abs"))
@@ -131,7 +131,7 @@ static int ag__maximum_backward(ag_node *node, const ag_tensor *dout, ag_tensor 
     return 0;
 }
 
-static const ag__node_kind ag__maximum_kind = {"MaximumBackward0", ag__maximum_backward};
+static const ag__node_kind ag__maximum_kind = {"MaximumBackward0", ag__maximum_backward, NULL};
 
 ag_tensor *ag_maximum(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (ag__check_binary(ctx, a, b, "ag_maximum"))
@@ -210,8 +210,8 @@ static int ag__softmax_backward(ag_node *node, const ag_tensor *dout, ag_tensor 
     return 0;
 }
 
-static const ag__node_kind ag__softmax_kind = {"SoftmaxBackward0", ag__softmax_backward};
-static const ag__node_kind ag__log_softmax_kind = {"LogSoftmaxBackward0", ag__softmax_backward};
+static const ag__node_kind ag__softmax_kind = {"SoftmaxBackward0", ag__softmax_backward, NULL};
+static const ag__node_kind ag__log_softmax_kind = {"LogSoftmaxBackward0", ag__softmax_backward, NULL};
 
 static ag_tensor *ag__softmax(ag_ctx *ctx, ag_tensor *a, int dim, bool log_mode) {
     const char *name = log_mode ? "ag_log_softmax" : "ag_softmax";
@@ -262,7 +262,7 @@ static int ag__nll_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__nll_kind = {"NllLossBackward0", ag__nll_backward};
+static const ag__node_kind ag__nll_kind = {"NllLossBackward0", ag__nll_backward, NULL};
 
 ag_tensor *ag_nll_loss(ag_ctx *ctx, ag_tensor *logp, const int64_t *targets) {
     if (ag__check_unary(ctx, logp, "ag_nll_loss"))
@@ -318,7 +318,7 @@ static int ag__mse_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__mse_kind = {"MseLossBackward0", ag__mse_backward};
+static const ag__node_kind ag__mse_kind = {"MseLossBackward0", ag__mse_backward, NULL};
 
 ag_tensor *ag_mse_loss(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     if (ag__check_binary(ctx, a, b, "ag_mse_loss"))
@@ -393,15 +393,15 @@ static int ag__linear_t_backward(ag_node *node, const ag_tensor *dout, ag_tensor
     return 0;
 }
 
-static const ag__node_kind ag__addmm_kind = {"AddmmBackward0", ag__linear_backward};
-static const ag__node_kind ag__linear_mm_kind = {"MmBackward0", ag__linear_backward};
-static const ag__node_kind ag__linear_t_kind = {"TBackward0", ag__linear_t_backward};
+static const ag__node_kind ag__addmm_kind = {"AddmmBackward0", ag__linear_backward, NULL};
+static const ag__node_kind ag__linear_mm_kind = {"MmBackward0", ag__linear_backward, NULL};
+static const ag__node_kind ag__linear_t_kind = {"TBackward0", ag__linear_t_backward, NULL};
 /* The reshapes around the product: the same elements, another shape. */
-static const ag__node_kind ag__linear_view_kind = {"ViewBackward0", ag__view_backward};
-static const ag__node_kind ag__linear_unsafe_view_kind = {"UnsafeViewBackward0", ag__view_backward};
-static const ag__node_kind ag__linear_reshape_alias_kind = {"ReshapeAliasBackward0", ag__view_backward};
-static const ag__node_kind ag__linear_unsqueeze_kind = {"UnsqueezeBackward0", ag__view_backward};
-static const ag__node_kind ag__linear_squeeze_kind = {"SqueezeBackward3", ag__view_backward};
+static const ag__node_kind ag__linear_view_kind = {"ViewBackward0", ag__view_backward, NULL};
+static const ag__node_kind ag__linear_unsafe_view_kind = {"UnsafeViewBackward0", ag__view_backward, NULL};
+static const ag__node_kind ag__linear_reshape_alias_kind = {"ReshapeAliasBackward0", ag__view_backward, NULL};
+static const ag__node_kind ag__linear_unsqueeze_kind = {"UnsqueezeBackward0", ag__view_backward, NULL};
+static const ag__node_kind ag__linear_squeeze_kind = {"SqueezeBackward3", ag__view_backward, NULL};
 
 /* A header for base's storage with another shape (same number of elements). */
 static ag_tensor *ag__linear_alias(ag_ctx *ctx, const ag_tensor *base, int64_t rows, int64_t cols) {
@@ -457,7 +457,7 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
         return NULL;
     size_t es = ag__dtype_size(x->dtype);
     if (y->numel > 0) { /* an empty result may have more rows than fit in memory: none is visited */
-        if (addmm) /* rows start as the bias, then += x @ w^T */
+        if (addmm)      /* rows start as the bias, then += x @ w^T */
             for (int64_t r = 0; r < M; r++)
                 memcpy((char *)y->data + (size_t)(r * out_f) * es, b->data, (size_t)out_f * es);
         else

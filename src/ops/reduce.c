@@ -1,6 +1,7 @@
 /* Reductions: sum and mean over all elements or one dimension, and max over
  * all elements. Sums accumulate in double for both dtypes; a mean is the sum
  * divided by the count, as PyTorch computes it (sum, then div_). */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -153,10 +154,26 @@ static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__sum0_kind = {"SumBackward0", ag__sum_backward};
-static const ag__node_kind ag__sum1_kind = {"SumBackward1", ag__sum_backward};
-static const ag__node_kind ag__mean0_kind = {"MeanBackward0", ag__sum_backward};
-static const ag__node_kind ag__mean1_kind = {"MeanBackward1", ag__sum_backward};
+/* The same for create_graph, over all elements (PyTorch's formulas):
+ *   sum:   da = g.expand(a's shape)                       ExpandBackward0
+ *   mean:  da = g.expand(a's shape) / a.numel()           DivBackward1 */
+static int ag__sum_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag_expand(ctx, g, in->ndim, in->shape));
+}
+static int ag__mean_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag__div_scalar1(ctx, ag_expand(ctx, g, in->ndim, in->shape), (double)in->numel));
+}
+
+static const ag__node_kind ag__sum0_kind = {"SumBackward0", ag__sum_backward, ag__sum_backward_graph};
+static const ag__node_kind ag__sum1_kind = {"SumBackward1", ag__sum_backward, NULL};
+static const ag__node_kind ag__mean0_kind = {"MeanBackward0", ag__sum_backward, ag__mean_backward_graph};
+static const ag__node_kind ag__mean1_kind = {"MeanBackward1", ag__sum_backward, NULL};
 
 static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool keepdim, bool mean, const char *name,
                              const ag__node_kind *kind) {
@@ -268,7 +285,7 @@ static int ag__max_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__max_kind = {"MaxBackward1", ag__max_backward};
+static const ag__node_kind ag__max_kind = {"MaxBackward1", ag__max_backward, NULL};
 
 ag_tensor *ag_max(ag_ctx *ctx, ag_tensor *a) {
     if (ag__check_unary(ctx, a, "ag_max"))

@@ -1,6 +1,7 @@
 /* Shape ops: reshape (a view sharing storage, as PyTorch's reshape of a
  * contiguous tensor), transpose (a copy: agrad tensors are contiguous) and
  * clone. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
@@ -30,7 +31,15 @@ int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag
     return 0;
 }
 
-static const ag__node_kind ag__view_kind = {"ViewBackward0", ag__view_backward};
+/* create_graph: da = g.reshape(a's shape), recorded. */
+static int ag__view_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag_reshape(ctx, g, in->ndim, in->shape));
+}
+
+static const ag__node_kind ag__view_kind = {"ViewBackward0", ag__view_backward, ag__view_backward_graph};
 
 static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, int64_t *out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
@@ -191,7 +200,13 @@ static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tenso
     return 0;
 }
 
-static const ag__node_kind ag__transpose_kind = {"TransposeBackward0", ag__transpose_backward};
+/* create_graph: da = g.transpose(d0, d1), recorded. */
+static int ag__transpose_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    return need[0] ? ag__graph_result(dinp[0] = ag_transpose(ctx, g, (int)node->iarg[0], (int)node->iarg[1])) : 0;
+}
+
+static const ag__node_kind ag__transpose_kind = {"TransposeBackward0", ag__transpose_backward,
+                                                 ag__transpose_backward_graph};
 
 ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
     if (ag__check_unary(ctx, a, "ag_transpose"))
@@ -230,7 +245,16 @@ static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
-static const ag__node_kind ag__clone_kind = {"CloneBackward0", ag__clone_backward};
+/* create_graph: da = g. */
+static int ag__clone_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    AG__UNUSED(node);
+    AG__UNUSED(ctx);
+    if (need[0])
+        dinp[0] = g;
+    return 0;
+}
+
+static const ag__node_kind ag__clone_kind = {"CloneBackward0", ag__clone_backward, ag__clone_backward_graph};
 
 ag_tensor *ag_clone(ag_ctx *ctx, ag_tensor *a) {
     if (ag__check_unary(ctx, a, "ag_clone"))

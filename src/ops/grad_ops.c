@@ -1,0 +1,429 @@
+/* The ops of PyTorch's derivative formulas that agrad's public API does not
+ * name (grad_ops.h): what backward_graph functions build gradients with.
+ * Each op's forward, backward and backward_graph sit together, the
+ * backward quoting the forward line it differentiates. Kernels are plain
+ * loops per dtype: these ops run in recorded backwards, not in the hot
+ * path of a training step. */
+#include "ops/grad_ops.h"
+
+#include "ops/ops.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+/* ---- Helpers ------------------------------------------------------------------------------- */
+
+static ag_tensor *ag__like(ag_ctx *ctx, ag_tensor *a, const char *name) {
+    if (ag__check_unary(ctx, a, name))
+        return NULL;
+    return ag__tensor_like(ctx, a);
+}
+
+/* d += scale * g where d and g have the same shape and dtype. */
+static void ag__axpy(ag_tensor *d, const ag_tensor *g, double scale) {
+    if (d->dtype == AG_FLOAT32) {
+        float *dd = d->data, s = (float)scale;
+        const float *gg = g->data;
+        for (int64_t i = 0; i < d->numel; i++)
+            dd[i] += gg[i] * s;
+    } else {
+        double *dd = d->data;
+        const double *gg = g->data;
+        for (int64_t i = 0; i < d->numel; i++)
+            dd[i] += gg[i] * scale;
+    }
+}
+
+/* ==== a * s, a + s, a / s with a C++ Scalar ===================================================
+ * MulBackward1 (mul.Scalar), AddBackward1 (add.Scalar), DivBackward1
+ * (div.Scalar): one edge each, the scalar in node->scalar. */
+
+typedef enum { AG__S_MUL, AG__S_ADD, AG__S_DIV } ag__sop;
+
+static ag_tensor *ag__scalar_op(ag_ctx *ctx, ag_tensor *a, double s, ag__sop op, const ag__node_kind *kind,
+                                const char *name) {
+    ag_tensor *out = ag__like(ctx, a, name);
+    if (!out)
+        return NULL;
+    if (a->dtype == AG_FLOAT32) {
+        const float *x = a->data, st = (float)s;
+        float *o = out->data;
+        for (int64_t i = 0; i < a->numel; i++)
+            o[i] = op == AG__S_MUL ? x[i] * st : op == AG__S_ADD ? x[i] + st : x[i] / st;
+    } else {
+        const double *x = a->data;
+        double *o = out->data;
+        for (int64_t i = 0; i < a->numel; i++)
+            o[i] = op == AG__S_MUL ? x[i] * s : op == AG__S_ADD ? x[i] + s : x[i] / s;
+    }
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins)) {
+        ag_node *node = ag__record(ctx, kind, out, 1, ins);
+        if (!node)
+            return NULL;
+        node->scalar = s;
+    }
+    return out;
+}
+
+/* out = a * s:  da += g * s */
+static int ag__mul_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(scratch);
+    if (dinp[0])
+        ag__axpy(dinp[0], dout, node->scalar);
+    return 0;
+}
+static int ag__mul_scalar1_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                          ag_ctx *ctx) {
+    return need[0] ? ag__graph_result(dinp[0] = ag__mul_scalar1(ctx, g, node->scalar)) : 0;
+}
+static const ag__node_kind ag__mul_scalar1_kind = {"MulBackward1", ag__mul_scalar1_backward,
+                                                   ag__mul_scalar1_backward_graph};
+
+/* out = a + s:  da += g */
+static int ag__add_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (dinp[0])
+        ag__axpy(dinp[0], dout, 1.0);
+    return 0;
+}
+static int ag__pass_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    AG__UNUSED(node);
+    AG__UNUSED(ctx);
+    if (need[0])
+        dinp[0] = g;
+    return 0;
+}
+static const ag__node_kind ag__add_scalar1_kind = {"AddBackward1", ag__add_scalar1_backward, ag__pass_backward_graph};
+
+/* out = a / s:  da += g / s (PyTorch: grad / a 0-dim tensor holding s) */
+static int ag__div_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(scratch);
+    ag_tensor *d = dinp[0];
+    if (!d)
+        return 0;
+    if (d->dtype == AG_FLOAT32) {
+        float *dd = d->data, s = (float)node->scalar;
+        const float *g = dout->data;
+        for (int64_t i = 0; i < d->numel; i++)
+            dd[i] += g[i] / s;
+    } else {
+        double *dd = d->data;
+        const double *g = dout->data;
+        for (int64_t i = 0; i < d->numel; i++)
+            dd[i] += g[i] / node->scalar;
+    }
+    return 0;
+}
+static int ag__div_scalar1_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                          ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    return ag__graph_result(dinp[0] = ag_div(ctx, g, ag_scalar(ctx, g->dtype, node->scalar)));
+}
+static const ag__node_kind ag__div_scalar1_kind = {"DivBackward1", ag__div_scalar1_backward,
+                                                   ag__div_scalar1_backward_graph};
+
+ag_tensor *ag__mul_scalar1(ag_ctx *ctx, ag_tensor *a, double s) {
+    return ag__scalar_op(ctx, a, s, AG__S_MUL, &ag__mul_scalar1_kind, "mul");
+}
+ag_tensor *ag__add_scalar1(ag_ctx *ctx, ag_tensor *a, double s) {
+    return ag__scalar_op(ctx, a, s, AG__S_ADD, &ag__add_scalar1_kind, "add");
+}
+ag_tensor *ag__div_scalar1(ag_ctx *ctx, ag_tensor *a, double s) {
+    return ag__scalar_op(ctx, a, s, AG__S_DIV, &ag__div_scalar1_kind, "div");
+}
+
+/* ==== a.t() =======================================================================================
+ * out = a with its two dimensions swapped (a copy; 0-D and 1-D: itself);
+ * da += g.t(). */
+
+static int ag__t_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (!dinp[0])
+        return 0;
+    if (dout->ndim == 2)
+        ag__transpose_into(dinp[0], dout, 0, 1, true);
+    else
+        ag__axpy(dinp[0], dout, 1.0);
+    return 0;
+}
+static int ag__t_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    AG__UNUSED(node);
+    return need[0] ? ag__graph_result(dinp[0] = ag__t(ctx, g)) : 0;
+}
+static const ag__node_kind ag__t_kind = {"TBackward0", ag__t_backward, ag__t_backward_graph};
+
+ag_tensor *ag__t(ag_ctx *ctx, ag_tensor *a) {
+    if (ag__check_unary(ctx, a, "t"))
+        return NULL;
+    if (a->ndim > 2)
+        return ag__error_null(AG_EINVAL, "t() expects a tensor with <= 2 dimensions, but self is %dD", a->ndim);
+    int64_t shape[2] = {a->ndim == 2 ? a->shape[1] : 0, a->ndim == 2 ? a->shape[0] : 0};
+    ag_tensor *out = a->ndim == 2 ? ag__tensor_new(ctx, a->dtype, 2, shape) : ag__tensor_like(ctx, a);
+    if (!out)
+        return NULL;
+    if (a->ndim == 2)
+        ag__transpose_into(out, a, 0, 1, false);
+    else
+        memcpy(out->data, a->data, a->storage->nbytes);
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__t_kind, out, 1, ins))
+        return NULL;
+    return out;
+}
+
+/* ==== tanh_backward, sigmoid_backward ============================================================
+ * The first derivatives as ops of (g, y), y the forward's saved output, so
+ * that they can be differentiated again (PyTorch's formulas):
+ *   out = g (1 - y^2):      dg += dout (1 - y^2)      dy += dout ((-2 y) g)
+ *   out = g (1 - y) y:      dg += dout (1 - y) y      dy += (dout g) ((-2 y) + 1) */
+
+typedef enum { AG__TANH_BW, AG__SIGMOID_BW } ag__actbw;
+
+static int ag__act_backward(ag__actbw which, ag_node *node, const ag_tensor *dout, ag_tensor **dinp) {
+    ag_tensor *g = ag__saved_get(node, 0), *y = ag__saved_get(node, 1);
+    if (!g || !y)
+        return ag_last_status();
+    for (int64_t i = 0; i < dout->numel; i++) {
+        double o = ag__load(dout, i), gv = ag__load(g, i), yv = ag__load(y, i);
+        if (dout->dtype == AG_FLOAT32) { /* each step rounded to float, as PyTorch's float kernels */
+            float of = (float)o, gf = (float)gv, yf = (float)yv;
+            float dgv = which == AG__TANH_BW ? of * (1 - yf * yf) : of * (1 - yf) * yf;
+            float dyv = which == AG__TANH_BW ? of * ((-2 * yf) * gf) : (of * gf) * ((-2 * yf) + 1);
+            if (dinp[0])
+                ((float *)dinp[0]->data)[i] += dgv;
+            if (dinp[1])
+                ((float *)dinp[1]->data)[i] += dyv;
+        } else {
+            if (dinp[0])
+                ((double *)dinp[0]->data)[i] += which == AG__TANH_BW ? o * (1 - yv * yv) : o * (1 - yv) * yv;
+            if (dinp[1])
+                ((double *)dinp[1]->data)[i] +=
+                    which == AG__TANH_BW ? o * ((-2 * yv) * gv) : (o * gv) * ((-2 * yv) + 1);
+        }
+    }
+    return 0;
+}
+
+static int ag__act_backward_graph(ag__actbw which, ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,
+                                  ag_ctx *ctx) {
+    ag_tensor *g = ag__saved_get(node, 0), *y = ag__saved_get(node, 1);
+    if (!g || !y)
+        return ag_last_status();
+    int rc;
+    if (need[0]) {
+        dinp[0] = which == AG__TANH_BW ? ag__tanh_grad(ctx, dout, y) : ag__sigmoid_grad(ctx, dout, y);
+        if ((rc = ag__graph_result(dinp[0])))
+            return rc;
+    }
+    if (need[1]) {
+        ag_tensor *m2y = ag__mul_scalar1(ctx, y, -2);
+        dinp[1] = which == AG__TANH_BW ? ag_mul(ctx, dout, ag_mul(ctx, m2y, g))
+                                       : ag_mul(ctx, ag_mul(ctx, dout, g), ag__add_scalar1(ctx, m2y, 1));
+        if ((rc = ag__graph_result(dinp[1])))
+            return rc;
+    }
+    return 0;
+}
+
+static int ag__tanh_bw_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(scratch);
+    return ag__act_backward(AG__TANH_BW, node, dout, dinp);
+}
+static int ag__tanh_bw_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    return ag__act_backward_graph(AG__TANH_BW, node, g, need, dinp, ctx);
+}
+static const ag__node_kind ag__tanh_bw_kind = {"TanhBackwardBackward0", ag__tanh_bw_backward,
+                                               ag__tanh_bw_backward_graph};
+
+static int ag__sigmoid_bw_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(scratch);
+    return ag__act_backward(AG__SIGMOID_BW, node, dout, dinp);
+}
+static int ag__sigmoid_bw_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    return ag__act_backward_graph(AG__SIGMOID_BW, node, g, need, dinp, ctx);
+}
+static const ag__node_kind ag__sigmoid_bw_kind = {"SigmoidBackwardBackward0", ag__sigmoid_bw_backward,
+                                                  ag__sigmoid_bw_backward_graph};
+
+static ag_tensor *ag__act_bw(ag_ctx *ctx, ag_tensor *g, ag_tensor *y, ag__actbw which) {
+    const char *name = which == AG__TANH_BW ? "tanh_backward" : "sigmoid_backward";
+    if (ag__check_binary(ctx, g, y, name))
+        return NULL;
+    if (!ag__same_shape(g, y))
+        return ag__error_null(AG_ESHAPE, "%s: grad_output and output must have the same shape", name);
+    ag_tensor *out = ag__tensor_like(ctx, y);
+    if (!out)
+        return NULL;
+    if (y->dtype == AG_FLOAT32) {
+        const float *a = g->data, *b = y->data;
+        float *o = out->data;
+        for (int64_t i = 0; i < y->numel; i++)
+            o[i] = which == AG__TANH_BW ? a[i] * (1 - b[i] * b[i]) : a[i] * (1 - b[i]) * b[i];
+    } else {
+        const double *a = g->data, *b = y->data;
+        double *o = out->data;
+        for (int64_t i = 0; i < y->numel; i++)
+            o[i] = which == AG__TANH_BW ? a[i] * (1 - b[i] * b[i]) : a[i] * (1 - b[i]) * b[i];
+    }
+    ag_tensor *ins[2] = {g, y};
+    if (ag__needs_grad(2, ins)) {
+        ag_node *node = ag__record(ctx, which == AG__TANH_BW ? &ag__tanh_bw_kind : &ag__sigmoid_bw_kind, out, 2, ins);
+        if (!node)
+            return NULL;
+        ag__save(node, 0, g, false);
+        ag__save(node, 1, y, false);
+    }
+    return out;
+}
+
+ag_tensor *ag__tanh_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y) { return ag__act_bw(ctx, g, y, AG__TANH_BW); }
+ag_tensor *ag__sigmoid_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y) { return ag__act_bw(ctx, g, y, AG__SIGMOID_BW); }
+
+/* ==== sum over several dimensions, keepdim ==========================================================
+ * out = a summed over the dims in the mask (kept as size 1);
+ * da += g broadcast back (graph: g.expand(a's shape)). */
+
+static int ag__sum_keepdim_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (dinp[0] && dinp[0]->numel > 0)
+        ag__add_reduced(dinp[0], dout, 1.0);
+    return 0;
+}
+static int ag__expand_to_input_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag_expand(ctx, g, in->ndim, in->shape));
+}
+static const ag__node_kind ag__sum_keepdim_kind = {"SumBackward1", ag__sum_keepdim_backward, ag__expand_to_input_graph};
+
+ag_tensor *ag__sum_keepdim(ag_ctx *ctx, ag_tensor *a, uint32_t dims) {
+    if (ag__check_unary(ctx, a, "sum"))
+        return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    for (int d = 0; d < a->ndim; d++)
+        shape[d] = dims >> d & 1 ? 1 : a->shape[d];
+    ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, shape);
+    if (!out)
+        return NULL;
+    memset(out->data, 0, out->storage->nbytes);
+    if (a->numel > 0)
+        ag__add_reduced(out, a, 1.0); /* sums a over the dimensions out has as 1 */
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__sum_keepdim_kind, out, 1, ins))
+        return NULL;
+    return out;
+}
+
+ag_tensor *ag__sum_to(ag_ctx *ctx, ag_tensor *g, int ndim, const int64_t *shape) {
+    if (ag__check_unary(ctx, g, "sum_to"))
+        return NULL;
+    bool same = g->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = g->shape[d] == shape[d];
+    if (same)
+        return g;
+    if (ndim == 0)
+        return ag_sum(ctx, g);
+    int lead = g->ndim - ndim;
+    if (lead < 0)
+        return ag__error_null(AG_ESHAPE, "sum_to: a %d-D shape is bigger than the %d-D gradient", ndim, g->ndim);
+    uint32_t dims = 0;
+    for (int d = 0; d < g->ndim; d++)
+        if (d < lead || (shape[d - lead] == 1 && g->shape[d] != 1))
+            dims |= 1u << d;
+    ag_tensor *r = dims ? ag__sum_keepdim(ctx, g, dims) : g;
+    return lead > 0 ? ag_reshape(ctx, r, ndim, shape) : r;
+}
+
+/* ==== CopyBackwards: AccumulateGrad's copy of a first gradient =====================================
+ * out = g (PyTorch: an empty tensor copy_'d from g, so the edges are the
+ * empty tensor's, none, and g's);  dg += dout. */
+
+static int ag__copy_grad_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (dinp[1])
+        ag__axpy(dinp[1], dout, 1.0);
+    return 0;
+}
+static int ag__copy_grad_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    AG__UNUSED(node);
+    AG__UNUSED(ctx);
+    if (need[1])
+        dinp[1] = g;
+    return 0;
+}
+static const ag__node_kind ag__copy_grad_kind = {"CopyBackwards", ag__copy_grad_backward, ag__copy_grad_backward_graph};
+
+ag_tensor *ag__copy_grad(ag_ctx *ctx, ag_tensor *g) {
+    ag_tensor *out = ag__like(ctx, g, "copy_");
+    if (!out)
+        return NULL;
+    memcpy(out->data, g->data, g->storage->nbytes);
+    ag_tensor *ins[2] = {NULL, g};
+    if (ag__needs_grad(2, ins) && !ag__record(ctx, &ag__copy_grad_kind, out, 2, ins))
+        return NULL;
+    return out;
+}
+
+/* ==== to(dtype) ========================================================================================
+ * out = a cast (a copy);  da += dout cast back. */
+
+static void ag__cast_into(ag_tensor *dst, const ag_tensor *src, bool add) {
+    for (int64_t i = 0; i < dst->numel; i++)
+        ag__store(dst, i, (add ? ag__load(dst, i) : 0.0) + ag__load(src, i));
+}
+
+static int ag__cast_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (dinp[0])
+        ag__cast_into(dinp[0], dout, true);
+    return 0;
+}
+static int ag__cast_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    return need[0] ? ag__graph_result(dinp[0] = ag__cast_copy(ctx, g, ag__edge_input(node, 0)->dtype)) : 0;
+}
+static const ag__node_kind ag__cast_kind = {"ToCopyBackward0", ag__cast_backward, ag__cast_backward_graph};
+
+ag_tensor *ag__cast_copy(ag_ctx *ctx, ag_tensor *a, ag_dtype dtype) {
+    if (ag__check_unary(ctx, a, "to"))
+        return NULL;
+    ag_tensor *out = ag__tensor_new(ctx, dtype, a->ndim, a->shape);
+    if (!out)
+        return NULL;
+    ag__cast_into(out, a, false);
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__cast_kind, out, 1, ins))
+        return NULL;
+    return out;
+}
+
+/* ==== Checks ============================================================================================ */
+
+bool ag__expandable(const ag_tensor *ref, const ag_tensor *g) {
+    if (ref->ndim > g->ndim)
+        return false;
+    for (int d = 0; d < ref->ndim; d++) {
+        int64_t r = ref->shape[ref->ndim - 1 - d], s = g->shape[g->ndim - 1 - d];
+        if (r != s && r != 1)
+            return false;
+    }
+    return true;
+}
+
+int ag__invalid_gradient(const char *name, int i, const ag_tensor *got, const ag_tensor *ref) {
+    char gs[AG_MAX_DIMS * 22 + 3], rs[AG_MAX_DIMS * 22 + 3];
+    ag__shape_str(gs, sizeof gs, got->ndim, got->shape);
+    ag__shape_str(rs, sizeof rs, ref->ndim, ref->shape);
+    return ag__error(AG_ESHAPE,
+                     "Function %s returned an invalid gradient at index %d - got %s but expected shape "
+                     "compatible with %s",
+                     name, i, gs, rs);
+}
