@@ -178,7 +178,7 @@ static int ag__binary_backward_graph(ag__binop op, ag_node *node, ag_tensor *g, 
         return ag_last_status();
     if (((op == AG__MUL && need[0]) || op == AG__DIV) && !(b = ag__saved_get(node, 1)))
         return ag_last_status();
-    for (int i = 0; i < 2; i++) {
+    for (int i = 1; i >= 0; i--) { /* the second input first, as PyTorch's generated backwards (node order) */
         if (!need[i])
             continue;
         ag_tensor *d = g;

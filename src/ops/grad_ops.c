@@ -73,9 +73,11 @@ static int ag__mul_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_ten
         ag__axpy(dinp[0], dout, node->scalar);
     return 0;
 }
+/* PyTorch: grad * scalar_to_tensor(s), a MulBackward0 with a second edge
+ * that needs no grad: ag_mul_scalar's node. */
 static int ag__mul_scalar1_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
                                           ag_ctx *ctx) {
-    return need[0] ? ag__graph_result(dinp[0] = ag__mul_scalar1(ctx, g, node->scalar)) : 0;
+    return need[0] ? ag__graph_result(dinp[0] = ag_mul_scalar(ctx, g, node->scalar)) : 0;
 }
 static const ag__node_kind ag__mul_scalar1_kind = {"MulBackward1", ag__mul_scalar1_backward,
                                                    ag__mul_scalar1_backward_graph};
@@ -214,16 +216,17 @@ static int ag__act_backward_graph(ag__actbw which, ag_node *node, ag_tensor *dou
     if (!g || !y)
         return ag_last_status();
     int rc;
-    if (need[0]) {
-        dinp[0] = which == AG__TANH_BW ? ag__tanh_grad(ctx, dout, y) : ag__sigmoid_grad(ctx, dout, y);
-        if ((rc = ag__graph_result(dinp[0])))
-            return rc;
-    }
+    /* the second input first, as PyTorch's generated backwards (node order) */
     if (need[1]) {
         ag_tensor *m2y = ag__mul_scalar1(ctx, y, -2);
         dinp[1] = which == AG__TANH_BW ? ag_mul(ctx, dout, ag_mul(ctx, m2y, g))
                                        : ag_mul(ctx, ag_mul(ctx, dout, g), ag__add_scalar1(ctx, m2y, 1));
         if ((rc = ag__graph_result(dinp[1])))
+            return rc;
+    }
+    if (need[0]) {
+        dinp[0] = which == AG__TANH_BW ? ag__tanh_grad(ctx, dout, y) : ag__sigmoid_grad(ctx, dout, y);
+        if ((rc = ag__graph_result(dinp[0])))
             return rc;
     }
     return 0;
