@@ -21,6 +21,15 @@ typedef struct ab_options {
     bool pytorch;          /* run the PyTorch peers when torch imports */
     const char *out_dir;   /* JSON, CSV and plots go here; NULL: none */
     bool plots;
+    /* Also run agrad as users link it: the same suite built by
+     * bench/installed.sh against the library `meson install` installs
+     * (pkg-config agrad), its results as implementation "installed". */
+    bool installed;
+    /* Print results as lines for another agrad-bench to read (the
+     * installed copy does), instead of tables: "WORKLOAD THREADS FWD_MS
+     * BWD_MS STEP_MS", "ceiling WORKLOAD X", "peak WORKLOAD MB BASE_MB",
+     * "optim SET IMPL THREADS MS". */
+    bool peer;
 } ab_options;
 
 /* Runs the suite, prints its tables, writes autograd.json / autograd.csv
@@ -30,5 +39,24 @@ int bench_autograd_run(const ab_options *o);
 
 /* Prints the workloads (for --list). */
 void bench_autograd_list(void);
+
+/* The optimizer workload (bench_optim.c): an Adam step on the MLP's
+ * parameters and on one large parameter, against torch.optim. Returns the
+ * number of failed measurements. */
+int bench_optim_run(const ab_options *o);
+void bench_optim_list(void);
+
+/* The machine (bench_machine.c). ab_ceiling: how much faster two plain
+ * threads finish a compute-bound loop than one (median of reps rounds of
+ * about 15 ms); under 1.8 the second core was not there to be had, and
+ * speedups measured then are not meaningful. Peak memory: ab_peak_reset
+ * starts a stretch of the run (false where Linux cannot), ab_peak_mb is
+ * the most memory resident since, ab_resident_mb what is resident now
+ * (MB; -1 when unknown). */
+#define AB_CEILING_MIN 1.8
+double ab_ceiling(int reps);
+bool ab_peak_reset(void);
+double ab_peak_mb(void);
+double ab_resident_mb(void);
 
 #endif /* AGRAD_BENCH_AUTOGRAD_H */

@@ -1,12 +1,17 @@
 /* Scheduler workloads for agrad-bench: fib through spawn and wait, a
- * binary-tree DAG, a linear chain, a random layered DAG and a parallel-for.
- * Each has a serial version (the baseline that per-task overhead is measured
- * against), a ws version and, when built with OpenMP, an OpenMP-task version
- * (depend clauses for the DAGs), plus a "ceiling" of independent threads
- * that shows how much parallel speed the machine itself gives. */
+ * binary-tree DAG, a linear chain, random layered DAGs (busy nodes, and
+ * 64-wide empty ones), building a DAG, a parallel-for, and a task
+ * submitted from outside the pool and waited for. Each has a serial version
+ * where that means something (the baseline that per-task overhead is
+ * measured against), a ws version and, when built with OpenMP, an
+ * OpenMP-task version (depend clauses for the DAGs), plus a "ceiling" of
+ * independent threads that shows how much parallel speed the machine itself
+ * gives. bench/lace/ runs the same programs on Lace. */
 #include "bench.h"
+#include "bench_graph.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +76,7 @@ typedef struct fib_frame {
     long result;
 } fib_frame;
 
+/* ws: fork fib(n-1), compute fib(n-2), join: Lace's SPAWN, CALL, SYNC. */
 static long fib_ws(int n);
 
 static void fib_ws_task(ws_task *t) {
@@ -81,14 +87,12 @@ static void fib_ws_task(ws_task *t) {
 static long fib_ws(int n) {
     if (n < 2)
         return n;
-    ws_group g;
-    ws_group_init(&g, NULL);
     fib_frame f;
     ws_task_init(&f.task, fib_ws_task, NULL);
     f.n = n - 1;
-    ws_spawn(&g, &f.task);
+    ws_fork(&f.task);
     long y = fib_ws(n - 2);
-    ws_group_wait(&g);
+    ws_join(&f.task);
     return f.result + y;
 }
 
@@ -100,6 +104,40 @@ static void fib_ws_root(ws_task *t) {
 static int fib_ws_run(void *state, const bench_params *bp) {
     fib_state *s = state;
     if (ws_run(bp->pool, fib_ws_root, s) != 0)
+        return -1;
+    return s->got == s->want ? 0 : -1;
+}
+
+/* ws-group: the same with a task group per call (init, spawn, wait). */
+static long fib_group(int n);
+
+static void fib_group_task(ws_task *t) {
+    fib_frame *f = (fib_frame *)t;
+    f->result = fib_group(f->n);
+}
+
+static long fib_group(int n) {
+    if (n < 2)
+        return n;
+    ws_group g;
+    ws_group_init(&g, NULL);
+    fib_frame f;
+    ws_task_init(&f.task, fib_group_task, NULL);
+    f.n = n - 1;
+    ws_spawn(&g, &f.task);
+    long y = fib_group(n - 2);
+    ws_group_wait(&g);
+    return f.result + y;
+}
+
+static void fib_group_root(ws_task *t) {
+    fib_state *s = t->arg;
+    s->got = fib_group(s->n);
+}
+
+static int fib_group_run(void *state, const bench_params *bp) {
+    fib_state *s = state;
+    if (ws_run(bp->pool, fib_group_root, s) != 0)
         return -1;
     return s->got == s->want ? 0 : -1;
 }
@@ -134,16 +172,10 @@ static int fib_omp_run(void *state, const bench_params *bp) {
  * val is cleared before each run, so a node that ran before a predecessor
  * shows up as a wrong value. */
 
-enum { DAG_TREE, DAG_CHAIN, DAG_RANDOM };
-enum { DAG_MAX_PRED = 3, DAG_RANDOM_WIDTH = 100 };
+enum { DAG_TREE, DAG_CHAIN, DAG_RANDOM, DAG_LAYER64 };
+enum { DAG_MAX_PRED = BENCH_GRAPH_MAX_PRED, DAG_RANDOM_WIDTH = 100, DAG_LAYER_WIDTH = 64 };
 
 typedef struct dag_state dag_state;
-
-typedef struct dnode {
-    ws_node node;
-    dag_state *s;
-    int64_t id;
-} dnode;
 
 struct dag_state {
     int64_t n, work;
@@ -152,11 +184,20 @@ struct dag_state {
     uint64_t *val, *want;
     /* ws */
     ws_dag dag;
-    dnode *nodes;
+    ws_node *nodes; /* arg: the state; the id is the index */
     ws_node **succ; /* CSR by the same offsets as the successor counts */
     ws_node **roots;
     int nroots;
 };
+
+/* Nodes on whole cache lines: a 64-byte ws_node then never straddles two. */
+static ws_node *nodes_alloc(int64_t n) {
+    size_t size = ((size_t)n * sizeof(ws_node) + 63) / 64 * 64;
+    ws_node *p = aligned_alloc(64, size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
 
 static inline void dag_compute(dag_state *s, int64_t i) {
     uint64_t v = (uint64_t)i + 1;
@@ -196,32 +237,17 @@ static dag_state *dag_build(int shape, const bench_params *bp, int64_t default_w
         dag_free(s);
         return NULL;
     }
-    uint64_t rng = 0x2545F4914F6CDD1Dull;
-    int64_t m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        s->pred_off[i] = m;
-        if (shape == DAG_TREE && i > 0) {
-            s->pred[m++] = (i - 1) / 2;
-        } else if (shape == DAG_CHAIN && i > 0) {
-            s->pred[m++] = i - 1;
-        } else if (shape == DAG_RANDOM && i >= DAG_RANDOM_WIDTH) {
-            /* 1 to 3 distinct predecessors in the previous layer. */
-            int64_t layer0 = (i / DAG_RANDOM_WIDTH - 1) * DAG_RANDOM_WIDTH;
-            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-            int k = 1 + (int)(rng % DAG_MAX_PRED);
-            int64_t start = m;
-            for (int j = 0; j < k; j++) {
-                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-                int64_t p = layer0 + (int64_t)(rng % DAG_RANDOM_WIDTH);
-                bool dup = false;
-                for (int64_t q = start; q < m; q++)
-                    dup |= s->pred[q] == p;
-                if (!dup)
-                    s->pred[m++] = p;
-            }
+    if (shape == DAG_RANDOM || shape == DAG_LAYER64) {
+        bench_graph_layered(n, shape == DAG_RANDOM ? DAG_RANDOM_WIDTH : DAG_LAYER_WIDTH, s->pred_off, s->pred);
+    } else {
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++) {
+            s->pred_off[i] = m;
+            if (i > 0)
+                s->pred[m++] = shape == DAG_TREE ? (i - 1) / 2 : i - 1;
         }
+        s->pred_off[n] = m;
     }
-    s->pred_off[n] = m;
     /* The expected values, from a serial run in index (topological) order. */
     for (int64_t i = 0; i < n; i++)
         dag_compute(s, i);
@@ -241,6 +267,7 @@ static double dag_tasks(const bench_params *bp) { return (double)bp->size; }
 static void *tree_setup(const bench_params *bp) { return dag_build(DAG_TREE, bp, 0); }
 static void *chain_setup(const bench_params *bp) { return dag_build(DAG_CHAIN, bp, 0); }
 static void *random_setup(const bench_params *bp) { return dag_build(DAG_RANDOM, bp, 100); }
+static void *layer_setup(const bench_params *bp) { return dag_build(DAG_LAYER64, bp, 0); }
 
 static int dag_serial_run(void *state, const bench_params *bp) {
     (void)bp;
@@ -253,15 +280,15 @@ static int dag_serial_run(void *state, const bench_params *bp) {
 /* ws: one ws_node per node, successors from the predecessor lists. */
 
 static void dag_ws_node(ws_task *t) {
-    dnode *d = (dnode *)ws_node_of(t);
-    dag_compute(d->s, d->id);
+    dag_state *s = t->arg;
+    dag_compute(s, ws_node_of(t) - s->nodes);
 }
 
 static void *dag_ws_wrap(dag_state *s, const bench_params *bp) {
     if (!s)
         return NULL;
     int64_t n = s->n;
-    s->nodes = calloc((size_t)n, sizeof(dnode));
+    s->nodes = nodes_alloc(n);
     s->succ = calloc((size_t)s->pred_off[n] + 1, sizeof(ws_node *));
     s->roots = calloc((size_t)n, sizeof(ws_node *));
     int64_t *nsucc = calloc((size_t)n + 1, sizeof(int64_t));
@@ -275,19 +302,17 @@ static void *dag_ws_wrap(dag_state *s, const bench_params *bp) {
     for (int64_t i = 0; i < n; i++)
         nsucc[i + 1] += nsucc[i]; /* now offsets into succ */
     for (int64_t i = 0; i < n; i++) {
-        dnode *d = &s->nodes[i];
-        d->s = s;
-        d->id = i;
+        ws_node *d = &s->nodes[i];
         int npred = (int)(s->pred_off[i + 1] - s->pred_off[i]);
-        ws_node_init(&s->dag, &d->node, dag_ws_node, NULL, npred);
-        d->node.succ = &s->succ[nsucc[i]];
+        ws_node_init(&s->dag, d, dag_ws_node, s, npred);
+        d->succ = &s->succ[nsucc[i]];
         if (npred == 0)
-            s->roots[s->nroots++] = &d->node;
+            s->roots[s->nroots++] = d;
     }
     for (int64_t i = 0; i < n; i++)
         for (int64_t k = s->pred_off[i]; k < s->pred_off[i + 1]; k++) {
-            dnode *p = &s->nodes[s->pred[k]];
-            p->node.succ[p->node.nsucc++] = &s->nodes[i].node;
+            ws_node *p = &s->nodes[s->pred[k]];
+            p->succ[p->nsucc++] = &s->nodes[i];
         }
     free(nsucc);
     return s;
@@ -296,6 +321,7 @@ static void *dag_ws_wrap(dag_state *s, const bench_params *bp) {
 static void *tree_ws_setup(const bench_params *bp) { return dag_ws_wrap(dag_build(DAG_TREE, bp, 0), bp); }
 static void *chain_ws_setup(const bench_params *bp) { return dag_ws_wrap(dag_build(DAG_CHAIN, bp, 0), bp); }
 static void *random_ws_setup(const bench_params *bp) { return dag_ws_wrap(dag_build(DAG_RANDOM, bp, 100), bp); }
+static void *layer_ws_setup(const bench_params *bp) { return dag_ws_wrap(dag_build(DAG_LAYER64, bp, 0), bp); }
 
 static int dag_ws_run(void *state, const bench_params *bp) {
     (void)bp;
@@ -340,6 +366,173 @@ static int dag_omp_run(void *state, const bench_params *bp) {
     return dag_check(s);
 }
 #endif
+
+/* ---- Building a DAG ----------------------------------------------------------------------
+ * The 64-wide layered graph is given as successor lists (indices); a run
+ * turns it into something that can run: a join counter and a list of
+ * successor pointers per node. ws: ws_dag_init, ws_node_init per node and
+ * the succ arrays, as a backward pass does for every graph. serial: the
+ * same arrays into a plain struct, the floor any scheduler's DAG has to
+ * pay (and what the Lace peer program does). Memory comes from setup. */
+
+typedef struct plain_node {
+    int32_t join, npred;
+    int32_t nsucc;
+    struct plain_node **succ;
+} plain_node;
+
+typedef struct build_state {
+    int64_t n;
+    int64_t *pred_off, *pred, *succ_off, *succ;
+    ws_dag dag;
+    ws_node *nodes;
+    ws_node **succp;
+    plain_node *plain;
+    plain_node **plain_succp;
+} build_state;
+
+static void build_free(void *state) {
+    build_state *s = state;
+    if (!s)
+        return;
+    free(s->pred_off);
+    free(s->pred);
+    free(s->succ_off);
+    free(s->succ);
+    free(s->nodes);
+    free(s->succp);
+    free(s->plain);
+    free(s->plain_succp);
+    free(s);
+}
+
+static void build_node_fn(ws_task *t) { (void)t; }
+
+static void *build_setup(const bench_params *bp) {
+    int64_t n = bp->size;
+    if (n < 1 || n > (int64_t)1 << 26)
+        return NULL;
+    build_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->n = n;
+    s->pred_off = calloc((size_t)n + 1, sizeof(int64_t));
+    s->pred = calloc((size_t)n * DAG_MAX_PRED + 1, sizeof(int64_t));
+    s->succ_off = calloc((size_t)n + 1, sizeof(int64_t));
+    s->succ = calloc((size_t)n * DAG_MAX_PRED + 1, sizeof(int64_t));
+    s->nodes = nodes_alloc(n);
+    s->succp = calloc((size_t)n * DAG_MAX_PRED + 1, sizeof(ws_node *));
+    s->plain = calloc((size_t)n, sizeof(plain_node));
+    s->plain_succp = calloc((size_t)n * DAG_MAX_PRED + 1, sizeof(plain_node *));
+    if (!s->pred_off || !s->pred || !s->succ_off || !s->succ || !s->nodes || !s->succp || !s->plain ||
+        !s->plain_succp) {
+        build_free(s);
+        return NULL;
+    }
+    bench_graph_layered(n, DAG_LAYER_WIDTH, s->pred_off, s->pred);
+    bench_graph_successors(n, s->pred_off, s->pred, s->succ_off, s->succ);
+    return s;
+}
+
+static double build_tasks(const bench_params *bp) { return (double)bp->size; }
+
+/* The last node's successors point where the lists say: a cheap check that
+ * the whole loop ran. */
+static int build_serial_run(void *state, const bench_params *bp) {
+    (void)bp;
+    build_state *s = state;
+    for (int64_t i = 0; i < s->n; i++) {
+        plain_node *p = &s->plain[i];
+        p->npred = p->join = (int32_t)(s->pred_off[i + 1] - s->pred_off[i]);
+        p->succ = &s->plain_succp[s->succ_off[i]];
+        p->nsucc = (int32_t)(s->succ_off[i + 1] - s->succ_off[i]);
+        for (int64_t k = s->succ_off[i]; k < s->succ_off[i + 1]; k++)
+            s->plain_succp[k] = &s->plain[s->succ[k]];
+    }
+    const plain_node *last = &s->plain[s->n - 1];
+    return last->npred == (int32_t)(s->pred_off[s->n] - s->pred_off[s->n - 1]) ? 0 : -1;
+}
+
+static int build_ws_run(void *state, const bench_params *bp) {
+    build_state *s = state;
+    if (ws_dag_init(&s->dag, bp->pool) != 0)
+        return -1;
+    for (int64_t i = 0; i < s->n; i++) {
+        ws_node *w = &s->nodes[i];
+        if (ws_node_init(&s->dag, w, build_node_fn, s, (int)(s->pred_off[i + 1] - s->pred_off[i])) != 0)
+            return -1;
+        w->succ = &s->succp[s->succ_off[i]];
+        w->nsucc = (int)(s->succ_off[i + 1] - s->succ_off[i]);
+        for (int64_t k = s->succ_off[i]; k < s->succ_off[i + 1]; k++)
+            s->succp[k] = &s->nodes[s->succ[k]];
+    }
+    int64_t first = s->succ_off[0] < s->succ_off[1] ? s->succ[s->succ_off[0]] : -1;
+    return first < 0 || s->nodes[0].succ[0] == &s->nodes[first] ? 0 : -1;
+}
+
+/* ---- Round trip from outside --------------------------------------------------------------
+ * A thread that is not in the pool submits an empty task with ws_submit
+ * and waits for it on a semaphore the task posts, `size` times back to
+ * back: the latency of handing work to a pool that has just gone idle.
+ * The pool is the workload's own, with `threads` workers (the submitter
+ * only waits). */
+
+typedef struct trip_state {
+    ws_pool *pool;
+    sem_t done;
+    int64_t count;
+    ws_task task;
+} trip_state;
+
+static void trip_task(ws_task *t) {
+    trip_state *s = t->arg;
+    s->count++; /* ordered before the waiter's read by sem_post/sem_wait */
+    sem_post(&s->done);
+}
+
+static void trip_free(void *state) {
+    trip_state *s = state;
+    if (!s)
+        return;
+    ws_pool_destroy(s->pool);
+    sem_destroy(&s->done);
+    free(s);
+}
+
+static void *trip_setup(const bench_params *bp) {
+    if (bp->size < 1)
+        return NULL;
+    trip_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    ws_pool_opts o = WS_POOL_OPTS_INIT;
+    o.num_threads = bp->threads < 1 ? 1 : bp->threads;
+    if (sem_init(&s->done, 0, 0) != 0) {
+        free(s);
+        return NULL;
+    }
+    if (ws_pool_create(&s->pool, &o) != 0) {
+        sem_destroy(&s->done);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static double trip_tasks(const bench_params *bp) { return (double)bp->size; }
+
+static int trip_ws_run(void *state, const bench_params *bp) {
+    trip_state *s = state;
+    s->count = 0;
+    for (int64_t i = 0; i < bp->size; i++) {
+        ws_task_init(&s->task, trip_task, s);
+        if (ws_submit(s->pool, &s->task) != 0)
+            return -1;
+        while (sem_wait(&s->done) != 0)
+            ;
+    }
+    return s->count == bp->size ? 0 : -1;
+}
 
 /* ---- parallel-for --------------------------------------------------------------------------
  * y[i] = a degree-8 polynomial of x[i]: enough arithmetic per element that
@@ -501,8 +694,10 @@ static double ceil_tasks(const bench_params *bp) {
 
 static const bench_workload workloads[] = {
     {"fib", "serial", "fib(n), plain recursion", 32, 18, fib_setup, fib_serial_run, free, fib_tasks, NULL, 1},
-    {"fib", "ws", "fib(n), spawn fib(n-1) and wait, no cutoff", 32, 18, fib_setup, fib_ws_run, free, fib_tasks, NULL,
+    {"fib", "ws", "fib(n), ws_fork fib(n-1), ws_join, no cutoff", 32, 18, fib_setup, fib_ws_run, free, fib_tasks, NULL,
      0},
+    {"fib", "ws-group", "fib(n), a ws_group per call: spawn fib(n-1), wait", 32, 18, fib_setup, fib_group_run, free,
+     fib_tasks, NULL, 0},
 #ifdef _OPENMP
     {"fib", "openmp", "fib(n), omp task + taskwait, no cutoff", 32, 18, fib_setup, fib_omp_run, free, fib_tasks, NULL,
      0},
@@ -531,6 +726,18 @@ static const bench_workload workloads[] = {
     {"random", "openmp", "random layered DAG, omp task depend", 200000, 5000, random_setup, dag_omp_run, dag_free,
      dag_tasks, dag_reset, 0},
 #endif
+    {"layer64", "serial", "layered DAG, width 64, 1-3 preds, no busy work", 64 << 12, 64 << 6, layer_setup,
+     dag_serial_run, dag_free, dag_tasks, dag_reset, 1},
+    {"layer64", "ws", "layered DAG, no busy work, ws_dag", 64 << 12, 64 << 6, layer_ws_setup, dag_ws_run, dag_free,
+     dag_tasks, dag_reset, 0},
+#ifdef _OPENMP
+    {"layer64", "openmp", "layered DAG, no busy work, omp task depend", 64 << 12, 64 << 6, layer_setup, dag_omp_run,
+     dag_free, dag_tasks, dag_reset, 0},
+#endif
+    {"dagbuild", "serial", "join counters and successor pointers of layer64's graph, plain struct", 64 << 12, 64 << 6,
+     build_setup, build_serial_run, build_free, build_tasks, NULL, 1},
+    {"dagbuild", "ws", "ws_dag_init + ws_node_init + succ of layer64's graph", 64 << 12, 64 << 6, build_setup,
+     build_ws_run, build_free, build_tasks, NULL, 0},
     {"pfor", "serial", "n-element polynomial loop", 1 << 22, 1 << 16, pfor_setup, pfor_serial_run, pfor_free,
      pfor_tasks, pfor_reset, 1},
     {"pfor", "ws", "ws_parallel_for with --grain (default 4096)", 1 << 22, 1 << 16, pfor_setup, pfor_ws_run, pfor_free,
@@ -539,6 +746,8 @@ static const bench_workload workloads[] = {
     {"pfor", "openmp", "omp taskloop over chunks of --grain", 1 << 22, 1 << 16, pfor_setup, pfor_omp_run, pfor_free,
      pfor_tasks, pfor_reset, 0},
 #endif
+    {"roundtrip", "ws", "ws_submit from outside, sem_wait, n times; `threads` workers", 2000, 100, trip_setup,
+     trip_ws_run, trip_free, trip_tasks, NULL, 0},
     {"ceiling", "pthreads", "8 x serial fib(n) on plain threads: the machine's own speedup", 30, 16, ceil_setup,
      ceil_run, free, ceil_tasks, NULL, 0},
 };

@@ -33,6 +33,7 @@ typedef struct result {
 
 typedef struct options {
     bool quick, list, small, tiny, no_pytorch, no_plots;
+    bool installed, peer, ceiling;
     const char *only, *out, *autograd_impls;
     const char *workloads, *impls, *json;
     int threads[MAX_THREADS], nthreads;
@@ -90,14 +91,18 @@ static void usage(FILE *f) {
           "                       ones: README's main command, a couple of minutes on 2 cores\n"
           "  --tiny, --quick      tiny sizes, 3 repetitions, threads 1,2: a few seconds\n"
           "  --only NAME          only the autograd suite (autograd) or the scheduler's (sched)\n"
+          "  --installed          the autograd suite also through the installed library: meson install\n"
+          "                       into the build tree, agrad-bench built there with pkg-config agrad\n"
+          "                       (bench/installed.sh), its results as implementation \"installed\"\n"
+          "  --ceiling            print two plain threads' speedup on a compute-bound loop and exit\n"
           "  --out DIR            write autograd.json/.csv, sched.json/.csv and PNG plots to DIR\n"
           "  --no-pytorch         skip the PyTorch peers\n"
           "  --no-plots           write the plots' data and gnuplot script, but do not run gnuplot\n"
           "  --list               list the workloads and exit\n"
           "  --workloads a,b      only these workloads (autograd: chain1,wide,fanin,deep,mlp,attention;\n"
-          "                       sched: fib,tree,chain,random,pfor,ceiling)\n"
+          "                       sched: fib,tree,chain,random,layer64,dagbuild,pfor,roundtrip,ceiling)\n"
           "  --impl a,b           only these implementations (autograd: agrad,agrad-det,agrad-omp,pytorch;\n"
-          "                       sched: serial,ws,openmp,pthreads)\n"
+          "                       sched: serial,ws,ws-group,openmp,pthreads)\n"
           "  --threads 1,2,8      thread counts, the calling thread included (default 1 to the cores,\n"
           "                       and 8 for oversubscription)\n"
           "  --reps N             timed repetitions per measurement, median reported (default:\n"
@@ -132,6 +137,12 @@ static int parse_args(int argc, char **argv, options *o) {
             o->no_plots = true;
         } else if (!strcmp(a, "--list")) {
             o->list = true;
+        } else if (!strcmp(a, "--installed")) {
+            o->installed = true;
+        } else if (!strcmp(a, "--peer")) { /* lines for another agrad-bench (ab_options.peer) */
+            o->peer = true;
+        } else if (!strcmp(a, "--ceiling")) {
+            o->ceiling = true;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
@@ -433,17 +444,23 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (o.ceiling) {
+        printf("%.4f\n", ab_ceiling(9));
+        return 0;
+    }
     if (o.out && mkdir(o.out, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "agrad-bench: cannot create %s: %s\n", o.out, strerror(errno));
         return 1;
     }
     int failures = 0;
-    if (!o.only || !strcmp(o.only, "autograd")) {
-        printf("agrad-bench, autograd suite: %ld cores online, compiler %s, reps %d (median), warm-up %d, %s sizes\n",
-               sysconf(_SC_NPROCESSORS_ONLN), __VERSION__, o.autograd_reps, o.autograd_warmup,
-               o.tiny    ? "tiny"
-               : o.small ? "small"
-                         : "full");
+    if (!o.only || !strcmp(o.only, "autograd") || o.peer) {
+        if (!o.peer)
+            printf("agrad-bench, autograd suite: %ld cores online, compiler %s, reps %d (median), warm-up %d, %s "
+                   "sizes\n",
+                   sysconf(_SC_NPROCESSORS_ONLN), __VERSION__, o.autograd_reps, o.autograd_warmup,
+                   o.tiny    ? "tiny"
+                   : o.small ? "small"
+                             : "full");
         ab_options ao = {.scale = o.tiny    ? AB_SIZE_TINY
                                   : o.small ? AB_SIZE_SMALL
                                             : AB_SIZE_FULL,
@@ -455,13 +472,15 @@ int main(int argc, char **argv) {
                          .workloads = o.workloads,
                          .impls = o.impls,
                          .pytorch = !o.no_pytorch,
-                         .out_dir = o.out,
-                         .plots = !o.no_plots};
+                         .out_dir = o.peer ? NULL : o.out,
+                         .plots = !o.no_plots,
+                         .installed = o.installed && !o.peer,
+                         .peer = o.peer};
         int rc = bench_autograd_run(&ao);
         if (rc < 0)
             return 1;
         failures += rc;
-        if (o.only)
+        if (o.only || o.peer)
             return failures ? 1 : 0;
         printf("\n");
     }

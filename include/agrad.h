@@ -145,6 +145,16 @@ AG_EXPORT ag_tensor *ag_log(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_tanh(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sigmoid(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_relu(ag_ctx *, ag_tensor *a);
+/* sin(a), cos(a) and log(1 + a), elementwise (SinBackward0, CosBackward0,
+ * Log1PBackward0; each saves a). */
+AG_EXPORT ag_tensor *ag_sin(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_cos(ag_ctx *, ag_tensor *a);
+AG_EXPORT ag_tensor *ag_log1p(ag_ctx *, ag_tensor *a);
+/* a ** b elementwise with a tensor exponent, broadcast as the binary ops
+ * above (torch.pow(a, b), PowBackward1). Gradients as PyTorch's: for a,
+ * 0 where b == 0, else b * a ** (b - 1); for b, 0 where a == 0 and b >= 0,
+ * else a ** b * log(a) (nan for a negative a). */
+AG_EXPORT ag_tensor *ag_pow(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);

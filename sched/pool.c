@@ -17,18 +17,31 @@ enum {
     WS__DEQUE_CAPACITY = 256, /* grows on demand */
 };
 
-const char *ws_strerror(int code) {
-    switch (code) {
-    case WS_OK:
-        return "success";
-#define WS__ERRNO_STR(name, code_, msg)                                                                                \
-    case WS_##name:                                                                                                    \
-        return msg;
-        WS_ERRNO_MAP(WS__ERRNO_STR)
+/* The texts, indexed by -code, from the one table in ws.h. */
+static const char *const ws__errstr[] = {"success",
+#define WS__ERRNO_STR(name, code, msg) msg,
+                                         WS_ERRNO_MAP(WS__ERRNO_STR)
 #undef WS__ERRNO_STR
-    default:
+};
+_Static_assert(sizeof(ws__errstr) / sizeof(ws__errstr[0]) == WS_ERRNO_COUNT,
+               "WS_ERRNO_COUNT must count WS_OK and every code of WS_ERRNO_MAP");
+/* The index of each code in the table above is its position: the codes
+ * must be -1, -2, ... in table order. */
+enum {
+    WS__ERRNO_POS_OK,
+#define WS__ERRNO_POS(name, code, msg) WS__ERRNO_POS_##name,
+    WS_ERRNO_MAP(WS__ERRNO_POS)
+#undef WS__ERRNO_POS
+};
+#define WS__ERRNO_CHECK(name, code, msg)                                                                               \
+    _Static_assert(WS_##name == -WS__ERRNO_POS_##name, "WS_" #name " must be minus its position in WS_ERRNO_MAP");
+WS_ERRNO_MAP(WS__ERRNO_CHECK)
+#undef WS__ERRNO_CHECK
+
+const char *ws_strerror(int code) {
+    if (code > 0 || code <= -WS_ERRNO_COUNT)
         return "unknown error";
-    }
+    return ws__errstr[-code];
 }
 
 /* ---- Participants -------------------------------------------------------------- */
@@ -38,7 +51,7 @@ static ws__part *ws__part_new(ws_pool *p, int index, int number, bool outside) {
     if (!w)
         return NULL;
     memset(w, 0, sizeof(*w));
-    if (ws__deque_init(&w->dq, WS__DEQUE_CAPACITY) != 0) {
+    if (ws__deque_init(&w->dq, WS__DEQUE_CAPACITY, p) != 0) {
         free(w);
         return NULL;
     }
@@ -50,6 +63,7 @@ static ws__part *ws__part_new(ws_pool *p, int index, int number, bool outside) {
     atomic_init(&w->team, NULL);
     w->seat = -1;
     w->pool = p;
+    w->floor = INT64_MIN;
     w->index = index;
     w->number = number;
     w->outside = outside;
@@ -86,6 +100,7 @@ static void *ws__worker_main(void *arg) {
 /* ---- Creation and destruction ------------------------------------------------------- */
 
 static void ws__pool_free(ws_pool *p) {
+    ws_trace_enable(p, false); /* keeps the count of tracing pools right */
     if (p->parts) {
         int n = atomic_load_explicit(&p->nvictims, memory_order_relaxed);
         for (int i = 0; i < n; i++)
@@ -113,11 +128,14 @@ static void ws__join_workers(ws_pool *p) {
     }
 }
 
-/* An idle worker looks for work a while before sleeping, unless threads
- * outnumber the CPUs: then idle workers would take the CPU from busy ones. */
+/* An idle participant spins, then yields, then sleeps (sched.c), unless
+ * threads outnumber the CPUs: then it does not spin and yields only
+ * briefly, as an idle worker would take the CPU from a busy one. Set again
+ * when the pool grows. relaxed: idle tuning, read as a hint. */
 static void ws__set_idle(ws_pool *p, int nworkers) {
-    uint64_t ns = nworkers + 1 <= ws_cpu_count() ? WS__IDLE_NS : 0;
-    atomic_store_explicit(&p->idle_ns, ns, memory_order_relaxed);
+    bool fits = nworkers + 1 <= ws_cpu_count();
+    atomic_store_explicit(&p->spin_ns, fits ? WS__SPIN_NS : 0, memory_order_relaxed);
+    atomic_store_explicit(&p->idle_ns, fits ? WS__IDLE_NS : WS__IDLE_OVER_NS, memory_order_relaxed);
 }
 
 /* Appends a participant: under slot_lock (or before the pool is shared). */
@@ -190,6 +208,7 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
     p->cap_parts = WS__MAX_THREADS + max_outside;
     p->stack_size = o.stack_size;
     atomic_init(&p->nworkers, 0);
+    atomic_init(&p->spin_ns, 0);
     atomic_init(&p->idle_ns, 0);
     atomic_init(&p->nvictims, 0);
     atomic_init(&p->shutdown, false);
@@ -354,14 +373,19 @@ void ws__leave(ws__part *self) {
 int ws_submit(ws_pool *p, ws_task *t) {
     if (!p || !t || !t->fn)
         return WS_EINVAL;
-    t->group = NULL;
-    t->dag = NULL;
+    t->owner = NULL;
+    t->kind = WS__TASK_PLAIN;
     t->next = NULL;
     ws__part *self = ws__self;
-    if (self && self->pool == p)
+    if (self && self->pool == p) {
+        /* Shared at once: nobody waits for a submitted task, so it must
+         * not sit on the private part while this thread runs (or blocks
+         * in) something long. */
         ws__push(self, t);
-    else
+        ws__deque_share_all(&self->dq);
+    } else {
         ws__submit_queue(p, t);
+    }
     return 0;
 }
 

@@ -10,11 +10,15 @@
  *   notifier: publish the work; barrier; if nwait > 0, set some park != 0
  *             to 0 and futex-wake it if it was 2.
  * The barriers make it a Dekker pair: either the waiter's re-check sees the
- * work, or the notifier sees the waiter. Pushes by the deque owner are the
- * hot path, so their side is only a compiler barrier, and the waiter's side
- * is membarrier(PRIVATE_EXPEDITED), which runs a full barrier on every
- * running thread of the process (the asymmetric Dekker of liburcu and
- * folly). Where membarrier is unavailable both sides use seq_cst fences. */
+ * work, or the notifier sees the waiter. "Work" is what thieves can see:
+ * the shared part of the deques (a push onto the private part notifies
+ * nobody; only sharing does, see deque.h) and the submission queue. Sharing
+ * is frequent, so the notifier's side is only a compiler barrier, and the
+ * waiter's side is membarrier(PRIVATE_EXPEDITED), which runs a full barrier
+ * on every running thread of the process (the asymmetric Dekker of liburcu
+ * and folly). Where membarrier is unavailable both sides use seq_cst
+ * fences. A participant never sleeps on private tasks: it runs them itself,
+ * and it shares them all before it waits for anything (ws__help_until). */
 #include "deque.h"
 
 #include <errno.h>
@@ -29,16 +33,20 @@
 
 _Thread_local ws__part *ws__self __attribute__((tls_model("initial-exec"))) = NULL;
 
-/* Idle tuning: rounds over all victims with a short pause between them,
- * then rounds with sched_yield (so that with more threads than cores the
- * thread holding work gets the core) until a worker has looked for
- * WS__IDLE_NS in all, then park. Waking a parked worker costs more than
- * 100 us on some virtual machines, so a worker that goes idle between the
- * parallel parts of a training step (a few hundred microseconds apart)
- * stays awake for the next; an idle pool still sleeps after 300 us. A
- * pool with more threads than cores skips the wait (pool.c): there an
- * idle worker would take the core from a busy one. */
-enum { WS__SPIN_ROUNDS = 64, WS__PAUSES = 32, WS__YIELD_ROUNDS = 16 };
+/* Idle tuning. A participant without work looks for it in rounds over all
+ * victims: first with a short pause between rounds for WS__SPIN_NS (work
+ * often comes back within microseconds: a thief's request answered, the
+ * next task of a caller), then with sched_yield between rounds, so that a
+ * thread sharing its CPU (a submitter waiting for the task it just handed
+ * over, the busy thread of an oversubscribed pool) runs at once, until it
+ * has looked for the pool's idle_ns in all; then it parks. Waking a parked
+ * worker costs more than 100 us on some virtual machines, so a worker that
+ * goes idle between the parallel parts of a training step (a few hundred
+ * microseconds apart) stays awake for the next; an idle pool still sleeps
+ * after WS__IDLE_NS. A pool with more threads than cores does not spin at
+ * all and yields only briefly (pool.c): there an idle worker would take the
+ * core from a busy one. */
+enum { WS__PAUSES = 16 };
 
 /* ---- Time -------------------------------------------------------------------- */
 
@@ -183,9 +191,9 @@ void ws__wake_all(ws_pool *p) {
     }
 }
 
-/* After a push by a participant: wake a sleeper if nobody is spinning (a
- * spinner will find the task). acquire on nspin: a spinner that went to
- * park incremented nwait before it decremented nspin (release). */
+/* After tasks were shared: wake a sleeper that may take them if nobody is
+ * spinning (a spinner will find them). acquire on nspin: a spinner that
+ * went to park incremented nwait before it decremented nspin (release). */
 static inline void ws__signal_work(ws__part *self) {
     ws_pool *p = self->pool;
     ws__light_barrier();
@@ -194,17 +202,23 @@ static inline void ws__signal_work(ws__part *self) {
         ws__wake_for(self); /* a sleeper that may take it (team.c) */
 }
 
+/* Only the owner shares, so the calling thread is the participant that
+ * holds q (a deque outside a participant, as in the deque's own tests, has
+ * no pool and signals nobody). */
+void ws__deque_signal(ws__deque *q) {
+    if (q->pool)
+        ws__signal_work((ws__part *)(void *)((char *)q - offsetof(ws__part, dq)));
+}
+
 /* ---- Pushing and the submission queue --------------------------------------------- */
 
-void ws__push(ws__part *self, ws_task *t) {
-    if (WS__UNLIKELY(!ws__deque_push(&self->dq, t))) {
-        /* The deque cannot grow (out of memory): run the task now. Same
-         * result, less parallelism, no failure to report. */
-        ws__run(self, t);
-        ws__dag_flush(self); /* back to the caller's code */
+void ws__push_slow(ws__part *self, ws_task *t) {
+    if (ws__deque_push(&self->dq, t) >= 0)
         return;
-    }
-    ws__signal_work(self);
+    /* The deque cannot grow (out of memory): run the task now. Same result,
+     * less parallelism, no failure to report. */
+    ws__run(self, t);
+    ws__dag_flush(self); /* back to the caller's code */
 }
 
 void ws__submit_queue(ws_pool *p, ws_task *t) {
@@ -239,25 +253,26 @@ static ws_task *ws__sub_pop(ws_pool *p) {
 
 /* ---- Running ------------------------------------------------------------------------- */
 
-static void ws__group_stolen_done(ws_group *g, ws__part *owner) {
+void ws__group_stolen_done(ws_group *g, ws__part *owner) {
     /* release: the task's effects are visible to the owner that reads the
      * count with acquire. After this the group may be gone: only owner,
      * read before, is used. */
-    atomic_fetch_add_explicit(&g->stolen_done, 1, memory_order_release);
+    __atomic_fetch_add(&g->stolen_done, 1, __ATOMIC_RELEASE);
     ws__wake_part(owner); /* full fence, then wake it if it parked */
 }
 
-void ws__run(ws__part *self, ws_task *t) {
-    if (self->done_dag && t->dag != self->done_dag)
+void ws__run_slow(ws__part *self, ws_task *t) {
+    ws_dag *dag = t->kind == WS__TASK_NODE ? (ws_dag *)t->owner : NULL;
+    if (self->done_dag && dag != self->done_dag)
         ws__dag_flush_slow(self);
-    if (t->dag) {
+    if (dag) {
         ws__run_node(self, ws_node_of(t));
         return;
     }
     /* The task may free itself: read what we need first. */
-    ws_group *g = t->group;
-    ws__part *owner = g ? g->self : NULL;
-    if (WS__UNLIKELY(atomic_load_explicit(&self->pool->tracing, memory_order_relaxed))) {
+    uint32_t kind = t->kind;
+    void *owner = t->owner;
+    if (WS__UNLIKELY(ws__tracing(self->pool))) {
         const char *name = t->name;
         uint64_t start = ws__now_ns();
         t->fn(t);
@@ -266,11 +281,21 @@ void ws__run(ws__part *self, ws_task *t) {
         t->fn(t);
     }
     ws__count(&self->tasks_run);
-    if (g) {
-        if (owner == self)
+    if (kind == WS__TASK_GROUP) {
+        ws_group *g = owner;
+        if (g->self == self)
             g->local_done++;
         else
-            ws__group_stolen_done(g, owner);
+            ws__group_stolen_done(g, g->self);
+    } else if (kind == WS__TASK_FORK) {
+        /* Run by a thief, or by its own thread while that waited for
+         * something else (ws_join runs its tasks itself otherwise).
+         * release: the forking thread, which reads count with acquire in
+         * ws_join, sees what the task wrote. After this store t may be
+         * gone. */
+        __atomic_store_n(&t->count, 1, __ATOMIC_RELEASE);
+        if (owner != self)
+            ws__wake_part(owner); /* full fence, then wake it if it parked */
     }
 }
 
@@ -287,8 +312,8 @@ static inline uint64_t ws__rand(ws__part *self) {
 }
 
 /* One round: the submission queue, then every other participant once,
- * starting at a random victim. *more is set when the victim still had work
- * after our steal (so a spinner can hand the spinning role on). */
+ * starting at a random victim. *more is set when the victim still had
+ * shared work after our steal (so a spinner can hand the spinning role on). */
 static ws_task *ws__steal_round(ws__part *self, bool *more) {
     ws_pool *p = self->pool;
     /* A seated thread first takes what its team holds for it; the
@@ -314,7 +339,7 @@ static ws_task *ws__steal_round(ws__part *self, bool *more) {
         if (!victim || victim == self || !ws__may_steal_from(self, victim))
             continue;
         for (int tries = 0; tries < 2; tries++) {
-            t = ws__deque_steal(&victim->dq);
+            t = ws__deque_steal(&victim->dq, more);
             if (t != WS__STEAL_ABORT)
                 break;
             ws__count(&self->failed_steals);
@@ -325,8 +350,6 @@ static ws_task *ws__steal_round(ws__part *self, bool *more) {
         }
         if (t && t != WS__STEAL_ABORT) {
             ws__count(&self->steals);
-            if (more)
-                *more = ws__deque_size_hint(&victim->dq) > 0;
             return t;
         }
         if (!t)
@@ -350,6 +373,27 @@ static void ws__pause(void) {
         ws__cpu_relax();
 }
 
+/* The idle phases (see WS__SPIN_NS): spin, yield, then park. *since is the
+ * time the participant started looking, 0 before the first call. Returns
+ * false when it is time to park. */
+static bool ws__idle_step(ws_pool *p, uint64_t *since) {
+    uint64_t now = ws__now_ns();
+    if (!*since)
+        *since = now;
+    uint64_t idle = now - *since;
+    /* relaxed: tuning, set again when the pool grows; a stale value only
+     * moves the phase boundaries of this one wait. */
+    if (idle < atomic_load_explicit(&p->spin_ns, memory_order_relaxed)) {
+        ws__pause();
+        return true;
+    }
+    if (idle < atomic_load_explicit(&p->idle_ns, memory_order_relaxed)) {
+        sched_yield();
+        return true;
+    }
+    return false;
+}
+
 /* ---- Workers ------------------------------------------------------------------------- */
 
 /* Looks for work with the worker counted as spinning; parks when there is
@@ -359,15 +403,7 @@ static ws_task *ws__idle(ws__part *self) {
     atomic_fetch_add_explicit(&p->nspin, 1, memory_order_relaxed);
     for (;;) {
         uint64_t since = 0;
-        for (int round = 0;; round++) {
-            if (round >= WS__SPIN_ROUNDS + WS__YIELD_ROUNDS) {
-                /* past the counted rounds, yield until WS__IDLE_NS is up */
-                uint64_t now = ws__now_ns();
-                if (!since)
-                    since = now;
-                else if (now - since >= atomic_load_explicit(&p->idle_ns, memory_order_relaxed))
-                    break;
-            }
+        for (;;) {
             bool more = false;
             ws_task *t = ws__steal_round(self, &more);
             if (t) {
@@ -384,13 +420,11 @@ static ws_task *ws__idle(ws__part *self) {
                 atomic_fetch_sub_explicit(&p->nspin, 1, memory_order_relaxed);
                 return NULL;
             }
-            if (round < WS__SPIN_ROUNDS)
-                ws__pause();
-            else
-                sched_yield();
+            if (!ws__idle_step(p, &since))
+                break;
         }
         ws__prepare_wait(self);
-        /* release: a pusher that sees nspin drop (acquire) also sees nwait. */
+        /* release: a sharer that sees nspin drop (acquire) also sees nwait. */
         atomic_fetch_sub_explicit(&p->nspin, 1, memory_order_release);
         ws__heavy_barrier();
         bool more = false;
@@ -422,29 +456,28 @@ void ws__worker_loop(ws__part *self) {
 /* ---- Waiting threads ------------------------------------------------------------------ */
 
 void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *arg) {
-    int idle = 0;
     self->helping++;
     ws__dag_flush(self);
+    int64_t floor = self->floor;
+    self->floor = base;
+    uint64_t since = 0;
     while (!done(arg)) {
         ws_task *t = ws__deque_take_above(&self->dq, base);
         if (!t) {
             ws__dag_flush(self);
+            /* Whatever this thread still holds privately (tasks of outer
+             * frames, below base) must be stealable while it waits: another
+             * thread may need them to finish what we wait for. */
+            ws__deque_share_all(&self->dq);
             t = ws__steal_round(self, NULL);
         }
         if (t) {
             ws__run(self, t);
-            idle = 0;
+            since = 0;
             continue;
         }
-        idle++;
-        if (idle <= WS__SPIN_ROUNDS) {
-            ws__pause();
+        if (ws__idle_step(self->pool, &since))
             continue;
-        }
-        if (idle <= WS__SPIN_ROUNDS + WS__YIELD_ROUNDS) {
-            sched_yield();
-            continue;
-        }
         /* Park until the condition holds (the thread that makes it true
          * wakes this participant) or new work appears. */
         ws__prepare_wait(self);
@@ -460,8 +493,9 @@ void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *ar
         } else {
             ws__commit_wait(self);
         }
-        idle = 0;
+        since = 0;
     }
+    self->floor = floor;
     ws__dag_flush(self); /* back to the caller's code */
     self->helping--;
 }

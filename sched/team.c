@@ -14,14 +14,20 @@
 #include <sched.h>
 
 /* The team of the thread that made t: the owner of its group (waiting
- * for it, so in the same team until t has run) or the thread running its
- * DAG. Tasks submitted with ws_submit belong to no team. */
+ * for it, so in the same team until t has run), the thread running its
+ * DAG, or the thread that forked it. Tasks submitted with ws_submit belong
+ * to no team. */
 static ws__team *ws__task_team(const ws_task *t) {
-    if (t->group)
-        return ws__team_of(t->group->self);
-    if (t->dag)
-        return ws__team_of(t->dag->waiter);
-    return NULL;
+    switch (t->kind) {
+    case WS__TASK_GROUP:
+        return ws__team_of(((const ws_group *)t->owner)->self);
+    case WS__TASK_NODE:
+        return ws__team_of(((const ws_dag *)t->owner)->waiter);
+    case WS__TASK_FORK: /* the forking thread: it waits in ws_join */
+        return ws__team_of((ws__part *)t->owner);
+    default:
+        return NULL;
+    }
 }
 
 static int ws__seat_take(ws__team *tm) {

@@ -37,12 +37,18 @@ void ws__trace_free(ws__part *self) {
     self->trace_len = self->trace_cap = 0;
 }
 
+_Atomic int ws__tracing_pools;
+
 int ws_trace_enable(ws_pool *p, bool on) {
     if (!p)
         return WS_EINVAL;
     if (on)
         atomic_fetch_add_explicit(&p->trace_gen, 1, memory_order_relaxed);
-    atomic_store_explicit(&p->tracing, on, memory_order_relaxed);
+    /* relaxed: tracing is best effort; a task that starts just after the
+     * switch may or may not be recorded. */
+    bool was = atomic_exchange_explicit(&p->tracing, on, memory_order_relaxed);
+    if (on != was)
+        atomic_fetch_add_explicit(&ws__tracing_pools, on ? 1 : -1, memory_order_relaxed);
     return 0;
 }
 

@@ -18,6 +18,10 @@
  * fields written by different threads sit 128 bytes apart. */
 #define WS__LINE 128
 
+/* ws_task.kind: how a task was started, so that running it does the right
+ * bookkeeping. */
+enum { WS__TASK_PLAIN, WS__TASK_GROUP, WS__TASK_FORK, WS__TASK_NODE };
+
 #define WS__GROUP_MAGIC 0x77736770u /* "wsgp" */
 #define WS__DAG_MAGIC 0x77736467u   /* "wsdg" */
 
@@ -57,7 +61,7 @@ static inline void ws__cpu_relax(void) {
 #endif
 }
 
-/* ---- Chase-Lev deque (deque.h has the operations) ------------------------- */
+/* ---- The deque (deque.h has the operations and the protocol) ------------- */
 
 typedef struct ws__array {
     int64_t mask;              /* capacity - 1; capacity is a power of two */
@@ -66,16 +70,30 @@ typedef struct ws__array {
 } ws__array;
 
 typedef struct ws__deque {
-    /* Written by the owner only (push, take); read by thieves. */
-    _Alignas(WS__LINE) _Atomic int64_t bottom;
-    int64_t top_cache; /* owner: a top it has seen; top only grows */
-    _Atomic(ws__array *) array;
+    /* The owner's: no other thread reads or writes these. Tasks in
+     * [split, bottom) are private, [top, split) are shared. */
+    _Alignas(WS__LINE) int64_t bottom; /* where the next push goes */
+    int64_t split;                     /* the owner's copy of split_pub */
+    int64_t top_cache;                 /* a top seen earlier; top only grows */
+    ws__array *array;                  /* the owner's copy of array_pub */
     /* Arrays replaced by growth: a thief may still be reading one, so they
-     * are kept until the deque is destroyed (with the pool). Owner only. */
+     * are kept until the deque is destroyed (with the pool). */
     ws__array *retired;
-    /* CASed by thieves and by the owner taking the last task. */
+    ws_pool *pool; /* signalled when tasks are shared; NULL: nobody */
+    /* The owner found nothing shared left: its next push is shared at
+     * once, as a deque that had nothing to steal has idle thieves. */
+    bool shared_empty;
+    /* Written by the owner when it shares or takes back tasks, read by
+     * thieves. */
+    _Alignas(WS__LINE) _Atomic int64_t split_pub;
+    _Atomic(ws__array *) array_pub;
+    _Atomic bool idle_hint; /* the owner had no task at all when it last looked */
+    /* CASed by thieves, and by the owner taking back the last shared task. */
     _Alignas(WS__LINE) _Atomic int64_t top;
-    char pad_[WS__LINE - sizeof(int64_t)];
+    /* Set by a thief that found nothing shared: asks the owner to share
+     * half of its private tasks at its next push or take. */
+    _Alignas(WS__LINE) _Atomic bool want;
+    char pad_[WS__LINE - sizeof(bool)];
 } ws__deque;
 
 /* ---- Capped runs ------------------------------------------------------------ */
@@ -134,6 +152,10 @@ typedef struct ws__part {
     uint64_t rng;
     ws_node *keep;  /* the successor this thread runs next */
     int node_depth; /* DAG nodes running on this thread's stack */
+    /* The innermost wait on this thread's stack (a group, a DAG run, a
+     * join) owns the deque above this index: a DAG node that finishes may
+     * take the next node from the deque itself only above it. */
+    int64_t floor;
     /* Nodes of done_dag this thread has finished but not yet subtracted
      * from its pending count (see ws__dag_flush). */
     ws_dag *done_dag;
@@ -154,9 +176,13 @@ typedef struct ws__part {
 
 /* ---- The pool -------------------------------------------------------------- */
 
-/* An idle worker of a pool no bigger than the machine looks for work this
- * long before it sleeps (sched.c). */
+/* An idle participant of a pool no bigger than the machine spins for
+ * WS__SPIN_NS, then yields, and sleeps once it has looked for work for
+ * WS__IDLE_NS; in a bigger pool it only yields, for WS__IDLE_OVER_NS
+ * (sched.c explains why). */
+#define WS__SPIN_NS 2000u
 #define WS__IDLE_NS 300000u
+#define WS__IDLE_OVER_NS 20000u
 
 struct ws_pool {
     /* read-only after creation */
@@ -170,8 +196,9 @@ struct ws_pool {
      * the pool. */
     _Atomic(ws__part *) *parts;
     uint64_t t0_ns; /* CLOCK_MONOTONIC at creation: trace origin */
-    /* How long an idle worker looks for work before it sleeps (set again
-     * when the pool grows). */
+    /* How long an idle participant spins before it yields, and how long it
+     * looks for work before it sleeps (set again when the pool grows). */
+    _Atomic uint64_t spin_ns;
     _Atomic uint64_t idle_ns;
     _Atomic int nworkers; /* started workers; grows under grow_lock */
     pthread_mutex_t grow_lock;
@@ -219,11 +246,20 @@ static inline ws__part *ws__part_at(ws_pool *p, int i) {
 
 /* Counters: only the participant writes its own, so load + store is enough
  * and avoids a locked instruction. */
-static inline void ws__count(_Atomic uint64_t *c) {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+static inline void ws__add(_Atomic uint64_t *c, uint64_t k) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + k, memory_order_relaxed);
 }
+static inline void ws__count(_Atomic uint64_t *c) { ws__add(c, 1); }
 
 uint64_t ws__now_ns(void);
+
+/* How many pools are tracing (trace.c). The fast paths read this one word
+ * and check their pool's own flag only when it is not zero. */
+extern _Atomic int ws__tracing_pools;
+static inline bool ws__tracing(ws_pool *p) {
+    return WS__UNLIKELY(atomic_load_explicit(&ws__tracing_pools, memory_order_relaxed) != 0) &&
+           atomic_load_explicit(&p->tracing, memory_order_relaxed);
+}
 
 /* pool.c: binding outside threads to slots. ws__enter returns the caller's
  * participant for pool (binding an outside slot if needed, waiting for one
@@ -247,9 +283,7 @@ void ws__team_leave(ws__part *self);
 
 /* sched.c: running and finding work, waking and parking. */
 void ws__barriers_init(void); /* once per process, before the first pool */
-void ws__run(ws__part *self, ws_task *t);
 ws_task *ws__find_work(ws__part *self, bool *stole);
-void ws__push(ws__part *self, ws_task *t);
 void ws__wake_one(ws_pool *p);
 bool ws__wake_one_counted(ws_pool *p);
 void ws__wake_part(ws__part *w);
@@ -259,9 +293,33 @@ void ws__submit_queue(ws_pool *p, ws_task *t);
  * spins, yields, then parks until woken by work or by wake_part. */
 void ws__help_until(ws__part *self, int64_t base, bool (*done)(void *), void *arg);
 void ws__worker_loop(ws__part *self);
+/* The parts of ws__run below that are not the common case: a DAG node, a
+ * pending DAG count to flush, tracing. */
+void ws__run_slow(ws__part *self, ws_task *t);
+void ws__group_stolen_done(ws_group *g, ws__part *owner);
+void ws__push_slow(ws__part *self, ws_task *t); /* deque.h: ws__push */
+void ws__run_node(ws__part *self, ws_node *n);  /* dag.c */
+
+/* Runs t on self and does its bookkeeping (its group's count). */
+static inline void ws__run(ws__part *self, ws_task *t) {
+    if (t->kind == WS__TASK_NODE && (!self->done_dag || self->done_dag == t->owner)) {
+        ws__run_node(self, ws_node_of(t));
+        return;
+    }
+    if (WS__UNLIKELY(t->kind != WS__TASK_GROUP || self->done_dag || ws__tracing(self->pool))) {
+        ws__run_slow(self, t);
+        return;
+    }
+    ws_group *g = (ws_group *)t->owner;
+    t->fn(t); /* t may be gone after this; g is alive until counted */
+    ws__count(&self->tasks_run);
+    if (g->self == self)
+        g->local_done++; /* our own group: nobody else reads local_done */
+    else
+        ws__group_stolen_done(g, g->self);
+}
 
 /* dag.c */
-void ws__run_node(ws__part *self, ws_node *n);
 /* Publishes this thread's finished-node count. Called whenever the thread
  * turns from the DAG's nodes to anything else, so a count is only held
  * back while its holder is still running that DAG's nodes. */

@@ -295,6 +295,7 @@ static void ag__task_clear(ag__task *t) {
         sl->dinp = NULL;
         sl->sp_a = sl->sp_b = NULL;
         sl->sp_need = NULL;
+        sl->fresh = NULL;
         if (ag_ctx_bytes(sl->tmp))
             ag_ctx_reset(sl->tmp);
     }
@@ -371,7 +372,7 @@ static size_t ag__scratch_bound(const ag__task *t, int nparts) {
             size_t shares = (size_t)(t->deps[j] < nparts ? t->deps[j] : nparts);
             b += shares * ag__block(t->nodes[j]->out);
         }
-    b += (size_t)nparts * (t->nleaves * sizeof(ag_tensor *) + (size_t)t->max_next * sizeof(ag_tensor *) + 128);
+    b += (size_t)nparts * (t->nleaves * sizeof(ag_tensor *) + (size_t)t->max_next * (sizeof(ag_tensor *) + 1) + 192);
     return b;
 }
 

@@ -44,6 +44,7 @@ typedef struct ag__slot {
     } bins[AG__NBINS];
     ag_tensor **leafbuf; /* nleaves entries, its share of each leaf's gradient */
     ag_tensor **dinp;    /* max_next entries: a node's input-gradient buffers */
+    bool *fresh;         /* max_next entries: which of them hold nothing yet */
     ag_ctx *tmp;         /* temporaries of backward functions; reset when used */
     /* The special runner (runner.c): two arrays of max_next gradients and
      * max_next flags, carved when the backward may need them. */
@@ -170,8 +171,12 @@ void ag__fail(ag__task *t, int rc);
 void ag__run_node_traced(ag__task *t, int32_t idx, ag__slot *sl);
 int ag__run_hooks(ag_tensor *owner, ag_tensor **grad, ag_tensor **retained);
 void ag__add_range(ag_tensor *dst, const ag_tensor *src, int64_t lo, int64_t hi); /* elements [lo, hi) */
-/* A zeroed gradient shaped like `like`, from sl's bins or the scratch. */
-ag_tensor *ag__grad_zeros(ag__task *t, ag__slot *sl, const ag_tensor *like);
+/* A gradient buffer shaped like `like`, from sl's bins or the scratch:
+ * zeroed, or with whatever the block held (NaN while ag__poison_fresh is
+ * set: tests set it so a backward that leaves part of a fresh buffer
+ * unwritten shows). */
+ag_tensor *ag__grad_buffer(ag__task *t, ag__slot *sl, const ag_tensor *like, bool zero);
+extern _Atomic bool ag__poison_fresh;
 void *ag__scratch_carve(ag__scratch *s, size_t bytes);
 /* Scratch between backwards: every block back at once; heap calls only
  * to fold overflow chunks into one reservation. */

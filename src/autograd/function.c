@@ -84,7 +84,9 @@ static int ag__function_call(ag_node *node, ag_ctx *ctx, const ag_tensor *dout, 
 /* Without create_graph: grad mode off, the gradients made in the engine's
  * temporaries and added into the buffers (dinp[i] cleared where the
  * function gave none). */
-static int ag__function_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__function_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                 ag_ctx *scratch) {
+    AG__UNUSED(fresh); /* not a kind that writes fresh buffers: they come zeroed */
     ag_tensor **gi;
     int rc = ag__function_call(node, scratch, dout, &gi);
     if (rc)
@@ -188,7 +190,8 @@ ag_tensor *ag_function_apply(ag_ctx *ctx, const ag_function *fn, ag_tensor *cons
     if (!res || !kind || !name)
         return NULL;
     memcpy(name, fn->name, len);
-    *kind = (ag__node_kind){name, ag__function_backward, ag__function_backward_graph};
+    *kind =
+        (ag__node_kind){.name = name, .backward = ag__function_backward, .backward_graph = ag__function_backward_graph};
     ag_node *node = ag__record(ctx, kind, res, n, inputs);
     if (!node)
         return NULL;

@@ -9,7 +9,7 @@
 static _Thread_local uint64_t ag__seq_counter;
 
 /* AccumulateGrad's work (adding into .grad) is done by the engine itself. */
-const ag__node_kind ag__accumulate_grad_kind = {"AccumulateGrad", NULL, NULL};
+const ag__node_kind ag__accumulate_grad_kind = {.name = "AccumulateGrad"};
 
 bool ag__needs_grad(int n, ag_tensor *const *inputs) {
     if (!ag__grad_enabled())
@@ -36,16 +36,27 @@ ag_node *ag__grad_accumulator(ag_tensor *leaf) {
     return n;
 }
 
-ag_node *ag__record(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int n, ag_tensor *const *inputs) {
+/* Bytes of a node with n edges and `attr` bytes of attributes: the struct,
+ * the edges, padding to AG__ATTR_ALIGN, the attributes (see ag__node_attr). */
+static bool ag__node_bytes(int n, size_t attr, size_t *out) {
+    size_t edges = sizeof(ag_node) + (size_t)n * sizeof(ag_node *);
+    size_t head = (edges + AG__ATTR_ALIGN - 1) & ~(size_t)(AG__ATTR_ALIGN - 1);
+    return !__builtin_add_overflow(head, attr, out);
+}
+
+ag_node *ag__record_extra(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int n, ag_tensor *const *inputs,
+                          size_t extra) {
     if (!ag__needs_grad(n, inputs))
         return NULL;
-    ag_node *node = ag__ctx_alloc(ctx, sizeof *node + (size_t)n * sizeof(ag_node *));
+    size_t attr, bytes;
+    if (__builtin_add_overflow(kind->attr_size, extra, &attr) || !ag__node_bytes(n, attr, &bytes))
+        return ag__error_null(AG_ENOMEM, "%s: attributes of %zu bytes do not fit in memory", kind->name, extra);
+    ag_node *node = ag__ctx_alloc(ctx, bytes);
     if (!node)
         return NULL;
-    memset(node, 0, sizeof *node);
+    memset(node, 0, bytes);
     node->kind = kind;
     node->out = out;
-    node->seq = ag__seq_counter++;
     node->num_next = n;
     for (int i = 0; i < n; i++) {
         ag_tensor *in = inputs[i];
@@ -57,11 +68,16 @@ ag_node *ag__record(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int 
         }
         node->next[i] = next;
     }
+    node->seq = ag__seq_counter++;
     if (AG__UNLIKELY(ag__anomaly_enabled()) && ag__anomaly_capture(ctx, node))
         return NULL;
     out->grad_fn = node;
     out->requires_grad = true;
     return node;
+}
+
+ag_node *ag__record(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int n, ag_tensor *const *inputs) {
+    return ag__record_extra(ctx, kind, out, n, inputs, 0);
 }
 
 int64_t *ag__node_keep_ints(ag_ctx *ctx, ag_node *node, const int64_t *v, int64_t n) {

@@ -30,6 +30,7 @@
 #include "autograd/nodeext.h"
 #include "ops/grad_ops.h"
 
+#include <math.h>
 #include <sched.h>
 #include <stdio.h>
 
@@ -122,19 +123,34 @@ void ag__scratch_free(ag__scratch *s) {
 
 static inline size_t ag__block_of(const ag_tensor *like) { return ag__round_block(ag__tensor_block_bytes(like)); }
 
+_Atomic bool ag__poison_fresh;
+
+/* A fresh buffer's data: left as it is, or NaN in tests, so that a
+ * backward that fails to write some element of it shows. */
+static void ag__poison(ag_tensor *g) {
+    if (AG__LIKELY(!atomic_load_explicit(&ag__poison_fresh, memory_order_relaxed)))
+        return;
+    for (int64_t i = 0; i < g->numel; i++)
+        ag__store(g, i, NAN);
+}
+
 /* A given-back block made for a tensor of the same dtype and shape as
  * `like` (the common case: a graph's gradients come in a few shapes)
  * keeps its header: only its first word (the free-list link, over ctx)
- * and its data need setting. */
+ * needs setting. */
 static ag_tensor *ag__reuse_block(void *blk, ag_ctx *ctx, const ag_tensor *like) {
     ag_tensor *g = blk;
-    size_t nbytes = like->storage->nbytes;
-    bool same = g->dtype == like->dtype && g->ndim == like->ndim && g->storage->nbytes == nbytes;
+    bool same = g->dtype == like->dtype && g->ndim == like->ndim && g->storage->nbytes == like->storage->nbytes;
     for (int d = 0; same && d < like->ndim; d++)
         same = g->shape[d] == like->shape[d];
     if (!same)
-        return ag__tensor_zeros_in_block(blk, ctx, like);
+        return ag__tensor_in_block(blk, ctx, like);
     g->ctx = ctx;
+    return g;
+}
+
+static void ag__clear(ag_tensor *g) {
+    size_t nbytes = g->storage->nbytes;
     if (nbytes <= 16) { /* the block has room for 16 bytes of data */
         uint64_t *d = g->data;
         d[0] = 0;
@@ -142,20 +158,29 @@ static ag_tensor *ag__reuse_block(void *blk, ag_ctx *ctx, const ag_tensor *like)
     } else {
         memset(g->data, 0, nbytes);
     }
-    return g;
 }
 
-ag_tensor *ag__grad_zeros(ag__task *t, ag__slot *sl, const ag_tensor *like) {
+ag_tensor *ag__grad_buffer(ag__task *t, ag__slot *sl, const ag_tensor *like, bool zero) {
     size_t bytes = ag__block_of(like);
-    for (int b = 0; b < AG__NBINS; b++) {
+    ag_tensor *g = NULL;
+    for (int b = 0; b < AG__NBINS && !g; b++) {
         void *blk = sl->bins[b].head;
         if (blk && sl->bins[b].bytes == bytes) {
             sl->bins[b].head = *(void **)blk;
-            return ag__reuse_block(blk, sl->tmp, like);
+            g = ag__reuse_block(blk, sl->tmp, like);
         }
     }
-    void *blk = ag__scratch_carve(&t->scratch, bytes);
-    return blk ? ag__tensor_zeros_in_block(blk, sl->tmp, like) : NULL;
+    if (!g) {
+        void *blk = ag__scratch_carve(&t->scratch, bytes);
+        if (!blk)
+            return NULL;
+        g = ag__tensor_in_block(blk, sl->tmp, like);
+    }
+    if (zero)
+        ag__clear(g);
+    else
+        ag__poison(g);
+    return g;
 }
 
 /* g (an engine-made gradient no one reads any more) goes back to sl. */
@@ -178,16 +203,14 @@ static void ag__give_back(ag__slot *sl, ag_tensor *g) {
     }
 }
 
-/* This participant's share of leaf l, zeroed when first needed. */
-static ag_tensor *ag__leaf_share(ag__task *t, ag__slot *sl, int32_t l) {
+/* This participant's shares of the leaves, none yet when first needed. */
+static ag_tensor **ag__leaf_shares(ag__task *t, ag__slot *sl) {
     if (!sl->leafbuf) {
         if (!(sl->leafbuf = ag__scratch_carve(&t->scratch, t->nleaves * sizeof *sl->leafbuf)))
             return NULL;
         memset(sl->leafbuf, 0, t->nleaves * sizeof *sl->leafbuf);
     }
-    if (!sl->leafbuf[l])
-        sl->leafbuf[l] = ag__grad_zeros(t, sl, t->nodes[t->leaves[l]]->out);
-    return sl->leafbuf[l];
+    return sl->leafbuf;
 }
 
 int ag__slots_prepare(ag__task *t, int n) {
@@ -209,9 +232,12 @@ int ag__slots_prepare(ag__task *t, int n) {
         }
     }
     if (t->max_next > 4)
-        for (int s = 0; s < n; s++)
-            if (!(t->slots[s]->dinp = ag__scratch_carve(&t->scratch, (size_t)t->max_next * sizeof(ag_tensor *))))
+        for (int s = 0; s < n; s++) {
+            ag__slot *sl = t->slots[s];
+            if (!(sl->dinp = ag__scratch_carve(&t->scratch, (size_t)t->max_next * sizeof *sl->dinp)) ||
+                !(sl->fresh = ag__scratch_carve(&t->scratch, (size_t)t->max_next * sizeof *sl->fresh)))
                 return AG_ENOMEM;
+        }
     if (t->special) {
         size_t m = (size_t)(t->max_next > 0 ? t->max_next : 1);
         for (int s = 0; s < n; s++) {
@@ -488,13 +514,126 @@ void ag__fail(ag__task *t, int rc) {
 
 /* ---- The runner ------------------------------------------------------------------------- */
 
+/* The index k <= i of the first edge of node idx into the same node as edge i. */
+static int ag__first_edge(const int32_t *tgt, int i) {
+    int k = 0;
+    while (k < i && tgt[k] != tgt[i])
+        k++;
+    return k;
+}
+
+/* Whether a buffer node j gets from this participant now would hold
+ * nothing yet: its own per-edge contribution (deterministic), a
+ * participant's own buffer (several participants), or the first of j's
+ * producers to run (one participant). */
+static bool ag__gets_fresh(const ag__task *t, const ag__slot *sl, int32_t j) {
+    if (t->det)
+        return true;
+    if (t->leafidx[j] >= 0)
+        return !sl->leafbuf[t->leafidx[j]];
+    return t->shared || !t->bufs[j];
+}
+
+/* The input of node idx that may receive grad itself (-1: none): one its
+ * kind passes dout to, whose producer has grad's dtype and element count,
+ * is fed by no other input of the node and would get a fresh buffer. */
+static int ag__pass_through(const ag__task *t, const ag__slot *sl, int32_t idx, const ag_tensor *grad) {
+    const ag_node *node = t->nodes[idx];
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    uint32_t pass = node->kind->passes_grad;
+    for (int i = 0; i < node->num_next && i < 32 && pass; i++) {
+        int32_t j = tgt[i];
+        if (!(pass >> i & 1u) || j < 0)
+            continue;
+        const ag_tensor *like = t->nodes[j]->out;
+        bool once = true;
+        for (int k = 0; k < node->num_next; k++)
+            once = once && (k == i || tgt[k] != j);
+        if (once && like->dtype == grad->dtype && like->numel == grad->numel && ag__gets_fresh(t, sl, j))
+            return i;
+    }
+    return -1;
+}
+
+/* The buffer node j gets from this participant: *fresh when it holds
+ * nothing yet (then not zeroed). */
+static ag_tensor *ag__input_buffer(ag__task *t, ag__slot *sl, int32_t j, bool *fresh) {
+    const ag_tensor *like = t->nodes[j]->out;
+    *fresh = ag__gets_fresh(t, sl, j);
+    if (!*fresh)
+        return t->leafidx[j] >= 0 ? sl->leafbuf[t->leafidx[j]] : t->bufs[j];
+    ag_tensor *g = ag__grad_buffer(t, sl, like, false);
+    if (g && !t->det && t->leafidx[j] >= 0)
+        sl->leafbuf[t->leafidx[j]] = g;
+    else if (g && !t->det && !t->shared)
+        t->bufs[j] = g;
+    return g;
+}
+
+/* Fills dinp[] and fresh[] for node idx (ag__backward_fn says what they
+ * mean), except for input `taken`, which receives grad itself. The same
+ * producer feeding two inputs gets one buffer for both, cleared. A kind
+ * that does not write fresh buffers gets them cleared. */
+static int ag__input_buffers(ag__task *t, int32_t idx, ag__slot *sl, int taken, ag_tensor **dinp, bool *fresh) {
+    const ag_node *node = t->nodes[idx];
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    for (int i = 0; i < node->num_next; i++) {
+        dinp[i] = NULL;
+        fresh[i] = false;
+        if (tgt[i] < 0 || i == taken)
+            continue;
+        int k = ag__first_edge(tgt, i);
+        if (k < i) {
+            if (fresh[k])
+                ag__clear(dinp[k]);
+            fresh[k] = false;
+            dinp[i] = dinp[k];
+            continue;
+        }
+        if (!(dinp[i] = ag__input_buffer(t, sl, tgt[i], &fresh[i])))
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+        if (fresh[i] && !node->kind->writes_fresh) {
+            ag__clear(dinp[i]);
+            fresh[i] = false;
+        }
+    }
+    return 0;
+}
+
+/* After node idx ran: each input's buffer goes where its producer will
+ * find it (taken: grad itself, under the input's shape). A buffer already
+ * in place (one participant, a leaf share) stays there. */
+static void ag__hand_on(ag__task *t, int32_t idx, ag__slot *sl, ag_tensor **dinp, int taken, ag_tensor *grad) {
+    const ag_node *node = t->nodes[idx];
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    if (taken >= 0) {
+        const ag_tensor *like = t->nodes[tgt[taken]]->out;
+        grad->ndim = like->ndim;
+        memcpy(grad->shape, like->shape, sizeof grad->shape);
+        dinp[taken] = grad;
+        if (!t->det && t->leafidx[tgt[taken]] >= 0)
+            sl->leafbuf[t->leafidx[tgt[taken]]] = grad;
+        else if (!t->det && !t->shared)
+            t->bufs[tgt[taken]] = grad;
+    }
+    for (int i = 0; i < node->num_next; i++) {
+        int32_t j = tgt[i];
+        if (j < 0 || ag__first_edge(tgt, i) != i)
+            continue;
+        if (t->det)
+            t->contrib[t->edge_off[idx] + i] = dinp[i];
+        else if (t->shared && t->leafidx[j] < 0)
+            ag__hand_over(t, j, dinp[i], sl);
+    }
+}
+
 int ag__run_node(ag__task *t, int32_t idx, ag__slot *sl) {
     ag_node *node = t->nodes[idx];
     if (AG__UNLIKELY(t->special) || AG__UNLIKELY(atomic_load_explicit(&node->ext, memory_order_relaxed) != NULL))
         return ag__run_node_special(t, idx, sl);
     ag_tensor *owner = node->out;
     ag_tensor *grad = t->det ? ag__gather_in_order(t, idx, sl) : t->bufs[idx];
-    bool give_back = true; /* false once a hook saw it or it is retained */
+    bool ours = grad != NULL; /* an engine block no one else holds: not once a hook saw it or it is retained */
     int rc;
 
     if (AG__UNLIKELY(!grad)) /* its producers gave none (custom functions, node hooks) */
@@ -507,66 +646,25 @@ int ag__run_node(ag__task *t, int32_t idx, ag__slot *sl) {
             return rc;
         if (retained)
             ag__to_commit(t, idx, retained);
-        give_back = false;
+        ours = false;
     }
-
-    /* A buffer for each input's producer; the same producer feeding two
-     * inputs gets one buffer for both. */
     ag_tensor *dinp_small[4];
+    bool fresh_small[4];
     ag_tensor **dinp = node->num_next > 4 ? sl->dinp : dinp_small;
-    const int32_t *tgt = t->edges + t->edge_off[idx];
-    int nn = node->num_next;
-    for (int i = 0; i < nn; i++) {
-        int32_t j = tgt[i];
-        dinp[i] = NULL;
-        if (j < 0)
-            continue;
-        int k = 0;
-        while (k < i && tgt[k] != j)
-            k++;
-        if (k < i) {
-            dinp[i] = dinp[k];
-            continue;
-        }
-        if (!t->det && t->leafidx[j] >= 0) {
-            dinp[i] = ag__leaf_share(t, sl, t->leafidx[j]);
-        } else if (!t->det && !t->shared) {
-            if (!t->bufs[j])
-                t->bufs[j] = ag__grad_zeros(t, sl, t->nodes[j]->out);
-            dinp[i] = t->bufs[j];
-        } else {
-            dinp[i] = ag__grad_zeros(t, sl, t->nodes[j]->out);
-        }
-        if (!dinp[i])
-            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
-    }
-    rc = node->kind->backward(node, grad, dinp, sl->tmp);
+    bool *fresh = node->num_next > 4 ? sl->fresh : fresh_small;
+    if (!t->det && t->nleaves && !ag__leaf_shares(t, sl))
+        return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    int taken = ours && node->kind->passes_grad ? ag__pass_through(t, sl, idx, grad) : -1;
+    if ((rc = ag__input_buffers(t, idx, sl, taken, dinp, fresh)))
+        return rc;
+    rc = node->kind->backward(node, grad, dinp, fresh, sl->tmp);
     if (rc)
         return rc < 0 ? rc : AG_EINVAL;
     if (!t->keep_graph)
         ag__node_release(node);
-    if (give_back && grad)
+    if (ours && taken < 0)
         ag__give_back(sl, grad);
-
-    /* Hand each buffer on (leaf shares stay with this participant). */
-    if (t->det) {
-        for (int i = 0; i < nn; i++) {
-            int k = 0;
-            while (k < i && tgt[k] != tgt[i])
-                k++;
-            if (tgt[i] >= 0 && k == i)
-                t->contrib[t->edge_off[idx] + i] = dinp[i];
-        }
-    } else if (t->shared) {
-        for (int i = 0; i < nn; i++) {
-            int32_t j = tgt[i];
-            int k = 0;
-            while (k < i && tgt[k] != j)
-                k++;
-            if (j >= 0 && k == i && t->leafidx[j] < 0)
-                ag__hand_over(t, j, dinp[i], sl);
-        }
-    }
+    ag__hand_on(t, idx, sl, dinp, taken, grad);
     return 0;
 }
 
@@ -654,12 +752,14 @@ static int ag__special_plain(ag__task *t, int32_t idx, ag__slot *sl) {
     const int32_t *tgt = t->edges + t->edge_off[idx];
     ag_tensor **orig = sl->sp_a, **gi = sl->sp_b;
     for (int i = 0; i < nn; i++) {
-        orig[i] = tgt[i] >= 0 ? ag__grad_zeros(t, sl, t->nodes[tgt[i]]->out) : NULL;
+        orig[i] = tgt[i] >= 0 ? ag__grad_buffer(t, sl, t->nodes[tgt[i]]->out, true) : NULL;
         if (tgt[i] >= 0 && !orig[i])
             return ag_last_status() ? ag_last_status() : AG_ENOMEM;
         gi[i] = orig[i];
     }
-    if ((rc = node->kind->backward(node, grad, gi, sl->tmp)))
+    bool *fresh = sl->sp_need; /* all false: the buffers are zeroed */
+    memset(fresh, 0, (size_t)(nn > 0 ? nn : 1) * sizeof *fresh);
+    if ((rc = node->kind->backward(node, grad, gi, fresh, sl->tmp)))
         return rc < 0 ? rc : AG_EINVAL;
     if (!t->keep_graph && !root)
         ag__node_release(node);
@@ -678,7 +778,7 @@ static int ag__special_plain(ag__task *t, int32_t idx, ag__slot *sl) {
             continue;
         }
         if (gi[i] != c) { /* a hook's tensor: into an engine block of ours */
-            if (!(c = ag__grad_zeros(t, sl, c)))
+            if (!(c = ag__grad_buffer(t, sl, c, true)))
                 return ag_last_status() ? ag_last_status() : AG_ENOMEM;
             ag__add_into(c, gi[i]);
         }
@@ -835,8 +935,10 @@ int ag__run_node_special(ag__task *t, int32_t idx, ag__slot *sl) {
  * Node 0 of a backward with several roots or inputs: edge i goes to root
  * i, attr holds the seeds (NULL: ones), one per root. */
 
-static int ag__graph_root_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__graph_root_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                   ag_ctx *scratch) {
     AG__UNUSED(dout);
+    AG__UNUSED(fresh); /* the special runner gives zeroed buffers */
     AG__UNUSED(scratch);
     ag_tensor *const *seeds = node->attr;
     for (int i = 0; i < node->num_next; i++) {
@@ -872,7 +974,8 @@ static int ag__graph_root_backward_graph(ag_node *node, ag_tensor *dout, const b
     return 0;
 }
 
-const ag__node_kind ag__graph_root_kind = {"GraphRoot", ag__graph_root_backward, ag__graph_root_backward_graph};
+const ag__node_kind ag__graph_root_kind = {
+    .name = "GraphRoot", .backward = ag__graph_root_backward, .backward_graph = ag__graph_root_backward_graph};
 
 void ag__run_node_traced(ag__task *t, int32_t idx, ag__slot *sl) {
     int rc;

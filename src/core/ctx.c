@@ -392,6 +392,31 @@ void *ag__ctx_alloc(ag_ctx *ctx, size_t nbytes) {
     return ag__region_alloc(&ctx->main, nbytes);
 }
 
+void ag__ctx_mark(ag_ctx *ctx, ag__ctx_pos *pos) {
+    ag__region *r = &ctx->main;
+    *pos = (ag__ctx_pos){
+        .chunk = r->chunks, .large = r->large, .used = r->chunks ? r->chunks->used : 0, .handed_out = r->handed_out};
+}
+
+/* Chunks newer than the mark are at the heads of the lists: free them down
+ * to the one that was the head then, and rewind that one. */
+void ag__ctx_rollback(ag_ctx *ctx, const ag__ctx_pos *pos) {
+    ag__region *r = &ctx->main;
+    while (r->large && r->large != pos->large) {
+        ag__chunk *next = r->large->next;
+        ag__chunk_free(r->large, AG__CHUNK_HDR + r->large->size);
+        r->large = next;
+    }
+    while (r->chunks && r->chunks != pos->chunk) {
+        ag__chunk *next = r->chunks->next;
+        ag__chunk_free(r->chunks, AG__CHUNK_HDR + r->chunks->size);
+        r->chunks = next;
+    }
+    if (r->chunks)
+        r->chunks->used = pos->used;
+    r->handed_out = pos->handed_out;
+}
+
 void *ag__ctx_alloc_shared(ag_ctx *ctx, size_t nbytes) {
     pthread_mutex_lock(&ctx->shared_lock);
     void *p = ag__region_alloc(&ctx->shared, nbytes);

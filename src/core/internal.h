@@ -72,6 +72,19 @@ ag__grad_link *ag__grad_link_new(ag_ctx *owner);
 void ag__grad_link_add(ag__grad_link *l, ag_tensor *t, ag_tensor *grad);
 /* The lock that guards t->grad against backwards on other threads. */
 pthread_mutex_t *ag__grad_lock(const ag_tensor *t);
+/* A point in the owner's allocations of a context, and a return to it:
+ * everything ag__ctx_alloc handed out since the mark is taken back (chunks
+ * obtained since are freed), so an op that fails after allocating leaves
+ * its context as it found it. Marks nest (an op calling ops); a rollback
+ * past a later mark invalidates that mark. The shared region (.grad
+ * buffers, AccumulateGrad nodes) is never rolled back. */
+typedef struct ag__ctx_pos {
+    void *chunk, *large; /* the heads of the chunk lists */
+    size_t used;         /* of the head chunk */
+    size_t handed_out;
+} ag__ctx_pos;
+void ag__ctx_mark(ag_ctx *ctx, ag__ctx_pos *pos);
+void ag__ctx_rollback(ag_ctx *ctx, const ag__ctx_pos *pos);
 /* Raw chunk allocation used by the arenas and the engine's scratch memory. */
 void *ag__chunk_alloc(size_t nbytes);
 void ag__chunk_free(void *p, size_t nbytes);
@@ -133,18 +146,22 @@ struct ag_tensor {
 ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
 ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
 ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t); /* same dtype/shape, uninitialised */
+/* A header in ctx for base's storage (data and version counter shared)
+ * with another shape of the same element count; no autograd state. */
+ag_tensor *ag__tensor_alias(ag_ctx *ctx, const ag_tensor *base, int ndim, const int64_t *shape);
 /* A tensor, its storage record and its data are one arena block: the
  * structs, then the data. Small tensors keep their data right after the
  * structs (one-element chains stay compact); larger ones get
  * cache-line-aligned data for the kernels. */
 #define AG__STRUCTS_SIZE ((sizeof(ag_tensor) + sizeof(ag__storage) + AG__MIN_ALIGN - 1) / AG__MIN_ALIGN * AG__MIN_ALIGN)
 #define AG__SMALL_DATA 256
-/* The block of a tensor shaped like `like`, and a zeroed tensor made in
- * such a block (the engine recycles them). */
+/* The block of a tensor shaped like `like`, and a tensor made in such a
+ * block, its data as the block had it or zeroed (the engine recycles them). */
 static inline size_t ag__tensor_block_bytes(const ag_tensor *like) {
     size_t nbytes = like->storage->nbytes;
     return AG__STRUCTS_SIZE + (nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN) + nbytes;
 }
+ag_tensor *ag__tensor_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
 ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
 /* Validates a shape for a new tensor of dt: its element count (PyTorch's
  * overflow rule, core/checked.h) and data bytes, which must be within
@@ -182,14 +199,27 @@ typedef struct ag__saved {
     bool is_output;   /* saved the node's own output (names it in the error) */
 } ag__saved;
 
-/* The backward of a node. dout is the gradient w.r.t. node->out (same shape
- * and dtype). For each i with node->next[i] != NULL, dinp[i] is a buffer with
- * the shape and dtype of input i that the function ADDS into (+=); it may
- * alias dinp[j] when the same producer feeds two inputs, so add, never store.
- * dinp[i] is NULL where no gradient is wanted. Temporaries come from `scratch`
- * (reset when the backward ends). Returns 0 or a negative code with the
- * error set. */
-typedef int (*ag__backward_fn)(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch);
+/* The backward of a node: the gradients of the op's inputs from dout, the
+ * gradient w.r.t. node->out (same shape and dtype).
+ *
+ * For each i with node->next[i] != NULL, dinp[i] is the buffer of input i's
+ * gradient (its shape and dtype), and fresh[i] says what it holds:
+ *   fresh[i]   nothing yet, any bits: the backward WRITES (=) every element
+ *              of it (a kernel that reaches only some elements, a scatter,
+ *              clears the buffer first);
+ *   !fresh[i]  earlier contributions: the backward ADDS (+=) into it.
+ * dinp[i] is NULL where the runner needs nothing from this call: no
+ * gradient is wanted, or the runner handed dout itself on as input i's
+ * gradient (a pass-through input, see ag__node_kind.passes_grad). When the
+ * same producer feeds two inputs, dinp[i] == dinp[j] and both are !fresh
+ * (the runner clears the buffer), so add, never store, into such a pair.
+ * dout is read-only, and stays valid until the backward returns; it may be
+ * the buffer a pass-through input receives, so it is never written.
+ * Temporaries come from `scratch` (reset when the backward ends). Returns 0
+ * or a negative code with the error set (the backward then failed as a
+ * whole: what the buffers hold does not matter). */
+typedef int (*ag__backward_fn)(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch);
 
 /* The same backward as a differentiable formula, for create_graph: dout is
  * the gradient w.r.t. node->out (it may have history); for each i with
@@ -200,13 +230,32 @@ typedef int (*ag__backward_fn)(ag_node *node, const ag_tensor *dout, ag_tensor *
  * left NULL. Returns 0 or a negative code with the error set. */
 typedef int (*ag__backward_graph_fn)(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp, ag_ctx *ctx);
 
+/* What every node of one kind shares. Kinds are written with designated
+ * initialisers, so a new member (0 where a kind leaves it out) changes no
+ * existing kind. */
 typedef struct ag__node_kind {
     const char *name; /* PyTorch's node name */
     ag__backward_fn backward;
     ag__backward_graph_fn backward_graph; /* NULL: create_graph is refused through this node */
+    /* Bytes of this kind's attributes (its ag__<kind>_attr struct), carried
+     * inline by each node after its edges: see ag__node_attr. */
+    size_t attr_size;
+    /* The backward honours fresh[] (writes fresh buffers). False: the runner
+     * clears every fresh buffer first and passes fresh[] all false, so the
+     * backward may only add (+=), as every backward did before fresh[]. */
+    bool writes_fresh;
+    /* Bit i: input i's gradient is dout itself, element for element (add,
+     * the first input of sub, views, clone). Where input i has dout's dtype
+     * and element count and nothing else holds dout, the runner hands the
+     * dout buffer on as input i's gradient (with input i's shape) instead
+     * of asking the backward for a copy: dinp[i] is then NULL. */
+    uint32_t passes_grad;
 } ag__node_kind;
 
 #define AG__MAX_SAVED 3
+
+/* Where a node's attributes start: after its edges, at this alignment. */
+#define AG__ATTR_ALIGN 16
 
 struct ag_node {
     /* read-only after creation */
@@ -216,30 +265,44 @@ struct ag_node {
     int num_next;
     /* saved for backward */
     int num_saved;
-    bool saved_scalar;     /* a wrapped scalar counts as saved, as in PyTorch */
+    bool saved_scalar;     /* a wrapped scalar, index or target array counts as saved, as in PyTorch */
     _Atomic bool released; /* saved state freed by a backward without retain_graph */
     ag__saved saved[AG__MAX_SAVED];
-    /* op attributes */
+    /* untyped op attributes, being replaced by the typed ones below */
     double scalar;
     int64_t iarg[4];
-    void *attr; /* op-specific, in the node's ctx */
+    void *attr;
     /* Hooks, the forward's call stack (anomaly mode) and custom functions'
-     * state: NULL for most nodes (autograd/nodeext.c). */
+     * state: NULL for most nodes (autograd/nodeext.h). */
     struct ag__node_ext *_Atomic ext;
-    ag_node *next[]; /* num_next edges */
+    /* Last: num_next edges, then (from the next AG__ATTR_ALIGN boundary)
+     * kind->attr_size bytes of attributes and any extra bytes the op asked
+     * for (ag__record_extra): one allocation per node. */
+    ag_node *next[];
 };
+
+/* The node's attributes: the op's ag__<kind>_attr struct, read and written
+ * through a typed accessor next to the kind (ag__mm_attr_of(node)->k). */
+static inline void *ag__node_attr(const ag_node *node) {
+    uintptr_t p = (uintptr_t)(node->next + node->num_next);
+    return (void *)((p + AG__ATTR_ALIGN - 1) & ~(uintptr_t)(AG__ATTR_ALIGN - 1));
+}
 
 extern const ag__node_kind ag__accumulate_grad_kind;
 
 /* Records the node for an op whose result is `out`, when grad mode is on
  * and an input requires grad: sets out->grad_fn and out->requires_grad, and
- * returns the node so the op can save tensors and attributes. Returns NULL
- * when nothing is recorded (not an error) and on ENOMEM (error set: check
- * ag_last_status() only when it matters, i.e. when ag__needs_grad was true). */
+ * returns the node (attributes zeroed) so the op can save tensors and
+ * attributes. Returns NULL when nothing is recorded (not an error) and on
+ * ENOMEM (error set: check ag_last_status() only when it matters, i.e.
+ * when ag__needs_grad was true). ag__record_extra also gives the node
+ * `extra` bytes after kind->attr_size, for an attribute struct ending in a
+ * flexible array (indices, targets, sizes). */
 bool ag__needs_grad(int n, ag_tensor *const *inputs);
 ag_node *ag__record(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int n, ag_tensor *const *inputs);
-/* Copies n int64 values (indices, class targets) into node->attr in ctx and
- * marks them saved; NULL on ENOMEM. */
+ag_node *ag__record_extra(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out, int n, ag_tensor *const *inputs,
+                          size_t extra);
+/* Being replaced by attributes ending in a flexible array. */
 int64_t *ag__node_keep_ints(ag_ctx *ctx, ag_node *node, const int64_t *v, int64_t n);
 /* Saves t (with its current version) in slot i of node. */
 void ag__save(ag_node *node, int i, ag_tensor *t, bool is_output);

@@ -264,13 +264,13 @@ static int ag__json_string(ag__json *j, char **s, size_t *len) {
             *out++ = '\t';
             break;
         case 'u': {
-            unsigned cp;
+            unsigned cp = 0; /* set by ag__json_hex4 unless it fails */
             if (ag__json_hex4(j, &cp))
                 return AG_EINVAL;
             if (cp >= 0xdc00 && cp <= 0xdfff)
                 return ag__json_fail(j, "lone low surrogate in a \\u escape");
             if (cp >= 0xd800 && cp <= 0xdbff) {
-                unsigned lo;
+                unsigned lo = 0;
                 if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
                     return ag__json_fail(j, "lone high surrogate in a \\u escape");
                 j->p += 2;

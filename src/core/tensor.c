@@ -138,12 +138,20 @@ static int ag__check_dtype(ag_dtype dt) {
     return 0;
 }
 
-static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape, bool shared) {
+/* Everything a new tensor's arguments must satisfy, checked before any
+ * allocation: a refused tensor leaves its context as it was. */
+static int ag__check_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape, int64_t *numel, size_t *nbytes) {
     if (!ctx)
-        return ag__error_null(AG_EINVAL, "context is NULL");
+        return ag__error(AG_EINVAL, "context is NULL");
+    if (ag__check_dtype(dt))
+        return AG_EDTYPE;
+    return ag__check_shape(dt, ndim, shape, numel, nbytes);
+}
+
+static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape, bool shared) {
     int64_t numel;
     size_t nbytes;
-    if (ag__check_dtype(dt) || ag__check_shape(dt, ndim, shape, &numel, &nbytes))
+    if (ag__check_new(ctx, dt, ndim, shape, &numel, &nbytes))
         return NULL;
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
     /* nbytes <= PTRDIFF_MAX (the cap), so the header and pad cannot wrap */
@@ -177,9 +185,23 @@ ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t) {
     return ag__tensor_alloc(ctx, t->dtype, t->ndim, t->shape, false);
 }
 
-/* The engine's gradient buffers: like an existing (so valid) tensor, zeroed,
- * with none of the argument checks and only the header fields set. */
-ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like) {
+ag_tensor *ag__tensor_alias(ag_ctx *ctx, const ag_tensor *base, int ndim, const int64_t *shape) {
+    ag_tensor *t = ag__ctx_alloc(ctx, sizeof *t);
+    if (!t)
+        return NULL;
+    *t = (ag_tensor){.ctx = ctx,
+                     .storage = base->storage,
+                     .data = base->data,
+                     .numel = base->numel,
+                     .ndim = ndim,
+                     .dtype = base->dtype};
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    return t;
+}
+
+/* The engine's gradient buffers: like an existing (so valid) tensor, with
+ * none of the argument checks and only the header fields set. */
+ag_tensor *ag__tensor_in_block(void *block, ag_ctx *ctx, const ag_tensor *like) {
     size_t nbytes = like->storage->nbytes;
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
     ag_tensor *t = ag__carve(block, nbytes, pad);
@@ -187,7 +209,12 @@ ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *
     *t = (ag_tensor){
         .ctx = ctx, .storage = st, .data = st->data, .numel = like->numel, .ndim = like->ndim, .dtype = like->dtype};
     memcpy(t->shape, like->shape, sizeof t->shape);
-    memset(st->data, 0, nbytes);
+    return t;
+}
+
+ag_tensor *ag__tensor_zeros_in_block(void *block, ag_ctx *ctx, const ag_tensor *like) {
+    ag_tensor *t = ag__tensor_in_block(block, ctx, like);
+    memset(t->data, 0, t->storage->nbytes);
     return t;
 }
 
@@ -220,11 +247,15 @@ int ag__normalize_dim(int dim, int ndim, int *out) {
 /* ---- Creation ---------------------------------------------------------------- */
 
 ag_tensor *ag_tensor_from(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    int64_t numel;
+    size_t nbytes;
+    if (ag__check_new(ctx, dt, ndim, shape, &numel, &nbytes))
+        return NULL;
+    if (!data && numel > 0)
+        return ag__error_null(AG_EINVAL, "ag_tensor_from: data is NULL");
     ag_tensor *t = ag__tensor_new(ctx, dt, ndim, shape);
     if (!t)
         return NULL;
-    if (!data && t->numel > 0)
-        return ag__error_null(AG_EINVAL, "ag_tensor_from: data is NULL");
     if (t->numel > 0)
         memcpy(t->data, data, t->storage->nbytes);
     return t;
@@ -425,18 +456,7 @@ int ag_retain_grad(ag_tensor *t) {
 ag_tensor *ag_detach(ag_tensor *t) {
     if (!t)
         return ag__null_arg("ag_detach");
-    ag_tensor *d = ag__ctx_alloc(t->ctx, sizeof *d);
-    if (!d)
-        return NULL;
-    memset(d, 0, sizeof *d);
-    d->ctx = t->ctx;
-    d->storage = t->storage; /* shared data and version counter, as in PyTorch */
-    d->data = t->data;
-    d->ndim = t->ndim;
-    d->dtype = t->dtype;
-    d->numel = t->numel;
-    memcpy(d->shape, t->shape, sizeof d->shape);
-    return d;
+    return ag__tensor_alias(t->ctx, t, t->ndim, t->shape); /* shared data and version counter, as in PyTorch */
 }
 
 /* ---- Hooks --------------------------------------------------------------------- */

@@ -26,19 +26,35 @@
 
 /* ---- Kernels on the pool ------------------------------------------------------ */
 
-/* Unary ops (tanh, exp, ...) and their backward: split from AG__PAR_ELEMS
- * elements on, in chunks of AG__ELEM_CHUNK. */
+/* Elementwise ops and their backward: split from AG__PAR_ELEMS elements
+ * on, in chunks of AG__ELEM_CHUNK (transcendental functions cost several
+ * times a memory pass: they split from AG__PAR_ELEMS / AG__VM_COST). */
 #define AG__PAR_ELEMS (1 << 17)
 #define AG__ELEM_CHUNK (1 << 15)
+#define AG__VM_COST 8
+/* Elements per call of a vector math function inside a kernel (on the
+ * stack, in L1). */
+#define AG__VBLOCK 256
+/* A sum along fewer than AG__FEW_ROWS long rows is cut into at most
+ * AG__MAX_ROW_PARTS parts per row, whose sums wait on the stack. */
+#define AG__FEW_ROWS 16
+#define AG__MAX_ROW_PARTS 64
+#define AG__MAX_PARTS (AG__FEW_ROWS * AG__MAX_ROW_PARTS)
 /* Sums over all elements: split from AG__PAR_REDUCE_MIN elements on, into
  * at most AG__MAX_PARTIALS partial sums. */
 #define AG__PAR_REDUCE_MIN (1 << 17)
 #define AG__MAX_PARTIALS 1024
-/* Matrix products: tiled over the pool from AG__PAR_GEMM_MIN
- * multiply-adds on, in tiles of C of AG__TILE_M rows (when there are at
- * least twice as many) or else AG__TILE_N columns. */
+/* Matrix products: from AG__PAR_GEMM_MIN multiply-adds on, when they may
+ * run on several threads, tiled over the pool in tiles of C of AG__TILE_M
+ * rows (when there are at least twice as many) or else AG__TILE_N
+ * columns; on one thread, one call. */
 #define AG__PAR_GEMM_MIN (1 << 22)
 #define AG__TILE_M 64
 #define AG__TILE_N 128
+/* Optimizer steps: parameters cut into chunks of AG__OPTIM_CHUNK
+ * elements, run over the pool when a step updates AG__PAR_OPTIM_MIN
+ * elements or more in all. */
+#define AG__OPTIM_CHUNK (1 << 14)
+#define AG__PAR_OPTIM_MIN (1 << 16)
 
 #endif /* AG_TUNING_H */

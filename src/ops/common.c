@@ -22,27 +22,69 @@ int ag__broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64
     return 0;
 }
 
-int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op) {
-    if (!a) {
-        ag__null_arg(op);
-        return AG_EINVAL;
-    }
+int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in) {
+    *op = (ag__op){.name = name, .ctx = ctx, .in = in, .n_in = n};
+    for (int i = 0; i < n; i++)
+        if (!in[i]) {
+            ag__null_arg(name);
+            return ag_last_status() ? ag_last_status() : AG_EINVAL;
+        }
     if (!ctx)
-        return ag__error(AG_EINVAL, "%s: context is NULL", op);
+        return ag__error(AG_EINVAL, "%s: context is NULL", name);
+    for (int i = 1; i < n; i++) {
+        ag_dtype want = in[0]->dtype, got = in[i]->dtype;
+        if (got == want)
+            continue;
+        if (n == 2)
+            return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", name,
+                             ag__dtype_scalar_name(want), ag__dtype_scalar_name(got));
+        return ag__error(AG_EDTYPE, "%s: expected all tensors to have dtype %s, got %s at position %d", name,
+                         ag__dtype_scalar_name(want), ag__dtype_scalar_name(got), i);
+    }
+    ag__ctx_mark(ctx, &op->pos);
     return 0;
 }
 
+ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape) {
+    op->out = ag__tensor_new(op->ctx, op->in[0]->dtype, ndim, shape);
+    op->failed = !op->out;
+    return op->out;
+}
+
+ag_tensor *ag__op_view(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape) {
+    op->out = ag__tensor_alias(op->ctx, base, ndim, shape);
+    op->failed = !op->out;
+    return op->out;
+}
+
+ag_node *ag__op_record_edges(ag__op *op, const ag__node_kind *kind, int n, ag_tensor *const *edges, size_t extra) {
+    if (op->failed || !ag__needs_grad(n, edges))
+        return NULL;
+    op->node = ag__record_extra(op->ctx, kind, op->out, n, edges, extra);
+    op->failed = !op->node;
+    return op->node;
+}
+
+ag_node *ag__op_record(ag__op *op, const ag__node_kind *kind) {
+    return ag__op_record_edges(op, kind, op->n_in, op->in, 0);
+}
+
+ag_tensor *ag__op_end(ag__op *op) {
+    if (!op->failed && op->out)
+        return op->out;
+    ag__ctx_rollback(op->ctx, &op->pos); /* the failed step set the error */
+    return NULL;
+}
+
+/* Kept until every family runs on the skeleton above. */
+int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op) {
+    ag__op o;
+    return ag__op_begin(&o, op, ctx, 1, (ag_tensor *const[]){(ag_tensor *)a});
+}
+
 int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const char *op) {
-    if (!a || !b) {
-        ag__null_arg(op);
-        return AG_EINVAL;
-    }
-    if (!ctx)
-        return ag__error(AG_EINVAL, "%s: context is NULL", op);
-    if (a->dtype != b->dtype)
-        return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", op,
-                         ag__dtype_scalar_name(a->dtype), ag__dtype_scalar_name(b->dtype));
-    return 0;
+    ag__op o;
+    return ag__op_begin(&o, op, ctx, 2, (ag_tensor *const[]){(ag_tensor *)a, (ag_tensor *)b});
 }
 
 void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const ag_tensor *const *ops) {
@@ -111,42 +153,37 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
     it->ndim = n;
 }
 
-/* One row of dst += scale * src: d steps by sd, s by ss (each 0 or not). */
-#define AG__ADD_REDUCED(T)                                                                                             \
-    static void ag__add_reduced_row_##T(T *d, int64_t sd, const T *s, int64_t ss, int64_t n, T scale) {                \
-        if (sd == 1 && ss == 1) {                                                                                      \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += s[i] * scale;                                  \
-        } else if (sd == 1 && ss == 0) { /* src broadcast along the row */                                             \
-            const T v = s[0] * scale;                                                                                  \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) d[i] += v;                                             \
-        } else if (sd == 0) { /* dst broadcast along the row: sum it */                                                \
-            double acc = 0;                                                                                            \
-            for (int64_t i = 0; i < n; i++)                                                                            \
-                acc += s[i * ss];                                                                                      \
-            d[0] += (T)acc * scale;                                                                                    \
-        } else {                                                                                                       \
-            for (int64_t i = 0; i < n; i++)                                                                            \
-                d[i * sd] += s[i * ss] * scale;                                                                        \
-        }                                                                                                              \
-    }                                                                                                                  \
-    static void ag__add_reduced_##T(const ag__iter *it, T *dst, const T *src, T scale) {                               \
-        const int64_t n = it->shape[it->ndim - 1];                                                                     \
-        const int64_t sd = it->stride[0][it->ndim - 1], ss = it->stride[1][it->ndim - 1];                              \
-        AG__ITER_ROWS(it, off, ag__add_reduced_row_##T(dst + off[0], sd, src + off[1], ss, n, scale));                 \
-    }
-AG__ADD_REDUCED(float)
-AG__ADD_REDUCED(double)
+#define AG__KERNELS "ops/common_kernels.inc"
+#include "ops/kernel_template.h"
 
-void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale) {
-    if (dst->numel == 0 || src->numel == 0)
+void ag__reduce_into(ag_tensor *dst, const ag_tensor *src, double scale, bool acc) {
+    if (dst->numel == 0)
         return;
+    if (src->numel == 0 || (!acc && dst->numel < src->numel)) {
+        /* nothing to add (dst broadcast to an empty shape), or sums over
+         * src's extra elements: they start from 0 */
+        if (!acc)
+            memset(dst->data, 0, dst->storage->nbytes);
+        if (src->numel == 0)
+            return;
+        acc = true;
+    }
     /* Walk the larger of the two shapes; the smaller broadcasts into it. */
     const ag_tensor *big = dst->numel >= src->numel ? dst : src;
     const ag_tensor *ops[2] = {dst, src};
     ag__iter it;
     ag__iter_init(&it, big->ndim, big->shape, 2, ops);
     if (dst->dtype == AG_FLOAT32)
-        ag__add_reduced_float(&it, dst->data, src->data, (float)scale);
+        ag__reduce_walk_f32(&it, dst->data, src->data, (float)scale, acc);
     else
-        ag__add_reduced_double(&it, dst->data, src->data, scale);
+        ag__reduce_walk_f64(&it, dst->data, src->data, scale, acc);
+}
+
+void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale) { ag__reduce_into(dst, src, scale, true); }
+
+void ag__copy_flat(ag_tensor *dst, const ag_tensor *src, bool acc) {
+    if (dst->dtype == AG_FLOAT32)
+        ag__copy_flat_f32(dst->data, src->data, dst->numel, acc);
+    else
+        ag__copy_flat_f64(dst->data, src->data, dst->numel, acc);
 }

@@ -67,7 +67,9 @@ static ag_tensor *ag__scalar_op(ag_ctx *ctx, ag_tensor *a, double s, ag__sop op,
 }
 
 /* out = a * s:  da += g * s */
-static int ag__mul_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__mul_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                    ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     if (dinp[0])
         ag__axpy(dinp[0], dout, node->scalar);
@@ -79,11 +81,13 @@ static int ag__mul_scalar1_backward_graph(ag_node *node, ag_tensor *g, const boo
                                           ag_ctx *ctx) {
     return need[0] ? ag__graph_result(dinp[0] = ag_mul_scalar(ctx, g, node->scalar)) : 0;
 }
-static const ag__node_kind ag__mul_scalar1_kind = {"MulBackward1", ag__mul_scalar1_backward,
-                                                   ag__mul_scalar1_backward_graph};
+static const ag__node_kind ag__mul_scalar1_kind = {
+    .name = "MulBackward1", .backward = ag__mul_scalar1_backward, .backward_graph = ag__mul_scalar1_backward_graph};
 
 /* out = a + s:  da += g */
-static int ag__add_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__add_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                    ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     if (dinp[0])
@@ -97,10 +101,13 @@ static int ag__pass_backward_graph(ag_node *node, ag_tensor *g, const bool *need
         dinp[0] = g;
     return 0;
 }
-static const ag__node_kind ag__add_scalar1_kind = {"AddBackward1", ag__add_scalar1_backward, ag__pass_backward_graph};
+static const ag__node_kind ag__add_scalar1_kind = {
+    .name = "AddBackward1", .backward = ag__add_scalar1_backward, .backward_graph = ag__pass_backward_graph};
 
 /* out = a / s:  da += g / s (PyTorch: grad / a 0-dim tensor holding s) */
-static int ag__div_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__div_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                    ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
     if (!d)
@@ -124,8 +131,8 @@ static int ag__div_scalar1_backward_graph(ag_node *node, ag_tensor *g, const boo
         return 0;
     return ag__graph_result(dinp[0] = ag_div(ctx, g, ag_scalar(ctx, g->dtype, node->scalar)));
 }
-static const ag__node_kind ag__div_scalar1_kind = {"DivBackward1", ag__div_scalar1_backward,
-                                                   ag__div_scalar1_backward_graph};
+static const ag__node_kind ag__div_scalar1_kind = {
+    .name = "DivBackward1", .backward = ag__div_scalar1_backward, .backward_graph = ag__div_scalar1_backward_graph};
 
 ag_tensor *ag__mul_scalar1(ag_ctx *ctx, ag_tensor *a, double s) {
     return ag__scalar_op(ctx, a, s, AG__S_MUL, &ag__mul_scalar1_kind, "mul");
@@ -137,11 +144,262 @@ ag_tensor *ag__div_scalar1(ag_ctx *ctx, ag_tensor *a, double s) {
     return ag__scalar_op(ctx, a, s, AG__S_DIV, &ag__div_scalar1_kind, "div");
 }
 
+/* ==== a - s with a C++ Scalar: SubBackward1 ========================================================= */
+
+static int ag__sub_scalar1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                    ag_ctx *scratch) {
+    AG__UNUSED(fresh);
+    AG__UNUSED(node);
+    AG__UNUSED(scratch);
+    if (dinp[0])
+        ag__axpy(dinp[0], dout, 1.0);
+    return 0;
+}
+static const ag__node_kind ag__sub_scalar1_kind = {
+    .name = "SubBackward1", .backward = ag__sub_scalar1_backward, .backward_graph = ag__pass_backward_graph};
+
+ag_tensor *ag__sub_scalar1(ag_ctx *ctx, ag_tensor *a, double s) {
+    ag_tensor *out = ag__scalar_op(ctx, a, -s, AG__S_ADD, &ag__sub_scalar1_kind, "sub");
+    if (out && out->grad_fn)
+        out->grad_fn->scalar = s;
+    return out;
+}
+
+/* ==== unsqueeze, squeeze ===========================================================================
+ * Views with a size-1 dimension added or removed: the same elements, so
+ * the backward is ag__view_backward; graphs go through each other. */
+
+static int ag__unsqueeze_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    return need[0] ? ag__graph_result(dinp[0] = ag__squeeze(ctx, g, (int)node->iarg[0])) : 0;
+}
+static int ag__squeeze_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    return need[0] ? ag__graph_result(dinp[0] = ag__unsqueeze(ctx, g, (int)node->iarg[0])) : 0;
+}
+static const ag__node_kind ag__unsqueeze_kind = {.name = "UnsqueezeBackward0",
+                                                 .backward = ag__view_backward,
+                                                 .backward_graph = ag__unsqueeze_backward_graph,
+                                                 .writes_fresh = true};
+static const ag__node_kind ag__squeeze_kind = {.name = "SqueezeBackward1",
+                                               .backward = ag__view_backward,
+                                               .backward_graph = ag__squeeze_backward_graph,
+                                               .writes_fresh = true};
+
+static ag_tensor *ag__dim_view(ag_ctx *ctx, ag_tensor *a, int dim, bool add) {
+    if (ag__check_unary(ctx, a, add ? "unsqueeze" : "squeeze"))
+        return NULL;
+    int nd = a->ndim + (add ? 1 : -1);
+    if (dim < 0 || nd < 0 || nd > AG_MAX_DIMS || dim > (add ? a->ndim : a->ndim - 1) || (!add && a->shape[dim] != 1))
+        return ag__error_null(AG_EINVAL, "%s: dimension %d does not fit a %d-D tensor", add ? "unsqueeze" : "squeeze",
+                              dim, a->ndim);
+    int64_t shape[AG_MAX_DIMS];
+    for (int d = 0, k = 0; d < nd; d++) {
+        if (!add && k == dim)
+            k++; /* the dimension squeezed away */
+        shape[d] = add && d == dim ? 1 : a->shape[k++];
+    }
+    ag_tensor *out = ag__tensor_alias(ctx, a, nd, shape);
+    if (!out)
+        return NULL;
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins)) {
+        ag_node *node = ag__record(ctx, add ? &ag__unsqueeze_kind : &ag__squeeze_kind, out, 1, ins);
+        if (!node)
+            return NULL;
+        node->iarg[0] = dim;
+    }
+    return out;
+}
+
+ag_tensor *ag__unsqueeze(ag_ctx *ctx, ag_tensor *a, int dim) { return ag__dim_view(ctx, a, dim, true); }
+ag_tensor *ag__squeeze(ag_ctx *ctx, ag_tensor *a, int dim) { return ag__dim_view(ctx, a, dim, false); }
+
+/* ==== masks, where, masked_fill, threshold_backward ================================================= */
+
+/* The element of t that element i of a tensor of shape (nd, shape) sees
+ * when t broadcasts to it. */
+static double ag__bload(const ag_tensor *t, int nd, const int64_t *shape, int64_t i) {
+    int64_t off = 0, stride = 1;
+    for (int d = nd - 1; d >= 0; d--) {
+        int64_t idx = i % shape[d];
+        i /= shape[d];
+        int td = t->ndim - (nd - d);
+        if (td >= 0) {
+            if (t->shape[td] != 1)
+                off += idx * stride;
+            stride *= t->shape[td];
+        }
+    }
+    return ag__load(t, off);
+}
+
+ag_tensor *ag__mask2(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, bool (*f)(double, double)) {
+    int nd = a->ndim;
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    if (b && ag__broadcast_shape(a, b, &nd, shape))
+        return NULL;
+    ag_tensor *m = ag__tensor_new(ctx, a->dtype, nd, shape);
+    if (!m)
+        return NULL;
+    for (int64_t i = 0; i < m->numel; i++)
+        ag__store(m, i, f(ag__bload(a, nd, shape, i), b ? ag__bload(b, nd, shape, i) : 0.0));
+    return m;
+}
+
+typedef struct {
+    ag_tensor *mask;
+    bool keep_true;
+} ag__where0_attr;
+
+/* out = mask == keep_true ? x : 0:  dx += mask == keep_true ? dout : 0 */
+static int ag__where0_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch) {
+    AG__UNUSED(fresh);
+    AG__UNUSED(scratch);
+    const ag__where0_attr *at = ag__node_attr(node);
+    ag_tensor *d = dinp[at->keep_true ? 0 : 1];
+    for (int64_t i = 0; d && i < d->numel; i++)
+        if ((ag__bload(at->mask, d->ndim, d->shape, i) != 0) == at->keep_true)
+            ag__store(d, i, ag__load(d, i) + ag__load(dout, i));
+    return 0;
+}
+static int ag__where0_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    const ag__where0_attr *at = ag__node_attr(node);
+    int i = at->keep_true ? 0 : 1;
+    return need[i] ? ag__graph_result(dinp[i] = ag__where0(ctx, at->mask, g, at->keep_true)) : 0;
+}
+static const ag__node_kind ag__where0_kind = {.name = "WhereBackward0",
+                                              .backward = ag__where0_backward,
+                                              .backward_graph = ag__where0_backward_graph,
+                                              .attr_size = sizeof(ag__where0_attr)};
+
+ag_tensor *ag__where0(ag_ctx *ctx, ag_tensor *mask, ag_tensor *x, bool keep_true) {
+    if (!mask || ag__check_unary(ctx, x, "where"))
+        return mask ? NULL : ag__null_arg("where");
+    if (!ag__expandable(mask, x))
+        return ag__error_null(AG_ESHAPE, "where: the mask does not broadcast to the values");
+    ag_tensor *out = ag__tensor_like(ctx, x);
+    if (!out)
+        return NULL;
+    for (int64_t i = 0; i < x->numel; i++)
+        ag__store(out, i, (ag__bload(mask, x->ndim, x->shape, i) != 0) == keep_true ? ag__load(x, i) : 0.0);
+    ag_tensor *ins[2] = {keep_true ? x : NULL, keep_true ? NULL : x};
+    if (ag__needs_grad(2, ins)) {
+        ag_node *node = ag__record(ctx, &ag__where0_kind, out, 2, ins);
+        if (!node)
+            return NULL;
+        *(ag__where0_attr *)ag__node_attr(node) = (ag__where0_attr){mask, keep_true};
+    }
+    return out;
+}
+
+/* out = mask ? v : 0:  dv += sum(mask ? dout : 0) */
+static int ag__masked_fill1_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                     ag_ctx *scratch) {
+    AG__UNUSED(fresh);
+    AG__UNUSED(scratch);
+    const ag__where0_attr *at = ag__node_attr(node);
+    if (!dinp[1])
+        return 0;
+    double acc = 0;
+    for (int64_t i = 0; i < dout->numel; i++)
+        if (ag__load(at->mask, i) != 0)
+            acc += ag__load(dout, i);
+    ag__store(dinp[1], 0, ag__load(dinp[1], 0) + acc);
+    return 0;
+}
+/* PyTorch: value's gradient is where(mask, g, 0).sum() */
+static int ag__masked_fill1_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                           ag_ctx *ctx) {
+    const ag__where0_attr *at = ag__node_attr(node);
+    if (!need[1])
+        return 0;
+    const ag_tensor *v = ag__edge_input(node, 1);
+    ag_tensor *s = ag_sum(ctx, ag__where0(ctx, at->mask, g, true));
+    return ag__graph_result(dinp[1] = s && v->ndim > 0 ? ag_reshape(ctx, s, v->ndim, v->shape) : s);
+}
+static const ag__node_kind ag__masked_fill1_kind = {.name = "MaskedFillBackward1",
+                                                    .backward = ag__masked_fill1_backward,
+                                                    .backward_graph = ag__masked_fill1_backward_graph,
+                                                    .attr_size = sizeof(ag__where0_attr)};
+
+ag_tensor *ag__masked_fill1(ag_ctx *ctx, ag_tensor *mask, ag_tensor *v) {
+    if (!mask || ag__check_unary(ctx, v, "masked_fill_"))
+        return mask ? NULL : ag__null_arg("masked_fill_");
+    if (v->numel != 1)
+        return ag__error_null(AG_EINVAL,
+                              "masked_fill_ only supports a 0-dimensional value tensor, but got tensor with %d "
+                              "dimension(s).",
+                              v->ndim);
+    ag_tensor *out = ag__tensor_like(ctx, mask);
+    if (!out)
+        return NULL;
+    double fill = ag__load(v, 0);
+    for (int64_t i = 0; i < out->numel; i++)
+        ag__store(out, i, ag__load(mask, i) != 0 ? fill : 0.0);
+    ag_tensor *ins[2] = {NULL, v};
+    if (ag__needs_grad(2, ins)) {
+        ag_node *node = ag__record(ctx, &ag__masked_fill1_kind, out, 2, ins);
+        if (!node)
+            return NULL;
+        *(ag__where0_attr *)ag__node_attr(node) = (ag__where0_attr){mask, true};
+    }
+    return out;
+}
+
+/* out = y > 0 ? g : 0:  dg += y > 0 ? dout : 0; y's gradient is zeros
+ * (PyTorch's zeros_like(grad)). */
+static int ag__threshold_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                  ag_ctx *scratch) {
+    AG__UNUSED(fresh);
+    AG__UNUSED(scratch);
+    ag_tensor *y = ag__saved_get(node, 0);
+    if (!y)
+        return ag_last_status();
+    for (int64_t i = 0; dinp[0] && i < dout->numel; i++)
+        if (ag__load(y, i) > 0)
+            ag__store(dinp[0], i, ag__load(dinp[0], i) + ag__load(dout, i));
+    return 0;
+}
+static int ag__threshold_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag_tensor *y = ag__saved_get(node, 0);
+    if (!y)
+        return ag_last_status();
+    int rc;
+    if (need[1] && (rc = ag__graph_result(dinp[1] = ag_zeros(ctx, y->dtype, y->ndim, y->shape))))
+        return rc;
+    return need[0] ? ag__graph_result(dinp[0] = ag__threshold_grad(ctx, g, y)) : 0;
+}
+static const ag__node_kind ag__threshold_kind = {.name = "ThresholdBackwardBackward0",
+                                                 .backward = ag__threshold_backward,
+                                                 .backward_graph = ag__threshold_backward_graph};
+
+ag_tensor *ag__threshold_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y) {
+    if (ag__check_binary(ctx, g, y, "threshold_backward"))
+        return NULL;
+    if (!ag__same_shape(g, y))
+        return ag__error_null(AG_ESHAPE, "threshold_backward: grad_output and self must have the same shape");
+    ag_tensor *out = ag__tensor_like(ctx, g);
+    if (!out)
+        return NULL;
+    for (int64_t i = 0; i < g->numel; i++)
+        ag__store(out, i, ag__load(y, i) > 0 ? ag__load(g, i) : 0.0);
+    ag_tensor *ins[2] = {g, y};
+    if (ag__needs_grad(2, ins)) {
+        ag_node *node = ag__record(ctx, &ag__threshold_kind, out, 2, ins);
+        if (!node)
+            return NULL;
+        ag__save(node, 0, y, false);
+    }
+    return out;
+}
+
 /* ==== a.t() =======================================================================================
  * out = a with its two dimensions swapped (a copy; 0-D and 1-D: itself);
  * da += g.t(). */
 
-static int ag__t_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__t_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh, ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     if (!dinp[0])
@@ -156,7 +414,8 @@ static int ag__t_backward_graph(ag_node *node, ag_tensor *g, const bool *need, a
     AG__UNUSED(node);
     return need[0] ? ag__graph_result(dinp[0] = ag__t(ctx, g)) : 0;
 }
-static const ag__node_kind ag__t_kind = {"TBackward0", ag__t_backward, ag__t_backward_graph};
+static const ag__node_kind ag__t_kind = {
+    .name = "TBackward0", .backward = ag__t_backward, .backward_graph = ag__t_backward_graph};
 
 ag_tensor *ag__t(ag_ctx *ctx, ag_tensor *a) {
     if (ag__check_unary(ctx, a, "t"))
@@ -232,25 +491,30 @@ static int ag__act_backward_graph(ag__actbw which, ag_node *node, ag_tensor *dou
     return 0;
 }
 
-static int ag__tanh_bw_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__tanh_bw_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     return ag__act_backward(AG__TANH_BW, node, dout, dinp);
 }
 static int ag__tanh_bw_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
     return ag__act_backward_graph(AG__TANH_BW, node, g, need, dinp, ctx);
 }
-static const ag__node_kind ag__tanh_bw_kind = {"TanhBackwardBackward0", ag__tanh_bw_backward,
-                                               ag__tanh_bw_backward_graph};
+static const ag__node_kind ag__tanh_bw_kind = {
+    .name = "TanhBackwardBackward0", .backward = ag__tanh_bw_backward, .backward_graph = ag__tanh_bw_backward_graph};
 
-static int ag__sigmoid_bw_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__sigmoid_bw_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                   ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     return ag__act_backward(AG__SIGMOID_BW, node, dout, dinp);
 }
 static int ag__sigmoid_bw_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
     return ag__act_backward_graph(AG__SIGMOID_BW, node, g, need, dinp, ctx);
 }
-static const ag__node_kind ag__sigmoid_bw_kind = {"SigmoidBackwardBackward0", ag__sigmoid_bw_backward,
-                                                  ag__sigmoid_bw_backward_graph};
+static const ag__node_kind ag__sigmoid_bw_kind = {.name = "SigmoidBackwardBackward0",
+                                                  .backward = ag__sigmoid_bw_backward,
+                                                  .backward_graph = ag__sigmoid_bw_backward_graph};
 
 static ag_tensor *ag__act_bw(ag_ctx *ctx, ag_tensor *g, ag_tensor *y, ag__actbw which) {
     const char *name = which == AG__TANH_BW ? "tanh_backward" : "sigmoid_backward";
@@ -290,7 +554,9 @@ ag_tensor *ag__sigmoid_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y) { return ag
  * out = a summed over the dims in the mask (kept as size 1);
  * da += g broadcast back (graph: g.expand(a's shape)). */
 
-static int ag__sum_keepdim_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__sum_keepdim_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                    ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     if (dinp[0] && dinp[0]->numel > 0)
@@ -303,7 +569,8 @@ static int ag__expand_to_input_graph(ag_node *node, ag_tensor *g, const bool *ne
     const ag_tensor *in = ag__edge_input(node, 0);
     return ag__graph_result(dinp[0] = ag_expand(ctx, g, in->ndim, in->shape));
 }
-static const ag__node_kind ag__sum_keepdim_kind = {"SumBackward1", ag__sum_keepdim_backward, ag__expand_to_input_graph};
+static const ag__node_kind ag__sum_keepdim_kind = {
+    .name = "SumBackward1", .backward = ag__sum_keepdim_backward, .backward_graph = ag__expand_to_input_graph};
 
 ag_tensor *ag__sum_keepdim(ag_ctx *ctx, ag_tensor *a, uint32_t dims) {
     if (ag__check_unary(ctx, a, "sum"))
@@ -348,7 +615,9 @@ ag_tensor *ag__sum_to(ag_ctx *ctx, ag_tensor *g, int ndim, const int64_t *shape)
  * out = g (PyTorch: an empty tensor copy_'d from g, so the edges are the
  * empty tensor's, none, and g's);  dg += dout. */
 
-static int ag__copy_grad_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__copy_grad_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                  ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     if (dinp[1])
@@ -362,7 +631,8 @@ static int ag__copy_grad_backward_graph(ag_node *node, ag_tensor *g, const bool 
         dinp[1] = g;
     return 0;
 }
-static const ag__node_kind ag__copy_grad_kind = {"CopyBackwards", ag__copy_grad_backward, ag__copy_grad_backward_graph};
+static const ag__node_kind ag__copy_grad_kind = {
+    .name = "CopyBackwards", .backward = ag__copy_grad_backward, .backward_graph = ag__copy_grad_backward_graph};
 
 ag_tensor *ag__copy_grad(ag_ctx *ctx, ag_tensor *g) {
     ag_tensor *out = ag__like(ctx, g, "copy_");
@@ -383,7 +653,9 @@ static void ag__cast_into(ag_tensor *dst, const ag_tensor *src, bool add) {
         ag__store(dst, i, (add ? ag__load(dst, i) : 0.0) + ag__load(src, i));
 }
 
-static int ag__cast_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+static int ag__cast_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                             ag_ctx *scratch) {
+    AG__UNUSED(fresh);
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     if (dinp[0])
@@ -393,7 +665,8 @@ static int ag__cast_backward(ag_node *node, const ag_tensor *dout, ag_tensor **d
 static int ag__cast_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
     return need[0] ? ag__graph_result(dinp[0] = ag__cast_copy(ctx, g, ag__edge_input(node, 0)->dtype)) : 0;
 }
-static const ag__node_kind ag__cast_kind = {"ToCopyBackward0", ag__cast_backward, ag__cast_backward_graph};
+static const ag__node_kind ag__cast_kind = {
+    .name = "ToCopyBackward0", .backward = ag__cast_backward, .backward_graph = ag__cast_backward_graph};
 
 ag_tensor *ag__cast_copy(ag_ctx *ctx, ag_tensor *a, ag_dtype dtype) {
     if (ag__check_unary(ctx, a, "to"))

@@ -17,6 +17,27 @@ ag_tensor *ag__mul_scalar1(ag_ctx *ctx, ag_tensor *a, double s);
 ag_tensor *ag__add_scalar1(ag_ctx *ctx, ag_tensor *a, double s);
 /* a / s (div.Scalar): DivBackward1, one edge. */
 ag_tensor *ag__div_scalar1(ag_ctx *ctx, ag_tensor *a, double s);
+/* a - s (sub.Scalar): SubBackward1, one edge. */
+ag_tensor *ag__sub_scalar1(ag_ctx *ctx, ag_tensor *a, double s);
+/* a.unsqueeze(dim) (UnsqueezeBackward0) and a.squeeze(dim) of a size-1
+ * dimension (SqueezeBackward1): views of a's storage. */
+ag_tensor *ag__unsqueeze(ag_ctx *ctx, ag_tensor *a, int dim);
+ag_tensor *ag__squeeze(ag_ctx *ctx, ag_tensor *a, int dim);
+/* at::where with a zero on one side: mask (no history; 0 or 1 in x's
+ * dtype, its shape broadcasting to x's) picks x where it is nonzero when
+ * keep_true, else where it is zero; 0 elsewhere. WhereBackward0, whose
+ * edges are PyTorch's (self, other): (x, none) when keep_true, else
+ * (none, x). */
+ag_tensor *ag__where0(ag_ctx *ctx, ag_tensor *mask, ag_tensor *x, bool keep_true);
+/* zeros(mask's shape).masked_fill_(mask, v), v a one-element tensor:
+ * MaskedFillBackward1, edges (none, v). */
+ag_tensor *ag__masked_fill1(ag_ctx *ctx, ag_tensor *mask, ag_tensor *v);
+/* threshold_backward(g, y, 0) = g where y > 0, else 0:
+ * ThresholdBackwardBackward0. */
+ag_tensor *ag__threshold_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y);
+/* A mask (no history) of f(a, b) for every element of a and b broadcast
+ * together, 1 or 0 in a's dtype; b may be NULL (then f sees 0). */
+ag_tensor *ag__mask2(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, bool (*f)(double, double));
 /* a.t() of a 2-D (or smaller) tensor, as a copy: TBackward0. */
 ag_tensor *ag__t(ag_ctx *ctx, ag_tensor *a);
 /* tanh_backward(g, y) = g (1 - y^2): TanhBackwardBackward0. */

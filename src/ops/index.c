@@ -1,77 +1,110 @@
 /* Ops that select, join or replicate: index_select and embedding, cat,
  * narrow, expand, and batched matmul with broadcast batch dimensions.
- * agrad tensors are contiguous, so each result is a copy. */
+ * agrad tensors are contiguous, so each result is a copy. Gradient
+ * kernels in ops/index_kernels.inc. */
 #include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
 
+#define AG__KERNELS "ops/index_kernels.inc"
+#include "ops/kernel_template.h"
+
 /* ==== index_select / embedding ==================================================
  * a (outer, n, inner) around dim; out (outer, k, inner) with
- *   out[o, j, i] = a[o, index[j], i]     da[o, index[j], i] += g[o, j, i] */
+ * out[o, j, i] = a[o, index[j], i]. */
 
-static void ag__gather_rows(ag_tensor *dst, const ag_tensor *src, const int64_t *index, int64_t k, int dim,
-                            bool scatter_add) {
-    const ag_tensor *big = scatter_add ? dst : src; /* the tensor indexed by index[] */
+typedef struct {
+    int dim;
+    int64_t k;       /* entries of index */
+    int64_t index[]; /* PyTorch saves the index */
+} ag__index_attr;
+static ag__index_attr *ag__index_attr_of(ag_node *node) { return ag__node_attr(node); }
+
+/* out[o, j, i] = a[o, index[j], i]  (rows of inner elements, copied as bytes) */
+static void ag__gather_rows(ag_tensor *out, const ag_tensor *a, const int64_t *index, int64_t k, int dim) {
     int64_t outer, n, inner;
-    ag__split(big, dim, &outer, &n, &inner);
-    size_t es = ag__dtype_size(src->dtype);
+    ag__split(a, dim, &outer, &n, &inner);
+    size_t es = ag__dtype_size(a->dtype), row = (size_t)inner * es;
     for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < k; j++) {
-            int64_t small_off = (o * k + j) * inner, big_off = (o * n + index[j]) * inner;
-            if (!scatter_add) {
-                memcpy((char *)dst->data + (size_t)small_off * es, (const char *)src->data + (size_t)big_off * es,
-                       (size_t)inner * es);
-            } else {
-                for (int64_t i = 0; i < inner; i++)
-                    ag__store(dst, big_off + i, ag__load(dst, big_off + i) + ag__load(src, small_off + i));
-            }
-        }
+        for (int64_t j = 0; j < k; j++)
+            memcpy((char *)out->data + (size_t)(o * k + j) * row,
+                   (const char *)a->data + (size_t)(o * n + index[j]) * row, row);
 }
 
-static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+/* out[o, j, i] = a[o, index[j], i]:  da[o, index[j], i] += g[o, j, i], 0 where no index points */
+static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                              ag_ctx *scratch) {
     AG__UNUSED(scratch);
+    const ag__index_attr *at = ag__index_attr_of(node);
+    ag_tensor *d = dinp[0];
     if (ag__node_check_released(node))
         return ag_last_status();
-    if (dout->numel > 0)
-        ag__gather_rows(dinp[0], dout, node->attr, node->iarg[1], (int)node->iarg[0], true);
+    if (!d)
+        return 0;
+    if (fresh[0]) /* a scatter */
+        memset(d->data, 0, d->storage->nbytes);
+    if (dout->numel == 0)
+        return 0;
+    int64_t outer, n, inner;
+    ag__split(d, at->dim, &outer, &n, &inner);
+    if (d->dtype == AG_FLOAT32)
+        ag__scatter_rows_f32(d->data, dout->data, at->index, at->k, outer, n, inner);
+    else
+        ag__scatter_rows_f64(d->data, dout->data, at->index, at->k, outer, n, inner);
     return 0;
 }
 
-static const ag__node_kind ag__index_select_kind = {"IndexSelectBackward0", ag__index_backward, NULL};
-static const ag__node_kind ag__embedding_kind = {"EmbeddingBackward0", ag__index_backward, NULL};
+static const ag__node_kind ag__index_select_kind = {.name = "IndexSelectBackward0",
+                                                    .backward = ag__index_backward,
+                                                    .attr_size = sizeof(ag__index_attr),
+                                                    .writes_fresh = true};
+static const ag__node_kind ag__embedding_kind = {.name = "EmbeddingBackward0",
+                                                 .backward = ag__index_backward,
+                                                 .attr_size = sizeof(ag__index_attr),
+                                                 .writes_fresh = true};
+
+static int ag__index_check(const ag_tensor *a, int dim, const int64_t *index, int64_t k, const char *name, int *d) {
+    if (ag__normalize_dim(dim, a->ndim, d))
+        return AG_EINVAL;
+    if (a->ndim == 0)
+        return ag__error(AG_EINVAL, "%s: a 0-dim tensor has no dimension to index", name);
+    if (k < 0 || (k > 0 && !index))
+        return ag__error(AG_EINVAL, "%s: bad index array", name);
+    for (int64_t j = 0; j < k; j++)
+        if (index[j] < 0 || index[j] >= a->shape[*d])
+            return ag__error(AG_EINVAL, "index out of range in self");
+    return 0;
+}
 
 static ag_tensor *ag__index(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *index, int64_t k, const char *name,
                             const ag__node_kind *kind) {
-    if (ag__check_unary(ctx, a, name))
-        return NULL;
+    ag_tensor *in[1] = {a};
     int d = 0;
-    if (ag__normalize_dim(dim, a->ndim, &d))
+    ag__op op;
+    if (ag__op_begin(&op, name, ctx, 1, in) || ag__index_check(a, dim, index, k, name, &d))
         return NULL;
-    if (a->ndim == 0)
-        return ag__error_null(AG_EINVAL, "%s: a 0-dim tensor has no dimension to index", name);
-    if (k < 0 || (k > 0 && !index))
-        return ag__error_null(AG_EINVAL, "%s: bad index array", name);
-    for (int64_t j = 0; j < k; j++)
-        if (index[j] < 0 || index[j] >= a->shape[d])
-            return ag__error_null(AG_EINVAL, "index out of range in self");
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[d] = k;
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, shape);
+    ag_tensor *out = ag__op_output(&op, a->ndim, shape);
     if (!out)
         return NULL;
     if (out->numel > 0)
-        ag__gather_rows(out, a, index, k, d, false);
-    ag_tensor *ins[1] = {a};
-    if (ag__needs_grad(1, ins)) {
-        ag_node *n = ag__record(ctx, kind, out, 1, ins);
-        if (!n || !ag__node_keep_ints(ctx, n, index, k))
-            return NULL;
-        n->iarg[0] = d;
-        n->iarg[1] = k;
+        ag__gather_rows(out, a, index, k, d);
+    size_t extra;
+    if (__builtin_mul_overflow((size_t)k, sizeof(int64_t), &extra))
+        extra = SIZE_MAX; /* refused by the node's allocation */
+    ag_node *node = ag__op_record_edges(&op, kind, 1, in, extra);
+    if (node) {
+        ag__index_attr *at = ag__index_attr_of(node);
+        at->dim = d;
+        at->k = k;
+        if (k > 0)
+            memcpy(at->index, index, (size_t)k * sizeof *index);
+        node->saved_scalar = true; /* the index counts as saved */
     }
-    return out;
+    return ag__op_end(&op);
 }
 
 ag_tensor *ag_index_select(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *index, int64_t n) {
@@ -85,41 +118,81 @@ ag_tensor *ag_embedding(ag_ctx *ctx, ag_tensor *weight, const int64_t *ids, int6
 }
 
 /* ==== cat ==========================================================================
- * out (outer, sum n_t, inner) = the inputs side by side along dim;
- * d(input t) += the slice of g it came from. attr: each input's size along dim. */
+ * out (outer, sum n_t, inner) = the inputs (outer, n_t, inner) side by side
+ * along dim. */
 
-static void ag__copy_slab(ag_tensor *big, const ag_tensor *small, int dim, int64_t start, bool into_small_add) {
-    int64_t outer, n, inner, so, sn, si;
-    ag__split(big, dim, &outer, &n, &inner);
-    ag__split(small, dim, &so, &sn, &si);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t k = 0; k < sn; k++) {
-            int64_t b0 = (o * n + start + k) * inner, s0 = (o * sn + k) * inner;
-            if (!into_small_add) {
-                size_t es = ag__dtype_size(big->dtype);
-                memcpy((char *)big->data + (size_t)b0 * es, (const char *)small->data + (size_t)s0 * es,
-                       (size_t)inner * es);
-            } else {
-                ag_tensor *d = (ag_tensor *)small;
-                for (int64_t i = 0; i < inner; i++)
-                    ag__store(d, s0 + i, ag__load(d, s0 + i) + ag__load(big, b0 + i));
-            }
-        }
-}
+typedef struct {
+    int dim;
+    int64_t size[]; /* each input's size along dim */
+} ag__cat_attr;
+static ag__cat_attr *ag__cat_attr_of(ag_node *node) { return ag__node_attr(node); }
 
-static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+/* out[o, start_t + k, i] = input_t[o, k, i]:  d(input t) (=|+=) g[o, start_t + k, i] */
+static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
     AG__UNUSED(scratch);
-    const int64_t *sizes = node->attr;
-    int64_t start = 0;
-    for (int t = 0; t < node->num_next && dout->numel > 0; t++) {
-        if (dinp[t])
-            ag__copy_slab((ag_tensor *)dout, dinp[t], (int)node->iarg[0], start, true);
-        start += sizes[t];
+    const ag__cat_attr *at = ag__cat_attr_of(node);
+    int64_t start = 0, outer, n, inner;
+    ag__split(dout, at->dim, &outer, &n, &inner);
+    for (int t = 0; t < node->num_next; t++) {
+        ag_tensor *d = dinp[t];
+        if (d && d->numel > 0 && d->dtype == AG_FLOAT32)
+            ag__slab_get_f32(d->data, dout->data, outer, n, at->size[t], start, inner, !fresh[t]);
+        else if (d && d->numel > 0)
+            ag__slab_get_f64(d->data, dout->data, outer, n, at->size[t], start, inner, !fresh[t]);
+        start += at->size[t];
     }
     return 0;
 }
 
-static const ag__node_kind ag__cat_kind = {"CatBackward0", ag__cat_backward, NULL};
+static const ag__node_kind ag__cat_kind = {
+    .name = "CatBackward0", .backward = ag__cat_backward, .attr_size = sizeof(ag__cat_attr), .writes_fresh = true};
+
+/* The inputs agree in dtype, rank and every size but dim's (normalised
+ * into *d), whose sizes add up to *total. */
+static int ag__cat_check(ag_tensor *const *ts, int n, int dim, int *d, int64_t *total) {
+    const ag_tensor *first = ts[0];
+    if (ag__normalize_dim(dim, first->ndim, d))
+        return AG_EINVAL;
+    if (first->ndim == 0)
+        return ag__error(AG_EINVAL, "zero-dimensional tensor (at position 0) cannot be concatenated");
+    *total = 0;
+    for (int t = 0; t < n; t++) {
+        const ag_tensor *x = ts[t];
+        if (x->dtype != first->dtype)
+            return ag__error(AG_EDTYPE, "ag_cat: expected all tensors to have dtype %s, got %s at position %d",
+                             ag__dtype_scalar_name(first->dtype), ag__dtype_scalar_name(x->dtype), t);
+        if (x->ndim != first->ndim)
+            return ag__error(AG_ESHAPE, "Tensors must have same number of dimensions: got %d and %d", first->ndim,
+                             x->ndim);
+        for (int k = 0; k < x->ndim; k++)
+            if (k != *d && x->shape[k] != first->shape[k])
+                return ag__error(AG_ESHAPE,
+                                 "Sizes of tensors must match except in dimension %d. Expected size %" PRId64
+                                 " but got size %" PRId64 " for tensor number %d in the list.",
+                                 *d, first->shape[k], x->shape[k], t);
+        if (!ag__add_ok(*total, x->shape[*d], total))
+            return ag__error(AG_ENOMEM,
+                             "torch.cat(): the sizes along dimension %d add up to more than %" PRId64
+                             " (at tensor number %d)",
+                             *d, INT64_MAX, t);
+    }
+    return 0;
+}
+
+/* out[o, start_t + k, i] = input_t[o, k, i], as bytes */
+static void ag__cat_fwd(ag_tensor *out, ag_tensor *const *ts, int n, int d) {
+    int64_t start = 0, outer, total, inner;
+    ag__split(out, d, &outer, &total, &inner);
+    size_t es = ag__dtype_size(out->dtype);
+    for (int t = 0; t < n; t++) {
+        int64_t sn = ts[t]->shape[d];
+        for (int64_t o = 0; o < outer; o++)
+            memcpy((char *)out->data + (size_t)((o * total + start) * inner) * es,
+                   (const char *)ts[t]->data + (size_t)(o * sn * inner) * es, (size_t)(sn * inner) * es);
+        start += sn;
+    }
+}
 
 ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     if (!ts || n <= 0)
@@ -127,142 +200,121 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     for (int t = 0; t < n; t++)
         if (!ts[t])
             return ag__null_arg("ag_cat");
-    if (!ctx)
-        return ag__error_null(AG_EINVAL, "ag_cat: context is NULL");
-    const ag_tensor *first = ts[0];
     int d = 0;
-    if (ag__normalize_dim(dim, first->ndim, &d))
-        return NULL;
-    if (first->ndim == 0)
-        return ag__error_null(AG_EINVAL, "zero-dimensional tensor (at position 0) cannot be concatenated");
     int64_t total = 0;
-    for (int t = 0; t < n; t++) {
-        const ag_tensor *x = ts[t];
-        if (x->dtype != first->dtype)
-            return ag__error_null(AG_EDTYPE, "ag_cat: expected all tensors to have dtype %s, got %s at position %d",
-                                  ag__dtype_scalar_name(first->dtype), ag__dtype_scalar_name(x->dtype), t);
-        if (x->ndim != first->ndim)
-            return ag__error_null(AG_ESHAPE, "Tensors must have same number of dimensions: got %d and %d", first->ndim,
-                                  x->ndim);
-        for (int k = 0; k < x->ndim; k++)
-            if (k != d && x->shape[k] != first->shape[k])
-                return ag__error_null(AG_ESHAPE,
-                                      "Sizes of tensors must match except in dimension %d. Expected size %" PRId64
-                                      " but got size %" PRId64 " for tensor number %d in the list.",
-                                      d, first->shape[k], x->shape[k], t);
-        if (!ag__add_ok(total, x->shape[d], &total))
-            return ag__error_null(AG_ENOMEM,
-                                  "torch.cat(): the sizes along dimension %d add up to more than %" PRId64
-                                  " (at tensor number %d)",
-                                  d, INT64_MAX, t);
-    }
+    ag__op op;
+    if (ag__op_begin(&op, "ag_cat", ctx, 1, ts) || ag__cat_check(ts, n, dim, &d, &total))
+        return NULL;
     int64_t shape[AG_MAX_DIMS];
-    memcpy(shape, first->shape, sizeof shape);
+    memcpy(shape, ts[0]->shape, sizeof shape);
     shape[d] = total;
-    ag_tensor *out = ag__tensor_new(ctx, first->dtype, first->ndim, shape);
+    ag_tensor *out = ag__op_output(&op, ts[0]->ndim, shape);
     if (!out)
         return NULL;
-    int64_t start = 0;
-    for (int t = 0; t < n && out->numel > 0; t++) {
-        ag__copy_slab(out, ts[t], d, start, false);
-        start += ts[t]->shape[d];
-    }
-    if (ag__needs_grad(n, ts)) {
-        ag_node *node = ag__record(ctx, &ag__cat_kind, out, n, ts);
-        int64_t *sizes = ag__ctx_alloc(ctx, (size_t)n * sizeof *sizes);
-        if (!node || !sizes)
-            return NULL;
+    if (out->numel > 0)
+        ag__cat_fwd(out, ts, n, d);
+    ag_node *node = ag__op_record_edges(&op, &ag__cat_kind, n, ts, (size_t)n * sizeof(int64_t));
+    if (node) {
+        ag__cat_attr *at = ag__cat_attr_of(node);
+        at->dim = d;
         for (int t = 0; t < n; t++)
-            sizes[t] = ts[t]->shape[d];
-        node->attr = sizes;
-        node->iarg[0] = d;
+            at->size[t] = ts[t]->shape[d];
     }
-    return out;
+    return ag__op_end(&op);
 }
 
 /* ==== narrow =======================================================================
- * out = a[..., start:start+length, ...] along dim;  da[slice] += g */
+ * out (outer, length, inner) = a (outer, n, inner)[o, start + k, i]. */
 
-static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+typedef struct {
+    int dim;
+    int64_t start; /* normalised */
+} ag__narrow_attr;
+static ag__narrow_attr *ag__narrow_attr_of(ag_node *node) { return ag__node_attr(node); }
+
+/* out[o, k, i] = a[o, start + k, i]:  da[o, start + k, i] (=|+=) g[o, k, i], 0 elsewhere */
+static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch) {
     AG__UNUSED(scratch);
-    /* the slab of dinp[0] at start gets dout: copy_slab adds big into small,
-     * so walk it the other way round here */
+    const ag__narrow_attr *at = ag__narrow_attr_of(node);
     ag_tensor *d = dinp[0];
-    int dim = (int)node->iarg[0];
-    int64_t start = node->iarg[1], outer, n, inner, so, sn, si;
-    if (!d || dout->numel == 0)
+    if (!d || d->numel == 0)
         return 0;
-    ag__split(d, dim, &outer, &n, &inner);
-    ag__split(dout, dim, &so, &sn, &si);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t k = 0; k < sn; k++)
-            for (int64_t i = 0; i < inner; i++) {
-                int64_t b0 = (o * n + start + k) * inner + i, s0 = (o * sn + k) * inner + i;
-                ag__store(d, b0, ag__load(d, b0) + ag__load(dout, s0));
-            }
+    int64_t outer, n, inner, sn = dout->ndim ? dout->shape[at->dim] : 1;
+    ag__split(d, at->dim, &outer, &n, &inner);
+    if (d->dtype == AG_FLOAT32)
+        ag__slab_put_f32(d->data, dout->data, outer, n, sn, at->start, inner, !fresh[0]);
+    else
+        ag__slab_put_f64(d->data, dout->data, outer, n, sn, at->start, inner, !fresh[0]);
     return 0;
 }
 
-static const ag__node_kind ag__narrow_kind = {"SliceBackward0", ag__narrow_backward, NULL};
+static const ag__node_kind ag__narrow_kind = {.name = "SliceBackward0",
+                                              .backward = ag__narrow_backward,
+                                              .attr_size = sizeof(ag__narrow_attr),
+                                              .writes_fresh = true};
 
-ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t length) {
-    if (ag__check_unary(ctx, a, "ag_narrow"))
-        return NULL;
+/* The slice [start, start + length) of a's dim d: *start normalised. */
+static int ag__narrow_check(const ag_tensor *a, int dim, int64_t *start, int64_t length, int *d) {
     if (a->ndim == 0)
-        return ag__error_null(AG_EINVAL, "narrow() cannot be applied to a 0-dim tensor.");
-    int d = 0;
-    if (ag__normalize_dim(dim, a->ndim, &d))
-        return NULL;
+        return ag__error(AG_EINVAL, "narrow() cannot be applied to a 0-dim tensor.");
+    if (ag__normalize_dim(dim, a->ndim, d))
+        return AG_EINVAL;
     /* PyTorch wraps start as a dimension index (of a size-1 dimension when
      * the size is 0), except that start == size is the empty end slice;
      * length is checked against size - start, which cannot overflow */
-    int64_t size = a->shape[d];
-    if (start != size) {
+    int64_t size = a->shape[*d];
+    if (*start != size) {
         int64_t wrap = size > 0 ? size : 1;
-        if (start < -wrap || start > wrap - 1)
-            return ag__error_null(AG_EINVAL,
-                                  "Dimension out of range (expected to be in range of [%" PRId64 ", %" PRId64
-                                  "], but got %" PRId64 ")",
-                                  -wrap, wrap - 1, start);
-        if (start < 0)
-            start += wrap;
+        if (*start < -wrap || *start > wrap - 1)
+            return ag__error(AG_EINVAL,
+                             "Dimension out of range (expected to be in range of [%" PRId64 ", %" PRId64
+                             "], but got %" PRId64 ")",
+                             -wrap, wrap - 1, *start);
+        if (*start < 0)
+            *start += wrap;
     }
-    if (length < 0 || start > size - length)
-        return ag__error_null(AG_EINVAL,
-                              "start (%" PRId64 ") + length (%" PRId64 ") exceeds dimension size (%" PRId64 ").", start,
-                              length, size);
+    if (length < 0 || *start > size - length)
+        return ag__error(AG_EINVAL, "start (%" PRId64 ") + length (%" PRId64 ") exceeds dimension size (%" PRId64 ").",
+                         *start, length, size);
+    return 0;
+}
+
+ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t length) {
+    ag_tensor *in[1] = {a};
+    int d = 0;
+    ag__op op;
+    if (ag__op_begin(&op, "ag_narrow", ctx, 1, in) || ag__narrow_check(a, dim, &start, length, &d))
+        return NULL;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[d] = length;
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, shape);
+    ag_tensor *out = ag__op_output(&op, a->ndim, shape);
     if (!out)
         return NULL;
     int64_t outer, n, inner;
     ag__split(out, d, &outer, &n, &inner); /* (0, length, 0) when empty: no rows */
     n = a->shape[d];
     size_t es = ag__dtype_size(a->dtype);
-    for (int64_t o = 0; o < outer; o++)
+    for (int64_t o = 0; o < outer; o++) /* out[o, k, i] = a[o, start + k, i] */
         memcpy((char *)out->data + (size_t)(o * length * inner) * es,
                (const char *)a->data + (size_t)((o * n + start) * inner) * es, (size_t)(length * inner) * es);
-    ag_tensor *ins[1] = {a};
-    if (ag__needs_grad(1, ins)) {
-        ag_node *node = ag__record(ctx, &ag__narrow_kind, out, 1, ins);
-        if (!node)
-            return NULL;
-        node->iarg[0] = d;
-        node->iarg[1] = start;
-    }
-    return out;
+    ag_node *node = ag__op_record(&op, &ag__narrow_kind);
+    if (node)
+        *ag__narrow_attr_of(node) = (ag__narrow_attr){d, start};
+    return ag__op_end(&op);
 }
 
 /* ==== expand =======================================================================
- * out = a broadcast to shape (new leading dims, size-1 dims stretched);
- * da += g summed over the stretched dimensions. */
+ * out (shape) = a broadcast to shape (new leading dims, size-1 dims stretched). */
 
-static int ag__expand_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+/* out = a broadcast:  da (=|+=) g summed over the stretched dimensions */
+static int ag__expand_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch) {
     AG__UNUSED(node);
     AG__UNUSED(scratch);
-    ag__add_reduced(dinp[0], dout, 1.0);
+    if (dinp[0])
+        ag__reduce_into(dinp[0], dout, 1.0, !fresh[0]);
     return 0;
 }
 
@@ -274,65 +326,69 @@ static int ag__expand_backward_graph(ag_node *node, ag_tensor *g, const bool *ne
     return ag__graph_result(dinp[0] = ag__sum_to(ctx, g, in->ndim, in->shape));
 }
 
-static const ag__node_kind ag__expand_kind = {"ExpandBackward0", ag__expand_backward, ag__expand_backward_graph};
+static const ag__node_kind ag__expand_kind = {.name = "ExpandBackward0",
+                                              .backward = ag__expand_backward,
+                                              .backward_graph = ag__expand_backward_graph,
+                                              .writes_fresh = true};
 
-ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) {
-    if (ag__check_unary(ctx, a, "ag_expand"))
-        return NULL;
-    if (ndim < a->ndim || ndim > AG_MAX_DIMS || (ndim > 0 && !shape)) {
-        return ag__error_null(AG_EINVAL,
-                              "expand: the number of sizes provided (%d) must be greater or equal to the number of "
-                              "dimensions in the tensor (%d)",
-                              ndim, a->ndim);
-    }
-    int64_t sh[AG_MAX_DIMS];
+/* The shape a expands to, in sh: -1 keeps a size, size-1 dims stretch. */
+static int ag__expand_check(const ag_tensor *a, int ndim, const int64_t *shape, int64_t *sh) {
+    if (ndim < a->ndim || ndim > AG_MAX_DIMS || (ndim > 0 && !shape))
+        return ag__error(AG_EINVAL,
+                         "expand: the number of sizes provided (%d) must be greater or equal to the number of "
+                         "dimensions in the tensor (%d)",
+                         ndim, a->ndim);
     for (int k = 0; k < ndim; k++) {
         int ad = a->ndim - (ndim - k);
         int64_t want = shape[k], have = ad >= 0 ? a->shape[ad] : 1;
-        if (want == -1) {
-            if (ad < 0)
-                return ag__error_null(AG_EINVAL,
-                                      "The expanded size of the tensor (-1) isn't allowed in a leading, "
-                                      "non-existing dimension %d",
-                                      k);
-            want = have;
-        }
+        if (want == -1 && ad < 0)
+            return ag__error(AG_EINVAL,
+                             "The expanded size of the tensor (-1) isn't allowed in a leading, non-existing "
+                             "dimension %d",
+                             k);
+        want = want == -1 ? have : want;
         if (want < 0 || (have != 1 && want != have)) {
             char t[160], s[160];
             ag__shape_str(t, sizeof t, ndim, shape);
             ag__shape_str(s, sizeof s, a->ndim, a->shape);
-            return ag__error_null(AG_ESHAPE,
-                                  "The expanded size of the tensor (%" PRId64 ") must match the existing size (%" PRId64
-                                  ") at non-singleton dimension %d.  Target sizes: %s.  Tensor sizes: %s",
-                                  shape[k], have, k, t, s);
+            return ag__error(AG_ESHAPE,
+                             "The expanded size of the tensor (%" PRId64 ") must match the existing size (%" PRId64
+                             ") at non-singleton dimension %d.  Target sizes: %s.  Tensor sizes: %s",
+                             shape[k], have, k, t, s);
         }
         sh[k] = want;
     }
     int64_t numel;
     if (!ag__numel_ok(ndim, sh, &numel))
-        return ag__error_null(AG_ENOMEM, "numel: integer multiplication overflow");
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, ndim, sh);
+        return ag__error(AG_ENOMEM, "numel: integer multiplication overflow");
+    return 0;
+}
+
+ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) {
+    ag_tensor *in[1] = {a};
+    int64_t sh[AG_MAX_DIMS];
+    ag__op op;
+    if (ag__op_begin(&op, "ag_expand", ctx, 1, in) || ag__expand_check(a, ndim, shape, sh))
+        return NULL;
+    ag_tensor *out = ag__op_output(&op, ndim, sh);
     if (!out)
         return NULL;
-    memset(out->data, 0, out->storage->nbytes);
-    if (out->numel > 0)
-        ag__add_reduced(out, a, 1.0); /* out (zeros) += a broadcast */
-    ag_tensor *ins[1] = {a};
-    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__expand_kind, out, 1, ins))
-        return NULL;
-    return out;
+    ag__reduce_into(out, a, 1.0, false); /* out = a broadcast */
+    ag__op_record(&op, &ag__expand_kind);
+    return ag__op_end(&op);
 }
 
 /* ==== bmm with broadcast batch dimensions ============================================
- * a (B..., n, k) @ b (B..., k, m) -> out (B..., n, m), batch dims broadcast:
- *   da[batch_a] += g @ b^T    db[batch_b] += a^T @ g  (summed over broadcast) */
+ * a (B..., n, k) @ b (B..., k, m) -> out (B..., n, m), batch dims broadcast;
+ * a gradient sums over the batch dims its operand was broadcast along. */
 
 typedef struct {
     int bnd;                     /* batch dims of the result */
     int64_t bshape[AG_MAX_DIMS]; /* batch shape of the result */
     int64_t nb;                  /* number of result matrices */
     int64_t n, k, m;
-} ag__bmm_dims;
+} ag__bmm_dims; /* also BmmBackward0's attributes */
+static ag__bmm_dims *ag__bmm_dims_of(ag_node *node) { return ag__node_attr(node); }
 
 /* Matrix index of operand t (ndim - 2 batch dims) for result batch index r. */
 static int64_t ag__bmm_operand_index(const ag__bmm_dims *dm, const ag_tensor *t, int64_t r) {
@@ -351,31 +407,50 @@ static int64_t ag__bmm_operand_index(const ag__bmm_dims *dm, const ag_tensor *t,
     return idx;
 }
 
-static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+/* A fresh gradient of an operand whose matrices each get exactly one
+ * product is written by the products; one with a broadcast batch (several
+ * results feed one of its matrices) or none at all is cleared and added
+ * into. rows x cols: one of its matrices. */
+static bool ag__bmm_must_clear(const ag_tensor *d, int64_t nb, int64_t rows, int64_t cols) {
+    return d->numel > 0 && (nb == 0 || d->numel / (rows * cols) != nb);
+}
+
+/* out[r] = a[ia] @ b[ib]:  da[ia] (=|+=) g[r] @ b[ib]^T;  db[ib] (=|+=) a[ia]^T @ g[r] */
+static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
     AG__UNUSED(scratch);
-    const ag__bmm_dims *dm = node->attr;
+    const ag__bmm_dims *dm = ag__bmm_dims_of(node);
     ag_tensor *a = dinp[1] ? ag__saved_get(node, 0) : NULL, *b = dinp[0] ? ag__saved_get(node, 1) : NULL;
     if ((dinp[1] && !a) || (dinp[0] && !b))
         return ag_last_status();
     size_t es = ag__dtype_size(dout->dtype);
-    int64_t n = dm->n, k = dm->k, m = dm->m;
+    int64_t n = dm->n, k = dm->k, m = dm->m, dims[2][2] = {{n, k}, {k, m}};
+    bool acc[2] = {true, true};
+    for (int i = 0; i < 2; i++) {
+        acc[i] = dinp[i] && !fresh[i];
+        if (dinp[i] && fresh[i] && ag__bmm_must_clear(dinp[i], dm->nb, dims[i][0], dims[i][1])) {
+            memset(dinp[i]->data, 0, dinp[i]->storage->nbytes);
+            acc[i] = true;
+        }
+    }
     for (int64_t r = 0; r < dm->nb; r++) {
         const char *g = (const char *)dout->data + (size_t)(r * n * m) * es;
         if (dinp[0]) {
             int64_t ia = ag__bmm_operand_index(dm, dinp[0], r), ib = ag__bmm_operand_index(dm, b, r);
-            ag__gemm_any(dout->dtype, false, true, n, k, m, g, m, (const char *)b->data + (size_t)(ib * k * m) * es, m,
-                         (char *)dinp[0]->data + (size_t)(ia * n * k) * es, k);
+            ag__gemm(dout->dtype, false, true, n, k, m, g, m, (const char *)b->data + (size_t)(ib * k * m) * es, m,
+                     (char *)dinp[0]->data + (size_t)(ia * n * k) * es, k, acc[0]);
         }
         if (dinp[1]) {
             int64_t ia = ag__bmm_operand_index(dm, a, r), ib = ag__bmm_operand_index(dm, dinp[1], r);
-            ag__gemm_any(dout->dtype, true, false, k, m, n, (const char *)a->data + (size_t)(ia * n * k) * es, k, g, m,
-                         (char *)dinp[1]->data + (size_t)(ib * k * m) * es, m);
+            ag__gemm(dout->dtype, true, false, k, m, n, (const char *)a->data + (size_t)(ia * n * k) * es, k, g, m,
+                     (char *)dinp[1]->data + (size_t)(ib * k * m) * es, m, acc[1]);
         }
     }
     return 0;
 }
 
-static const ag__node_kind ag__bmm_kind = {"BmmBackward0", ag__bmm_backward, NULL};
+static const ag__node_kind ag__bmm_kind = {
+    .name = "BmmBackward0", .backward = ag__bmm_backward, .attr_size = sizeof(ag__bmm_dims), .writes_fresh = true};
 
 /* The product of n sizes, for an error message (INT64_MAX past it). */
 static int64_t ag__bmm_rows(const int64_t *shape, int n) {
@@ -386,74 +461,85 @@ static int64_t ag__bmm_rows(const int64_t *shape, int n) {
     return p;
 }
 
-ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
-    if (ag__check_binary(ctx, a, b, "ag_bmm"))
-        return NULL;
+/* PyTorch 1.13's matmul folds the batch dimensions of a product with a
+ * 2-D side into the rows of a 2-D product, (B.. n, k) @ (k, m) or, with
+ * the batch on the right, b^T (B.. m, k) @ a^T (k, n): its error names
+ * those. */
+static int ag__bmm_error_2d(const ag_tensor *a, const ag_tensor *b, const ag__bmm_dims *dm, int64_t kb) {
+    if (b->ndim == 2)
+        return ag__error(AG_ESHAPE,
+                         "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64 "x%" PRId64
+                         ")",
+                         ag__bmm_rows(a->shape, a->ndim - 1), dm->k, kb, dm->m);
+    int64_t bt[AG_MAX_DIMS]; /* b^T's shape, (B.., m, k) */
+    memcpy(bt, b->shape, sizeof bt);
+    bt[b->ndim - 2] = dm->m;
+    return ag__error(AG_ESHAPE,
+                     "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64 "x%" PRId64 ")",
+                     ag__bmm_rows(bt, b->ndim - 1), kb, dm->k, dm->n);
+}
+
+/* a (B..., n, k) and b (B..., k, m) multiply, their batch dims broadcast:
+ * fills dm but for nb. */
+static int ag__bmm_check(const ag_tensor *a, const ag_tensor *b, ag__bmm_dims *dm) {
     if (a->ndim < 2 || b->ndim < 2)
-        return ag__error_null(AG_ESHAPE, "ag_bmm: both arguments need at least 2 dimensions, got %d and %d", a->ndim,
-                              b->ndim);
-    ag__bmm_dims dm = {.n = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .m = b->shape[b->ndim - 1]};
+        return ag__error(AG_ESHAPE, "ag_bmm: both arguments need at least 2 dimensions, got %d and %d", a->ndim,
+                         b->ndim);
+    *dm = (ag__bmm_dims){.n = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .m = b->shape[b->ndim - 1]};
     int64_t kb = b->shape[b->ndim - 2];
-    if (kb != dm.k && (a->ndim == 2 || b->ndim == 2)) {
-        /* PyTorch 1.13's matmul folds the batch dimensions into the rows of
-         * a 2-D product, (B.. n, k) @ (k, m) or, with the batch on the
-         * right, b^T (B.. m, k) @ a^T (k, n), and its error names those. */
-        if (b->ndim == 2)
-            return ag__error_null(AG_ESHAPE,
-                                  "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
-                                  "x%" PRId64 ")",
-                                  ag__bmm_rows(a->shape, a->ndim - 1), dm.k, kb, dm.m);
-        int64_t bt[AG_MAX_DIMS]; /* b^T's shape, (B.., m, k) */
-        memcpy(bt, b->shape, sizeof bt);
-        bt[b->ndim - 2] = dm.m;
-        return ag__error_null(AG_ESHAPE,
-                              "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
-                              "x%" PRId64 ")",
-                              ag__bmm_rows(bt, b->ndim - 1), kb, dm.k, dm.n);
-    }
+    if (kb != dm->k && (a->ndim == 2 || b->ndim == 2))
+        return ag__bmm_error_2d(a, b, dm, kb);
     /* broadcast the batch dims: shapes without their last two */
     ag_tensor ba = *a, bb = *b;
     ba.ndim -= 2;
     bb.ndim -= 2;
-    if (ag__broadcast_shape(&ba, &bb, &dm.bnd, dm.bshape))
-        return NULL;
-    if (dm.bnd + 2 > AG_MAX_DIMS)
-        return ag__error_null(AG_ESHAPE, "ag_bmm: too many dimensions");
-    if (kb != dm.k) {
-        int64_t batch = ag__bmm_rows(dm.bshape, dm.bnd);
-        return ag__error_null(AG_ESHAPE,
-                              "Expected size for first two dimensions of batch2 tensor to be: [%" PRId64 ", %" PRId64
-                              "] but got: [%" PRId64 ", %" PRId64 "].",
-                              batch, dm.k, batch, kb);
+    if (ag__broadcast_shape(&ba, &bb, &dm->bnd, dm->bshape))
+        return AG_ESHAPE;
+    if (dm->bnd + 2 > AG_MAX_DIMS)
+        return ag__error(AG_ESHAPE, "ag_bmm: too many dimensions");
+    if (kb != dm->k) {
+        int64_t batch = ag__bmm_rows(dm->bshape, dm->bnd);
+        return ag__error(AG_ESHAPE,
+                         "Expected size for first two dimensions of batch2 tensor to be: [%" PRId64 ", %" PRId64
+                         "] but got: [%" PRId64 ", %" PRId64 "].",
+                         batch, dm->k, batch, kb);
     }
+    return 0;
+}
+
+/* out[r] = a[ia] @ b[ib] for each of the dm->nb result matrices */
+static void ag__bmm_fwd(ag_tensor *out, const ag_tensor *a, const ag_tensor *b, const ag__bmm_dims *dm) {
+    size_t es = ag__dtype_size(a->dtype);
+    for (int64_t r = 0; r < dm->nb; r++) {
+        int64_t ia = ag__bmm_operand_index(dm, a, r), ib = ag__bmm_operand_index(dm, b, r);
+        ag__gemm(a->dtype, false, false, dm->n, dm->m, dm->k, (const char *)a->data + (size_t)(ia * dm->n * dm->k) * es,
+                 dm->k, (const char *)b->data + (size_t)(ib * dm->k * dm->m) * es, dm->m,
+                 (char *)out->data + (size_t)(r * dm->n * dm->m) * es, dm->m, false);
+    }
+}
+
+ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
+    ag_tensor *in[2] = {a, b};
+    ag__bmm_dims dm;
+    ag__op op;
+    if (ag__op_begin(&op, "ag_bmm", ctx, 2, in) || ag__bmm_check(a, b, &dm))
+        return NULL;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, dm.bshape, sizeof shape);
     shape[dm.bnd] = dm.n;
     shape[dm.bnd + 1] = dm.m;
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, dm.bnd + 2, shape);
+    ag_tensor *out = ag__op_output(&op, dm.bnd + 2, shape);
     if (!out)
         return NULL;
-    memset(out->data, 0, out->storage->nbytes);
     /* The matrices of an empty result are not counted (their number may
      * not fit in int64) nor visited: forward and backward do nothing. */
     dm.nb = out->numel > 0 ? out->numel / (dm.n * dm.m) : 0;
-    size_t es = ag__dtype_size(a->dtype);
-    for (int64_t r = 0; r < dm.nb; r++) {
-        int64_t ia = ag__bmm_operand_index(&dm, a, r), ib = ag__bmm_operand_index(&dm, b, r);
-        ag__gemm_any(a->dtype, false, false, dm.n, dm.m, dm.k, (const char *)a->data + (size_t)(ia * dm.n * dm.k) * es,
-                     dm.k, (const char *)b->data + (size_t)(ib * dm.k * dm.m) * es, dm.m,
-                     (char *)out->data + (size_t)(r * dm.n * dm.m) * es, dm.m);
-    }
-    ag_tensor *ins[2] = {a, b};
-    if (ag__needs_grad(2, ins)) {
-        ag_node *node = ag__record(ctx, &ag__bmm_kind, out, 2, ins);
-        ag__bmm_dims *copy = ag__ctx_alloc(ctx, sizeof *copy);
-        if (!node || !copy)
-            return NULL;
-        *copy = dm;
-        node->attr = copy;
+    ag__bmm_fwd(out, a, b, &dm);
+    ag_node *node = ag__op_record(&op, &ag__bmm_kind);
+    if (node) {
+        *ag__bmm_dims_of(node) = dm;
         ag__save(node, 0, a, false);
         ag__save(node, 1, b, false);
     }
-    return out;
+    return ag__op_end(&op);
 }

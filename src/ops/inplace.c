@@ -4,6 +4,9 @@
  * is on. Rebasing the history of a non-leaf is not supported. */
 #include "ops/ops.h"
 
+#define AG__KERNELS "ops/inplace_kernels.inc"
+#include "ops/kernel_template.h"
+
 /* 0 when t may be changed in place now; else the error. */
 static int ag__inplace_check(ag_tensor *t, const ag_tensor *other, const char *op) {
     if (ag__grad_enabled()) {
@@ -18,16 +21,8 @@ static int ag__inplace_check(ag_tensor *t, const ag_tensor *other, const char *o
     return 0;
 }
 
-/* t op= other, other broadcast to t's shape. */
-static int ag__inplace_binary(ag_tensor *t, const ag_tensor *other, double alpha, bool mul, const char *op) {
-    if (!t || !other) /* most often an earlier op failed: keep its error */
-        return ag__null_code(op);
-    if (t->dtype != other->dtype)
-        return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", op,
-                         ag__dtype_scalar_name(t->dtype), ag__dtype_scalar_name(other->dtype));
-    int rc = ag__inplace_check(t, other, op);
-    if (rc)
-        return rc;
+/* other broadcasts to t's shape (as PyTorch: "output with shape"). */
+static int ag__inplace_shape(const ag_tensor *t, const ag_tensor *other) {
     int ndim;
     int64_t shape[AG_MAX_DIMS];
     if (ag__broadcast_shape(t, other, &ndim, shape))
@@ -41,19 +36,30 @@ static int ag__inplace_binary(ag_tensor *t, const ag_tensor *other, double alpha
         ag__shape_str(b, sizeof b, ndim, shape);
         return ag__error(AG_ESHAPE, "output with shape %s doesn't match the broadcast shape %s", o, b);
     }
+    return 0;
+}
+
+/* t op= other, other broadcast to t's shape. */
+static int ag__inplace_binary(ag_tensor *t, const ag_tensor *other, double alpha, bool mul, const char *op) {
+    if (!t || !other) /* most often an earlier op failed: keep its error */
+        return ag__null_code(op);
+    if (t->dtype != other->dtype)
+        return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", op,
+                         ag__dtype_scalar_name(t->dtype), ag__dtype_scalar_name(other->dtype));
+    int rc = ag__inplace_check(t, other, op);
+    if (rc || (rc = ag__inplace_shape(t, other)))
+        return rc;
     const ag_tensor *ops[2] = {t, other};
     ag__iter it;
     ag__iter_init(&it, t->ndim, t->shape, 2, ops);
-    const int last = it.ndim - 1;
-    const int64_t n = it.shape[last];
-    if (t->numel > 0)
-        AG__ITER_ROWS(&it, off, {
-            for (int64_t i = 0; i < n; i++) {
-                int64_t a = off[0] + i * it.stride[0][last], b = off[1] + i * it.stride[1][last];
-                double x = ag__load(t, a), y = ag__load(other, b);
-                ag__store(t, a, mul ? x * y : x + alpha * y);
-            }
-        });
+    const int64_t n = it.shape[it.ndim - 1], sy = it.stride[1][it.ndim - 1];
+    for (ag__row r = ag__row_first(&it); r.i < r.n && t->numel > 0; ag__row_next(&it, &r)) {
+        if (t->dtype == AG_FLOAT32)
+            ag__inplace_row_f32((float *)t->data + r.off[0], (const float *)other->data + r.off[1], sy, n, alpha, mul);
+        else
+            ag__inplace_row_f64((double *)t->data + r.off[0], (const double *)other->data + r.off[1], sy, n, alpha,
+                                mul);
+    }
     ag__bump_version(t);
     return 0;
 }
@@ -70,10 +76,10 @@ static int ag__inplace_scalar(ag_tensor *t, double s, int kind, const char *op) 
     int rc = ag__inplace_check(t, NULL, op);
     if (rc)
         return rc;
-    for (int64_t i = 0; i < t->numel; i++) {
-        double x = ag__load(t, i);
-        ag__store(t, i, kind == 0 ? x + s : kind == 1 ? x * s : s);
-    }
+    if (t->dtype == AG_FLOAT32)
+        ag__inplace_scalar_f32(t->data, t->numel, s, kind);
+    else
+        ag__inplace_scalar_f64(t->data, t->numel, s, kind);
     ag__bump_version(t);
     return 0;
 }

@@ -1,8 +1,9 @@
-/* Matrix multiply of 2-D tensors: out (m,n) = a (m,k) @ b (k,n), with its
- * backward da += g @ b^T, db += a^T @ g. Products go to BLIS, one thread
- * per call; without BLIS, to a cache-blocked C kernel whose inner loop runs
- * along rows so it vectorizes, with the naive triple loop beside it as the
- * reference the tests compare with. */
+/* Matrix products, for every op that multiplies matrices (ag__gemm), and
+ * matmul of 2-D tensors: out (m,n) = a (m,k) @ b (k,n), with its backward
+ * da = g @ b^T, db = a^T @ g. Products go to BLIS, one thread per call;
+ * without BLIS, to a cache-blocked C kernel whose inner loop runs along
+ * rows so it vectorizes, with the naive triple loop beside it as the
+ * reference the tests compare with (ops/linalg_kernels.inc). */
 #include "ops/grad_ops.h"
 #include "ops/ops.h"
 
@@ -32,71 +33,6 @@ static void ag__blas_init(void) { openblas_set_num_threads(1); }
 #define AG__MM_BLOCK_N 256
 #define AG__MM_PANEL_ROWS 64 /* B^T kernel: 64 rows x 256 of B, 128 KB of doubles */
 #define AG__MM_PANEL_K 256
-
-/* C (m,n) += op(A) @ op(B), op(X) = X or X^T as the flags say; lda/ldb/ldc
- * are row lengths of the stored matrices. */
-#define AG__GEMM(T)                                                                                                    \
-    static void ag__gemm_c_##T(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *A, int64_t lda, const T *B, \
-                               int64_t ldb, T *C, int64_t ldc) {                                                       \
-        if (!tb) {                                                                                                     \
-            /* C[i, j0:j1] += A(i, p) * B[p, j0:j1], blocked over p and j */                                           \
-            for (int64_t j0 = 0; j0 < n; j0 += AG__MM_BLOCK_N) {                                                       \
-                int64_t j1 = j0 + AG__MM_BLOCK_N < n ? j0 + AG__MM_BLOCK_N : n;                                        \
-                for (int64_t p0 = 0; p0 < k; p0 += AG__MM_BLOCK_K) {                                                   \
-                    int64_t p1 = p0 + AG__MM_BLOCK_K < k ? p0 + AG__MM_BLOCK_K : k;                                    \
-                    for (int64_t i = 0; i < m; i++) {                                                                  \
-                        T *c = C + i * ldc;                                                                            \
-                        for (int64_t p = p0; p < p1; p++) {                                                            \
-                            const T aip = ta ? A[p * lda + i] : A[i * lda + p];                                        \
-                            const T *b = B + p * ldb;                                                                  \
-                            _Pragma("omp simd") for (int64_t j = j0; j < j1; j++) c[j] += aip * b[j];                  \
-                        }                                                                                              \
-                    }                                                                                                  \
-                }                                                                                                      \
-            }                                                                                                          \
-        } else if (!ta) {                                                                                              \
-            /* C[i, j] += dot(A[i, p0:p1], B[j, p0:p1]): a panel of B's rows stays in cache while                      \
-             * every row of A passes over it */                                                                        \
-            for (int64_t j0 = 0; j0 < n; j0 += AG__MM_PANEL_ROWS) {                                                    \
-                int64_t j1 = j0 + AG__MM_PANEL_ROWS < n ? j0 + AG__MM_PANEL_ROWS : n;                                  \
-                for (int64_t p0 = 0; p0 < k; p0 += AG__MM_PANEL_K) {                                                   \
-                    int64_t p1 = p0 + AG__MM_PANEL_K < k ? p0 + AG__MM_PANEL_K : k;                                    \
-                    for (int64_t i = 0; i < m; i++) {                                                                  \
-                        const T *a = A + i * lda;                                                                      \
-                        for (int64_t j = j0; j < j1; j++) {                                                            \
-                            const T *b = B + j * ldb;                                                                  \
-                            T acc = 0;                                                                                 \
-                            _Pragma("omp simd reduction(+ : acc)") for (int64_t p = p0; p < p1; p++) acc +=            \
-                                a[p] * b[p];                                                                           \
-                            C[i * ldc + j] += acc;                                                                     \
-                        }                                                                                              \
-                    }                                                                                                  \
-                }                                                                                                      \
-            }                                                                                                          \
-        } else {                                                                                                       \
-            /* both transposed (no op needs it yet): C[i, j] += sum_p A[p, i] B[j, p] */                               \
-            for (int64_t i = 0; i < m; i++)                                                                            \
-                for (int64_t j = 0; j < n; j++) {                                                                      \
-                    const T *b = B + j * ldb;                                                                          \
-                    T acc = 0;                                                                                         \
-                    for (int64_t p = 0; p < k; p++)                                                                    \
-                        acc += A[p * lda + i] * b[p];                                                                  \
-                    C[i * ldc + j] += acc;                                                                             \
-                }                                                                                                      \
-        }                                                                                                              \
-    }                                                                                                                  \
-    /* The reference: C += A @ B, no transposes, no blocking. */                                                       \
-    void ag__gemm_ref_##T(int64_t m, int64_t n, int64_t k, const T *A, const T *B, T *C) {                             \
-        for (int64_t i = 0; i < m; i++)                                                                                \
-            for (int64_t j = 0; j < n; j++) {                                                                          \
-                T acc = 0;                                                                                             \
-                for (int64_t p = 0; p < k; p++)                                                                        \
-                    acc += A[i * k + p] * B[p * n + j];                                                                \
-                C[i * n + j] += acc;                                                                                   \
-            }                                                                                                          \
-    }
-AG__GEMM(float)
-AG__GEMM(double)
 
 #if defined(AG_HAVE_BLIS)
 /* BLIS picks its kernels from the CPU it finds. A CPU newer than the BLIS
@@ -139,10 +75,12 @@ static void ag__blis_init(void) {
  * (where agrad links a shared libblis) starts no threads either. BLIS keeps
  * no per-call state outside its locked memory pools, so any number of
  * threads may be in here at once. */
-static void ag__blis_one_thread(rntm_t *rntm) {
+static void ag__blis_rntm(rntm_t *rntm, bool packed) {
     pthread_once(&ag__blis_once, ag__blis_init);
     *rntm = (rntm_t)BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(1, rntm);
+    if (packed)
+        bli_rntm_disable_l3_sup(rntm);
 }
 #endif
 
@@ -166,68 +104,54 @@ const char *ag__blas_name(void) {
 #endif
 }
 
-/* C += op(A) @ op(B): the BLAS for products big enough to pay for the call,
- * the C kernel otherwise (and always when built without one). */
-static void ag__gemm_one_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
-                               const float *B, int64_t ldb, float *C, int64_t ldc) {
-#if defined(AG_HAVE_BLIS)
-    if (m * n * k >= AG__BLAS_MIN_WORK) {
-        rntm_t rntm;
-        ag__blis_one_thread(&rntm);
-        float one = 1.0f;
-        bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &one,
-                     (float *)A, lda, 1, (float *)B, ldb, 1, &one, C, ldc, 1, ag__blis_cntx, &rntm);
-        return;
-    }
-#elif defined(AG_HAVE_OPENBLAS)
-    if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
-        pthread_once(&ag__blas_once, ag__blas_init);
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-                    (int)k, 1.0f, A, (int)lda, B, (int)ldb, 1.0f, C, (int)ldc);
-        return;
-    }
-#endif
-    ag__gemm_c_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+/* The multiply-adds of a product, saturating (sizes of tensors that exist:
+ * each of m*k, k*n and m*n fits, their product may not). */
+static int64_t ag__gemm_work(int64_t m, int64_t n, int64_t k) {
+    int64_t w;
+    return __builtin_mul_overflow(m, n, &w) || __builtin_mul_overflow(w, k, &w) ? INT64_MAX : w;
 }
 
-static void ag__gemm_one_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda,
-                                const double *B, int64_t ldb, double *C, int64_t ldc) {
-#if defined(AG_HAVE_BLIS)
-    if (m * n * k >= AG__BLAS_MIN_WORK) {
-        rntm_t rntm;
-        ag__blis_one_thread(&rntm);
-        double one = 1.0;
-        bli_dgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &one,
-                     (double *)A, lda, 1, (double *)B, ldb, 1, &one, C, ldc, 1, ag__blis_cntx, &rntm);
-        return;
-    }
-#elif defined(AG_HAVE_OPENBLAS)
-    if (m * n * k >= AG__BLAS_MIN_WORK && m < INT32_MAX && n < INT32_MAX && k < INT32_MAX) {
-        pthread_once(&ag__blas_once, ag__blas_init);
-        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-                    (int)k, 1.0, A, (int)lda, B, (int)ldb, 1.0, C, (int)ldc);
-        return;
-    }
-#endif
-    ag__gemm_c_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-}
+#define AG__KERNELS "ops/linalg_kernels.inc"
+#include "ops/kernel_template.h"
 
-/* Large products are cut into tiles of C, fixed by the shape alone (never
- * by the thread count, so results do not depend on it), and the tiles run
- * as a parallel-for on the pool the caller works for: rows of C in blocks
- * of AG__TILE_M when there are enough rows, else columns in blocks of
- * AG__TILE_N. Each tile is one single-threaded BLAS (or C kernel) call. */
+/* ---- Products over the pool -------------------------------------------------------
+ * A product of at least AG__PAR_GEMM_MIN multiply-adds is cut into tiles of
+ * C when it may run on several threads (ag__kernel_threads() > 1): rows
+ * of C in blocks of AG__TILE_M when there are at least two such blocks,
+ * else columns in blocks of AG__TILE_N, boundaries fixed by the shape
+ * alone. The tiles run as a parallel-for, each one single-threaded BLAS
+ * (or C kernel) call. On one thread the product is one call: no tile
+ * repacks what the whole product packed once.
+ *
+ * Either way the bits are the same. A product that may ever be tiled runs
+ * on BLIS's packed algorithm, whose sum for one element of C depends on k
+ * alone (blocks of k, then one register per element), never on where the
+ * rows or columns of C were cut; BLIS's small-matrix path, which picks
+ * its kernels (and so its sum order) from m and n, is kept for products
+ * too small to tile. The C kernel sums over k in one order whatever the
+ * cut. So every product's result depends only on its shapes and operands
+ * (and on the BLIS build and the CPU's kernels), never on the thread
+ * count, the schedule or deterministic mode. */
 
 typedef struct {
-    bool dbl, ta, tb, by_rows;
+    ag_dtype dt;
+    bool ta, tb, by_rows, acc;
     int64_t m, n, k, lda, ldb, ldc;
     const void *A, *B;
     void *C;
 } ag__gemm_job;
 
+static void ag__gemm_one(const ag__gemm_job *g, int64_t m, int64_t n, const void *A, const void *B, void *C,
+                         bool packed) {
+    if (g->dt == AG_FLOAT32)
+        ag__gemm_one_f32(g->ta, g->tb, m, n, g->k, A, g->lda, B, g->ldb, C, g->ldc, g->acc, packed);
+    else
+        ag__gemm_one_f64(g->ta, g->tb, m, n, g->k, A, g->lda, B, g->ldb, C, g->ldc, g->acc, packed);
+}
+
 static void ag__gemm_tiles(void *arg, int64_t lo, int64_t hi) {
     const ag__gemm_job *g = arg;
-    size_t es = g->dbl ? sizeof(double) : sizeof(float);
+    size_t es = ag__dtype_size(g->dt);
     for (int64_t tile = lo; tile < hi; tile++) {
         const char *A = g->A, *B = g->B;
         char *C = g->C;
@@ -243,55 +167,51 @@ static void ag__gemm_tiles(void *arg, int64_t lo, int64_t hi) {
             B += (size_t)(g->tb ? j0 * g->ldb : j0) * es;
             C += (size_t)j0 * es;
         }
-        if (g->dbl)
-            ag__gemm_one_double(g->ta, g->tb, m, n, g->k, (const double *)A, g->lda, (const double *)B, g->ldb,
-                                (double *)C, g->ldc);
-        else
-            ag__gemm_one_float(g->ta, g->tb, m, n, g->k, (const float *)A, g->lda, (const float *)B, g->ldb, (float *)C,
-                               g->ldc);
+        ag__gemm_one(g, m, n, A, B, C, true);
     }
 }
 
-static bool ag__gemm_tiled(bool dbl, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
-                           const void *B, int64_t ldb, void *C, int64_t ldc) {
-    if (m * n * k < AG__PAR_GEMM_MIN)
-        return false;
-    ag__gemm_job g = {dbl, ta, tb, m >= 2 * AG__TILE_M, m, n, k, lda, ldb, ldc, A, B, C};
+void ag__gemm(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda, const void *B,
+              int64_t ldb, void *C, int64_t ldc, bool acc) {
+    /* An empty C: nothing to do (the loops over the other sizes, 2^62 of
+     * them for an empty operand, never start). k == 0: C is a sum of
+     * nothing. */
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0) {
+        if (!acc)
+            for (int64_t i = 0; i < m; i++)
+                memset((char *)C + (size_t)(i * ldc) * ag__dtype_size(dt), 0, (size_t)n * ag__dtype_size(dt));
+        return;
+    }
+    ag__gemm_job g = {dt, ta, tb, m >= 2 * AG__TILE_M, acc, m, n, k, lda, ldb, ldc, A, B, C};
     int64_t tiles = g.by_rows ? (m + AG__TILE_M - 1) / AG__TILE_M : (n + AG__TILE_N - 1) / AG__TILE_N;
-    if (tiles < 2)
-        return false;
-    ag__parallel_for(tiles, 1, ag__gemm_tiles, &g);
-    return true;
+    bool tileable = ag__gemm_work(m, n, k) >= AG__PAR_GEMM_MIN && tiles >= 2;
+    if (tileable && ag__kernel_threads() > 1)
+        ag__parallel_for(tiles, 1, ag__gemm_tiles, &g);
+    else
+        ag__gemm_one(&g, m, n, A, B, C, tileable);
 }
 
-void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-                    int64_t ldb, float *C, int64_t ldc) {
-    if (!ag__gemm_tiled(false, ta, tb, m, n, k, A, lda, B, ldb, C, ldc))
-        ag__gemm_one_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-}
+/* ==== matmul ======================================================================
+ * out (m,n) = a (m,k) @ b (k,n). */
 
-void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
-                     int64_t ldb, double *C, int64_t ldc) {
-    if (!ag__gemm_tiled(true, ta, tb, m, n, k, A, lda, B, ldb, C, ldc))
-        ag__gemm_one_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-}
+typedef struct {
+    int64_t k; /* the inner size */
+} ag__mm_attr;
+static ag__mm_attr *ag__mm_attr_of(ag_node *node) { return ag__node_attr(node); }
 
-/* out = a @ b:  da (m,k) += g (m,n) @ b^T (n,k);  db (k,n) += a^T (k,m) @ g (m,n) */
-static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+/* out = a @ b:  da (m,k) = g (m,n) @ b^T (n,k);  db (k,n) = a^T (k,m) @ g (m,n) */
+static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh, ag_ctx *scratch) {
     AG__UNUSED(scratch);
-    int64_t m = dout->shape[0], n = dout->shape[1], k = node->iarg[0];
-    if (dinp[0]) {
-        ag_tensor *b = ag__saved_get(node, 1);
-        if (!b)
-            return ag_last_status();
-        ag__gemm_any(dout->dtype, false, true, m, k, n, dout->data, n, b->data, n, dinp[0]->data, k);
-    }
-    if (dinp[1]) {
-        ag_tensor *a = ag__saved_get(node, 0);
-        if (!a)
-            return ag_last_status();
-        ag__gemm_any(dout->dtype, true, false, k, n, m, a->data, k, dout->data, n, dinp[1]->data, n);
-    }
+    int64_t m = dout->shape[0], n = dout->shape[1], k = ag__mm_attr_of(node)->k;
+    ag_tensor *a = dinp[1] ? ag__saved_get(node, 0) : NULL, *b = dinp[0] ? ag__saved_get(node, 1) : NULL;
+    if ((dinp[1] && !a) || (dinp[0] && !b))
+        return ag_last_status();
+    if (dinp[0])
+        ag__gemm(dout->dtype, false, true, m, k, n, dout->data, n, b->data, n, dinp[0]->data, k, !fresh[0]);
+    if (dinp[1])
+        ag__gemm(dout->dtype, true, false, k, n, m, a->data, k, dout->data, n, dinp[1]->data, n, !fresh[1]);
     return 0;
 }
 
@@ -333,35 +253,40 @@ static int ag__mm_backward_graph(ag_node *node, ag_tensor *g, const bool *need, 
     return 0;
 }
 
-static const ag__node_kind ag__mm_kind = {"MmBackward0", ag__mm_backward, ag__mm_backward_graph};
+static const ag__node_kind ag__mm_kind = {.name = "MmBackward0",
+                                          .backward = ag__mm_backward,
+                                          .backward_graph = ag__mm_backward_graph,
+                                          .attr_size = sizeof(ag__mm_attr),
+                                          .writes_fresh = true};
+
+static int ag__mm_check(const ag_tensor *a, const ag_tensor *b) {
+    if (a->ndim != 2 || b->ndim != 2)
+        return ag__error(AG_ESHAPE, "ag_matmul: both arguments must be 2-D, but got %d-D and %d-D", a->ndim, b->ndim);
+    if (a->shape[1] != b->shape[0])
+        return ag__error(AG_ESHAPE,
+                         "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64 "x%" PRId64
+                         ")",
+                         a->shape[0], a->shape[1], b->shape[0], b->shape[1]);
+    return 0;
+}
 
 ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
-    if (ag__check_binary(ctx, a, b, "ag_matmul"))
+    ag_tensor *in[2] = {a, b};
+    ag__op op;
+    if (ag__op_begin(&op, "ag_matmul", ctx, 2, in) || ag__mm_check(a, b))
         return NULL;
-    if (a->ndim != 2 || b->ndim != 2)
-        return ag__error_null(AG_ESHAPE, "ag_matmul: both arguments must be 2-D, but got %d-D and %d-D", a->ndim,
-                              b->ndim);
-    if (a->shape[1] != b->shape[0])
-        return ag__error_null(AG_ESHAPE,
-                              "mat1 and mat2 shapes cannot be multiplied (%" PRId64 "x%" PRId64 " and %" PRId64
-                              "x%" PRId64 ")",
-                              a->shape[0], a->shape[1], b->shape[0], b->shape[1]);
     int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, 2, (int64_t[]){m, n});
+    ag_tensor *out = ag__op_output(&op, 2, (int64_t[]){m, n});
     if (!out)
         return NULL;
-    memset(out->data, 0, out->storage->nbytes);
-    ag__gemm_any(a->dtype, false, false, m, n, k, a->data, k, b->data, n, out->data, n);
-    ag_tensor *ins[2] = {a, b};
-    if (ag__needs_grad(2, ins)) {
-        ag_node *node = ag__record(ctx, &ag__mm_kind, out, 2, ins);
-        if (!node)
-            return NULL;
-        node->iarg[0] = k;
-        if (b->requires_grad)
+    ag__gemm(a->dtype, false, false, m, n, k, a->data, k, b->data, n, out->data, n, false);
+    ag_node *node = ag__op_record(&op, &ag__mm_kind);
+    if (node) {
+        ag__mm_attr_of(node)->k = k;
+        if (b->requires_grad) /* as PyTorch: each factor saved only for the other's gradient */
             ag__save(node, 0, a, false);
         if (a->requires_grad)
             ag__save(node, 1, b, false);
     }
-    return out;
+    return ag__op_end(&op);
 }

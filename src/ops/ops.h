@@ -16,8 +16,57 @@
 #pragma clang diagnostic ignored "-Wpass-failed"
 #endif
 
-/* NULL tensors (keeping the first error), NULL ctx and dtype mismatch,
- * reported with the op's name. Returns 0 when the arguments may be used. */
+/* ---- The op skeleton (ops/common.c) ------------------------------------------
+ * Every op runs the same steps and states only what is its own:
+ *
+ *     ag_tensor *in[2] = {a, b};
+ *     ag__op op;
+ *     if (ag__op_begin(&op, "ag_matmul", ctx, 2, in) || <the op's own checks>)
+ *         return NULL;                                // nothing allocated
+ *     ag_tensor *out = ag__op_output(&op, ndim, shape);
+ *     if (!out)
+ *         return NULL;
+ *     <the forward kernel>
+ *     ag_node *node = ag__op_record(&op, &kind);      // NULL: nothing recorded
+ *     if (node)
+ *         <attributes, saved tensors>
+ *     return ag__op_end(&op);                         // out, or NULL and the context as it was
+ *
+ * Arguments are all checked before the first allocation, so a refused call
+ * leaves its context untouched; a call that fails later (out of memory while
+ * recording) gives back what it allocated (ag__ctx_rollback). */
+typedef struct ag__op {
+    const char *name; /* "ag_matmul": the op in messages */
+    ag_ctx *ctx;
+    ag_tensor *const *in; /* the tensor inputs: the edges of the node */
+    int n_in;
+    ag_tensor *out;  /* the result, once made */
+    ag_node *node;   /* the recorded node, if any */
+    bool failed;     /* a step after the checks failed (error set) */
+    ag__ctx_pos pos; /* the context before the op */
+} ag__op;
+
+/* In this order: a NULL input (keeping an earlier error: "name: got a NULL
+ * tensor" otherwise), a NULL context, inputs of different dtypes (two:
+ * "expected both operands to have the same dtype"; more: "expected all
+ * tensors to have dtype"). 0 when the op may go on, else the error code. */
+int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in);
+/* The result: a new tensor of in[0]'s dtype (uninitialised), or a view of
+ * base's storage with another shape of the same element count. NULL on
+ * failure (error set). */
+ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape);
+ag_tensor *ag__op_view(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape);
+/* Records the op's node of `kind` with the inputs as edges (when grad mode
+ * is on and one requires grad). _edges names other edges (a NULL edge
+ * for a wrapped scalar, an optional bias) and asks for `extra` attribute
+ * bytes. NULL when nothing is recorded or on failure (then ag__op_end
+ * fails). */
+ag_node *ag__op_record(ag__op *op, const ag__node_kind *kind);
+ag_node *ag__op_record_edges(ag__op *op, const ag__node_kind *kind, int n, ag_tensor *const *edges, size_t extra);
+/* The result, or NULL after a failure, with the context as it was before
+ * ag__op_begin. */
+ag_tensor *ag__op_end(ag__op *op);
+/* ag__op_begin for one or two inputs, without an op in progress. */
 int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op);
 int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const char *op);
 
@@ -37,7 +86,39 @@ typedef struct ag__iter {
 /* ops[k] is an operand whose shape broadcasts to (ndim, shape). */
 void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const ag_tensor *const *ops);
 
-/* Runs the statement(s) in __VA_ARGS__ once per innermost row, with
+/* The rows of a walk, one after another:
+ *     for (ag__row r = ag__row_first(it); r.i < r.n; ag__row_next(it, &r))
+ *         row_kernel(dst + r.off[0], src + r.off[1], ...);
+ * with r.off[k] operand k's element offset where the row starts. */
+typedef struct ag__row {
+    int64_t i, n;              /* this row and the number of rows */
+    int64_t off[AG__ITER_OPS]; /* each operand's offset */
+    int64_t idx[AG_MAX_DIMS];  /* the row's index in each outer dimension */
+} ag__row;
+
+static inline ag__row ag__row_first(const ag__iter *it) {
+    ag__row r = {.i = 0, .n = 1};
+    for (int d = 0; d < it->ndim - 1; d++)
+        r.n *= it->shape[d];
+    return r;
+}
+
+static inline void ag__row_next(const ag__iter *it, ag__row *r) {
+    r->i++;
+    for (int d = it->ndim - 2; d >= 0; d--) {
+        if (++r->idx[d] < it->shape[d]) {
+            for (int k = 0; k < it->nops; k++)
+                r->off[k] += it->stride[k][d];
+            return;
+        }
+        for (int k = 0; k < it->nops; k++)
+            r->off[k] -= it->stride[k][d] * (r->idx[d] - 1);
+        r->idx[d] = 0;
+    }
+}
+
+/* Being replaced by ag__row: runs the statement(s) in __VA_ARGS__ once per
+ * innermost row, with
  * OFF[k] the element offset of operand k at the start of the row. The
  * macro form keeps the row loop visible to the compiler. */
 #define AG__ITER_ROWS(it, OFF, ...)                                                                                    \
@@ -63,43 +144,43 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
         }                                                                                                              \
     } while (0)
 
-/* dst += scale * src where src's shape broadcasts to dst's or dst's to
- * src's: sums src over the dimensions dst was broadcast along (the backward
- * of broadcasting), or adds src across the dimensions src is broadcast
- * along (the backward of a reduction). Same dtype. */
+/* A kernel taking a flag that its callers pass as a constant: inlined at
+ * each call, so the loops the flag guards are specialised. */
+#define AG__ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Gradient helpers (ops/common.c), same dtype throughout. acc: add into
+ * dst (+=) instead of writing it (=).
+ * ag__reduce_into: dst (=|+=) scale * src, where src's shape broadcasts
+ * to dst's or dst's to src's: src summed over the dimensions dst was
+ * broadcast along (the backward of broadcasting), or spread across the
+ * dimensions src is broadcast along (the backward of a reduction).
+ * ag__copy_flat: dst (=|+=) src element for element (same element
+ * count, any shapes: a view's gradient).
+ * ag__add_reduced: ag__reduce_into adding. */
+void ag__reduce_into(ag_tensor *dst, const ag_tensor *src, double scale, bool acc);
+void ag__copy_flat(ag_tensor *dst, const ag_tensor *src, bool acc);
 void ag__add_reduced(ag_tensor *dst, const ag_tensor *src, double scale);
 
 /* Shape kernels (ops/shape.c): a reshape's backward (dinp[0] += dout,
  * element for element), and dst op= src with dims d0 and d1 swapped. */
-int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch);
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh, ag_ctx *scratch);
 void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bool add);
 
-/* Matmul kernels (ops/linalg.c). C (m,n) += op(A) @ op(B) with op(X) = X or
- * X^T as ta/tb say; lda/ldb/ldc are the row lengths of the stored
- * matrices. The _ref kernels are the naive triple loop C += A @ B. */
-void ag__gemm_float(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-                    int64_t ldb, float *C, int64_t ldc);
-void ag__gemm_double(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda, const double *B,
-                     int64_t ldb, double *C, int64_t ldc);
+/* Matrix products (ops/linalg.c): C (m,n) = op(A) @ op(B), plus C when
+ * acc, with op(X) = X or X^T as ta/tb say and lda/ldb/ldc the row lengths
+ * of the stored matrices. Without acc C is written, never read. Any size
+ * may be 0. Large products are split over the pool's threads; the result
+ * does not depend on how (linalg.c says why). */
+void ag__gemm(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda, const void *B,
+              int64_t ldb, void *C, int64_t ldc, bool acc);
 /* What runs the products: "BLIS 0.9.0, skx kernels (chosen by agrad)", ...;
  * and the BLIS context (cntx_t *) agrad passes to every call, NULL where
  * BLIS picks its kernels itself (for the GEMM benchmark). */
 const char *ag__blas_name(void);
 void *ag__blis_kernels(void);
-void ag__gemm_ref_float(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
-void ag__gemm_ref_double(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
-
-static inline void ag__gemm_any(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
-                                int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc) {
-    /* A size of 0 adds nothing: the kernels' loops over the other sizes
-     * (2^62 of them, for an empty operand) never start. */
-    if (m == 0 || n == 0 || k == 0)
-        return;
-    if (dt == AG_FLOAT32)
-        ag__gemm_float(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-    else
-        ag__gemm_double(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-}
+/* The reference kernels, for tests: C (m,n) += A (m,k) @ B (k,n). */
+void ag__gemm_ref_f32(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
+void ag__gemm_ref_f64(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);
 
 /* (outer, n, inner) split of a tensor around dimension dim. Only a tensor
  * with elements has well-defined products (core/checked.h): an empty one

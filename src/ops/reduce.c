@@ -1,71 +1,27 @@
 /* Reductions: sum and mean over all elements or one dimension, and max over
  * all elements. Sums accumulate in double for both dtypes; a mean is the sum
- * divided by the count, as PyTorch computes it (sum, then div_). */
+ * divided by the count, as PyTorch computes it (sum, then div_). Kernels in
+ * ops/reduce_kernels.inc. */
 #include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <math.h>
 
-/* The reduced dimension splits a tensor into (outer, n, inner) (ag__split):
- * element (o, k, i) sits at (o * n + k) * inner + i. A reduction over all
- * elements is the split (1, numel, 1). */
+#define AG__KERNELS "ops/reduce_kernels.inc"
+#include "ops/kernel_template.h"
 
-/* ==== sum, sum_dim, mean, mean_dim ==============================================
- * out (outer, inner) = sum over k of a (outer, n, inner), divided by div
- * (1 for sums, n for means). */
-#define AG__SUM_DIM(T)                                                                                                 \
-    static void ag__sum_dim_fwd_##T(T *out, const T *a, int64_t outer, int64_t n, int64_t inner, T div) {              \
-        for (int64_t o = 0; o < outer; o++) {                                                                          \
-            if (inner == 1) {                                                                                          \
-                const T *src = a + o * n;                                                                              \
-                double acc = 0;                                                                                        \
-                _Pragma("omp simd reduction(+ : acc)") for (int64_t k = 0; k < n; k++) acc += src[k];                  \
-                out[o] = (T)acc / div;                                                                                 \
-                continue;                                                                                              \
-            }                                                                                                          \
-            /* rows of inner elements: add whole rows so the loop vectorizes */                                        \
-            T *row = out + o * inner;                                                                                  \
-            for (int64_t i = 0; i < inner; i++)                                                                        \
-                row[i] = 0;                                                                                            \
-            for (int64_t k = 0; k < n; k++) {                                                                          \
-                const T *src = a + (o * n + k) * inner;                                                                \
-                _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) row[i] += src[i];                              \
-            }                                                                                                          \
-            if (div != 1)                                                                                              \
-                for (int64_t i = 0; i < inner; i++)                                                                    \
-                    row[i] /= div;                                                                                     \
-        }                                                                                                              \
-    }                                                                                                                  \
-    /* out[o, i] = sum_k a[o, k, i] / div   =>   da[o, k, i] += g[o, i] / div */                                       \
-    static void ag__sum_dim_bwd_##T(T *da, const T *g, int64_t outer, int64_t n, int64_t inner, T div) {               \
-        for (int64_t o = 0; o < outer; o++) {                                                                          \
-            const T *gg = g + o * inner;                                                                               \
-            if (inner == 1) {                                                                                          \
-                const T v = gg[0] / div;                                                                               \
-                T *d = da + o * n;                                                                                     \
-                _Pragma("omp simd") for (int64_t k = 0; k < n; k++) d[k] += v;                                         \
-                continue;                                                                                              \
-            }                                                                                                          \
-            for (int64_t k = 0; k < n; k++) {                                                                          \
-                T *d = da + (o * n + k) * inner;                                                                       \
-                _Pragma("omp simd") for (int64_t i = 0; i < inner; i++) d[i] += gg[i] / div;                           \
-            }                                                                                                          \
-        }                                                                                                              \
-    }
-AG__SUM_DIM(float)
-AG__SUM_DIM(double)
-
-/* A big sum of one row (all elements, or a dimension with outer = inner =
+/* ==== Long rows over the pool ====================================================
+ * A big sum of one row (all elements, or a dimension with outer = inner =
  * 1) runs as a parallel-for: partial sums over chunks whose size depends on
  * n alone, added in chunk order, so the result never depends on the thread
- * count. Its backward (adding one value to every element) splits likewise. */
+ * count. Its backward (one value into every element) splits likewise. */
 
 typedef struct {
-    bool dbl;
+    bool dbl, acc;
     const void *a;
     void *d;
     int64_t n, chunk;
-    double v;        /* backward: the value added to every element */
+    double v;        /* backward: the value written or added to every element */
     double *partial; /* forward: one per chunk */
 } ag__sum_job;
 
@@ -73,24 +29,12 @@ static void ag__sum_chunks(void *arg, int64_t lo, int64_t hi) {
     const ag__sum_job *j = arg;
     for (int64_t c = lo; c < hi; c++) {
         int64_t e0 = c * j->chunk, e1 = e0 + j->chunk < j->n ? e0 + j->chunk : j->n;
-        double acc = 0;
-        if (j->partial && j->dbl) {
-            const double *a = j->a;
-            _Pragma("omp simd reduction(+ : acc)") for (int64_t k = e0; k < e1; k++) acc += a[k];
-            j->partial[c] = acc;
-        } else if (j->partial) {
-            const float *a = j->a;
-            _Pragma("omp simd reduction(+ : acc)") for (int64_t k = e0; k < e1; k++) acc += a[k];
-            j->partial[c] = acc;
-        } else if (j->dbl) {
-            double *d = j->d;
-            const double v = j->v;
-            _Pragma("omp simd") for (int64_t k = e0; k < e1; k++) d[k] += v;
-        } else {
-            float *d = j->d;
-            const float v = (float)j->v;
-            _Pragma("omp simd") for (int64_t k = e0; k < e1; k++) d[k] += v;
-        }
+        if (j->partial)
+            j->partial[c] = j->dbl ? ag__sum_range_f64(j->a, e0, e1) : ag__sum_range_f32(j->a, e0, e1);
+        else if (j->dbl)
+            ag__fill_range_f64(j->d, e0, e1, j->v, j->acc);
+        else
+            ag__fill_range_f32(j->d, e0, e1, (float)j->v, j->acc);
     }
 }
 
@@ -101,7 +45,7 @@ static int64_t ag__sum_chunk_size(int64_t n) {
     return chunk;
 }
 
-/* The sum of a[0:n] (nb of them double), or false when n is too small to split. */
+/* The sum of a[0:n], or false when n is too small to split. */
 static bool ag__sum_row_par(const void *a, bool dbl, int64_t n, double *out) {
     if (n < AG__PAR_REDUCE_MIN)
         return false;
@@ -116,22 +60,34 @@ static bool ag__sum_row_par(const void *a, bool dbl, int64_t n, double *out) {
     return true;
 }
 
-static bool ag__add_value_par(void *d, bool dbl, int64_t n, double v) {
+/* d[0:n] (=|+=) v, or false when n is too small to split. */
+static bool ag__fill_row_par(void *d, bool dbl, int64_t n, double v, bool acc) {
     if (n < AG__PAR_REDUCE_MIN)
         return false;
-    ag__sum_job j = {.dbl = dbl, .d = d, .n = n, .chunk = ag__sum_chunk_size(n), .v = v};
+    ag__sum_job j = {.dbl = dbl, .acc = acc, .d = d, .n = n, .chunk = ag__sum_chunk_size(n), .v = v};
     ag__parallel_for((n + j.chunk - 1) / j.chunk, 1, ag__sum_chunks, &j);
     return true;
 }
 
-/* iarg[0]: the reduced dim (normalised), -1 for all elements; scalar: the
- * divisor (1 for sums, the count for means). mean_dim saves its input, as
- * PyTorch 1.13's MeanBackward1 does (so it cannot run twice without
- * retain_graph, and an in-place change of the input is caught); the other
- * three save sizes only and may run again. */
-static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+/* ==== sum, sum_dim, mean, mean_dim ==============================================
+ * out (outer, inner) = sum over k of a (outer, n, inner), divided by div
+ * (1 for sums, n for means). mean_dim saves its input, as PyTorch 1.13's
+ * MeanBackward1 does (so it cannot run twice without retain_graph, and an
+ * in-place change of the input is caught); the other three save sizes only
+ * and may run again. */
+
+typedef struct {
+    int dim;    /* the reduced dim (normalised); -1: all elements */
+    double div; /* 1 for sums, the count for means */
+} ag__sum_attr;
+static ag__sum_attr *ag__sum_attr_of(ag_node *node) { return ag__node_attr(node); }
+
+/* out = sum_k a[o, k, i] / div:  da[o, k, i] (=|+=) g[o, i] / div */
+static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
     AG__UNUSED(scratch);
     ag_tensor *d = dinp[0];
+    const ag__sum_attr *at = ag__sum_attr_of(node);
     if (!d)
         return 0;
     if (node->num_saved && !ag__saved_get(node, 0))
@@ -139,96 +95,107 @@ static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     if (d->numel == 0)
         return 0;
     int64_t outer = 1, n = d->numel, inner = 1;
-    if (node->iarg[0] >= 0)
-        ag__split(d, (int)node->iarg[0], &outer, &n, &inner);
+    if (at->dim >= 0)
+        ag__split(d, at->dim, &outer, &n, &inner);
+    bool dbl = d->dtype == AG_FLOAT64;
     if (outer == 1 && inner == 1) {
-        double v = d->dtype == AG_FLOAT32 ? (double)(((const float *)dout->data)[0] / (float)node->scalar)
-                                          : ((const double *)dout->data)[0] / node->scalar;
-        if (ag__add_value_par(d->data, d->dtype == AG_FLOAT64, n, v))
+        double v =
+            dbl ? ((const double *)dout->data)[0] / at->div : (double)(((const float *)dout->data)[0] / (float)at->div);
+        if (ag__fill_row_par(d->data, dbl, n, v, !fresh[0]))
             return 0;
     }
-    if (d->dtype == AG_FLOAT32)
-        ag__sum_dim_bwd_float(d->data, dout->data, outer, n, inner, (float)node->scalar);
+    if (dbl)
+        ag__sum_dim_bwd_f64(d->data, dout->data, outer, n, inner, at->div, !fresh[0]);
     else
-        ag__sum_dim_bwd_double(d->data, dout->data, outer, n, inner, node->scalar);
+        ag__sum_dim_bwd_f32(d->data, dout->data, outer, n, inner, (float)at->div, !fresh[0]);
     return 0;
 }
 
-/* The same for create_graph, over all elements (PyTorch's formulas):
- *   sum:   da = g.expand(a's shape)                       ExpandBackward0
- *   mean:  da = g.expand(a's shape) / a.numel()           DivBackward1 */
+/* The same for create_graph (PyTorch's formulas):
+ *   sum:       da = g.expand(a's shape)                          ExpandBackward0
+ *   sum_dim:   da = g.unsqueeze(dim).expand(a's shape)           ExpandBackward0, UnsqueezeBackward0
+ *   mean(_dim): the same divided by the count                    DivBackward1
+ * (no unsqueeze with keepdim, or for a 0-dim input). */
 static int ag__sum_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
     if (!need[0])
         return 0;
     const ag_tensor *in = ag__edge_input(node, 0);
-    return ag__graph_result(dinp[0] = ag_expand(ctx, g, in->ndim, in->shape));
-}
-static int ag__mean_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
-    if (!need[0])
-        return 0;
-    const ag_tensor *in = ag__edge_input(node, 0);
-    return ag__graph_result(dinp[0] = ag__div_scalar1(ctx, ag_expand(ctx, g, in->ndim, in->shape), (double)in->numel));
+    const ag__sum_attr *at = ag__sum_attr_of(node);
+    if (node->num_saved && !ag__saved_get(node, 0))
+        return ag_last_status();
+    ag_tensor *d = g;
+    if (at->dim >= 0 && g->ndim < in->ndim)
+        d = ag__unsqueeze(ctx, d, at->dim);
+    d = ag_expand(ctx, d, in->ndim, in->shape);
+    if (d && strncmp(node->kind->name, "Mean", 4) == 0) /* even by a count of 1 */
+        d = ag__div_scalar1(ctx, d, at->div);
+    return ag__graph_result(dinp[0] = d);
 }
 
-static const ag__node_kind ag__sum0_kind = {"SumBackward0", ag__sum_backward, ag__sum_backward_graph};
-static const ag__node_kind ag__sum1_kind = {"SumBackward1", ag__sum_backward, NULL};
-static const ag__node_kind ag__mean0_kind = {"MeanBackward0", ag__sum_backward, ag__mean_backward_graph};
-static const ag__node_kind ag__mean1_kind = {"MeanBackward1", ag__sum_backward, NULL};
+#define AG__SUM_KIND(lname, Name)                                                                                      \
+    static const ag__node_kind lname = {.name = Name,                                                                  \
+                                        .backward = ag__sum_backward,                                                  \
+                                        .backward_graph = ag__sum_backward_graph,                                      \
+                                        .attr_size = sizeof(ag__sum_attr),                                             \
+                                        .writes_fresh = true}
+AG__SUM_KIND(ag__sum0_kind, "SumBackward0");
+AG__SUM_KIND(ag__sum1_kind, "SumBackward1");
+AG__SUM_KIND(ag__mean0_kind, "MeanBackward0");
+AG__SUM_KIND(ag__mean1_kind, "MeanBackward1");
+
+/* out = the reduction of a (outer, n, inner) over k, divided by div */
+static void ag__reduce_fwd(ag_tensor *out, const ag_tensor *a, int64_t outer, int64_t n, int64_t inner, double div) {
+    bool dbl = a->dtype == AG_FLOAT64;
+    double total;
+    if (out->numel == 1 && outer == 1 && inner == 1 && ag__sum_row_par(a->data, dbl, n, &total)) {
+        if (dbl)
+            ((double *)out->data)[0] = total / div;
+        else
+            ((float *)out->data)[0] = (float)total / (float)div;
+    } else if (a->numel == 0) {
+        /* sums of nothing are 0, means 0 / 0 = nan, as in PyTorch; no split
+         * of an empty shape (core/checked.h) */
+        for (int64_t i = 0; i < out->numel; i++)
+            if (dbl)
+                ((double *)out->data)[i] = div == 1 ? 0.0 : NAN;
+            else
+                ((float *)out->data)[i] = div == 1 ? 0.0f : NAN;
+    } else if (out->numel > 0) {
+        if (dbl)
+            ag__sum_dim_fwd_f64(out->data, a->data, outer, n, inner, div);
+        else
+            ag__sum_dim_fwd_f32(out->data, a->data, outer, n, inner, (float)div);
+    }
+}
 
 static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool keepdim, bool mean, const char *name,
                              const ag__node_kind *kind) {
-    if (ag__check_unary(ctx, a, name))
-        return NULL;
+    ag_tensor *in[1] = {a};
+    ag__op op;
     int d = -1;
-    int64_t shape[AG_MAX_DIMS];
+    if (ag__op_begin(&op, name, ctx, 1, in) || (!all && ag__normalize_dim(dim, a->ndim, &d)))
+        return NULL;
+    int64_t shape[AG_MAX_DIMS], outer = 1, n = a->numel, inner = 1;
     int ndim = 0;
-    int64_t outer = 1, n = a->numel, inner = 1;
-    if (!all) {
-        if (ag__normalize_dim(dim, a->ndim, &d))
-            return NULL;
-        if (a->ndim == 0)
-            d = -1; /* a 0-dim tensor reduces to itself */
-        else
-            ag__split(a, d, &outer, &n, &inner);
-        for (int k = 0; k < a->ndim; k++) {
-            if (k == d && !keepdim)
-                continue;
+    if (!all && a->ndim == 0)
+        d = -1; /* a 0-dim tensor reduces to itself */
+    else if (!all)
+        ag__split(a, d, &outer, &n, &inner);
+    for (int k = 0; !all && k < a->ndim; k++)
+        if (k != d || keepdim)
             shape[ndim++] = k == d ? 1 : a->shape[k];
-        }
-    }
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, ndim, shape);
+    ag_tensor *out = ag__op_output(&op, ndim, shape);
     if (!out)
         return NULL;
-    /* the mean of nothing is 0 / 0 = nan, as in PyTorch */
-    double div = mean ? (double)n : 1.0;
-    double total;
-    if (out->numel == 1 && outer == 1 && inner == 1 && ag__sum_row_par(a->data, a->dtype == AG_FLOAT64, n, &total)) {
-        if (a->dtype == AG_FLOAT32)
-            ((float *)out->data)[0] = (float)total / (float)div;
-        else
-            ((double *)out->data)[0] = total / div;
-    } else if (a->numel == 0) {
-        /* sums of nothing are 0, means 0 / 0 = nan; no split of an empty
-         * shape (core/checked.h) */
-        for (int64_t i = 0; i < out->numel; i++)
-            ag__store(out, i, mean ? NAN : 0.0);
-    } else if (out->numel > 0) {
-        if (a->dtype == AG_FLOAT32)
-            ag__sum_dim_fwd_float(out->data, a->data, outer, n, inner, (float)div);
-        else
-            ag__sum_dim_fwd_double(out->data, a->data, outer, n, inner, div);
-    }
-    ag_tensor *ins[1] = {a};
-    if (ag__needs_grad(1, ins)) {
-        ag_node *node = ag__record(ctx, kind, out, 1, ins);
-        if (!node)
-            return NULL;
-        node->iarg[0] = d;
-        node->scalar = div;
+    double div = mean ? (double)n : 1.0; /* the mean of nothing is 0 / 0 = nan, as in PyTorch */
+    ag__reduce_fwd(out, a, outer, n, inner, div);
+    ag_node *node = ag__op_record(&op, kind);
+    if (node) {
+        *ag__sum_attr_of(node) = (ag__sum_attr){d, div};
         if (kind == &ag__mean1_kind)
             ag__save(node, 0, a, false);
     }
-    return out;
+    return ag__op_end(&op);
 }
 
 ag_tensor *ag_sum(ag_ctx *ctx, ag_tensor *a) {
@@ -245,69 +212,76 @@ ag_tensor *ag_mean_dim(ag_ctx *ctx, ag_tensor *a, int dim, bool keepdim) {
 }
 
 /* ==== max over all elements ====================================================
- * r = max(a), nan if any element is nan. Backward, as PyTorch 1.13's
- * evenly_distribute_backward(grad, a, r):
- *   mask = (a == r) | (isnan(a) & isnan(r));  da += mask * (g / mask.sum())
- * so ties share the gradient evenly. */
-#define AG__MAX(T)                                                                                                     \
-    static T ag__max_fwd_##T(const T *a, int64_t n) {                                                                  \
-        T m = a[0];                                                                                                    \
-        for (int64_t i = 1; i < n && !isnan(m); i++)                                                                   \
-            if (isnan(a[i]) || a[i] > m)                                                                               \
-                m = a[i];                                                                                              \
-        return m;                                                                                                      \
-    }                                                                                                                  \
-    static void ag__max_bwd_##T(T *da, T g, const T *a, T r, int64_t n) {                                              \
-        const bool r_nan = isnan(r);                                                                                   \
-        int64_t count = 0;                                                                                             \
-        for (int64_t i = 0; i < n; i++)                                                                                \
-            count += a[i] == r || (r_nan && isnan(a[i]));                                                              \
-        const T share = g / (T)count;                                                                                  \
-        for (int64_t i = 0; i < n; i++)                                                                                \
-            if (a[i] == r || (r_nan && isnan(a[i])))                                                                   \
-                da[i] += share;                                                                                        \
-    }
-AG__MAX(float)
-AG__MAX(double)
+ * out () = max(a), nan if any element is nan; the gradient goes to the
+ * elements equal to it, ties sharing it evenly (reduce_kernels.inc). */
 
-static int ag__max_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+/* out = max(a):  da (=|+=) g / count where a == out */
+static int ag__max_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                            ag_ctx *scratch) {
     AG__UNUSED(scratch);
-    ag_tensor *d = dinp[0];
+    ag_tensor *d = dinp[0], *a, *r;
     if (!d)
         return 0;
-    ag_tensor *a, *r;
     if (!(a = ag__saved_get(node, 0)) || !(r = ag__saved_get(node, 1)))
         return ag_last_status();
     if (d->dtype == AG_FLOAT32)
-        ag__max_bwd_float(d->data, *(const float *)dout->data, a->data, *(const float *)r->data, a->numel);
+        ag__max_bwd_f32(d->data, *(const float *)dout->data, a->data, *(const float *)r->data, a->numel, !fresh[0]);
     else
-        ag__max_bwd_double(d->data, *(const double *)dout->data, a->data, *(const double *)r->data, a->numel);
+        ag__max_bwd_f64(d->data, *(const double *)dout->data, a->data, *(const double *)r->data, a->numel, !fresh[0]);
     return 0;
 }
 
-static const ag__node_kind ag__max_kind = {"MaxBackward1", ag__max_backward, NULL};
+/* create_graph: PyTorch's evenly_distribute_backward on the CPU,
+ * zeros.masked_fill_(a == out, g / count) (MaskedFillBackward1,
+ * DivBackward0); a nan maximum picks the nan elements. */
+static int ag__max_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag_tensor *a, *r;
+    if (!need[0])
+        return 0;
+    if (!(a = ag__saved_get(node, 0)) || !(r = ag__saved_get(node, 1)))
+        return ag_last_status();
+    ag_tensor *mask = ag__tensor_like(ctx, a);
+    if (!mask)
+        return ag_last_status();
+    double m = ag__load(r, 0), count = 0;
+    for (int64_t i = 0; i < a->numel; i++) {
+        double v = ag__load(a, i);
+        bool hit = isnan(m) ? isnan(v) : v == m;
+        ag__store(mask, i, hit);
+        count += hit;
+    }
+    ag_tensor *c = ag_scalar(ctx, g->dtype, count);
+    return ag__graph_result(dinp[0] = ag__masked_fill1(ctx, mask, ag_div(ctx, g, c)));
+}
+
+static const ag__node_kind ag__max_kind = {.name = "MaxBackward1",
+                                           .backward = ag__max_backward,
+                                           .backward_graph = ag__max_backward_graph,
+                                           .writes_fresh = true};
+
+static int ag__max_check(const ag_tensor *a) {
+    if (a->numel == 0)
+        return ag__error(AG_EINVAL, "max(): Expected reduction dim to be specified for input.numel() == 0. Specify "
+                                    "the reduction dim with the 'dim' argument.");
+    return 0;
+}
 
 ag_tensor *ag_max(ag_ctx *ctx, ag_tensor *a) {
-    if (ag__check_unary(ctx, a, "ag_max"))
+    ag_tensor *in[1] = {a};
+    ag__op op;
+    if (ag__op_begin(&op, "ag_max", ctx, 1, in) || ag__max_check(a))
         return NULL;
-    if (a->numel == 0)
-        return ag__error_null(AG_EINVAL,
-                              "max(): Expected reduction dim to be specified for input.numel() == 0. Specify "
-                              "the reduction dim with the 'dim' argument.");
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, 0, NULL);
+    ag_tensor *out = ag__op_output(&op, 0, NULL);
     if (!out)
         return NULL;
     if (a->dtype == AG_FLOAT32)
-        *(float *)out->data = ag__max_fwd_float(a->data, a->numel);
+        *(float *)out->data = ag__max_fwd_f32(a->data, a->numel);
     else
-        *(double *)out->data = ag__max_fwd_double(a->data, a->numel);
-    ag_tensor *ins[1] = {a};
-    if (ag__needs_grad(1, ins)) {
-        ag_node *node = ag__record(ctx, &ag__max_kind, out, 1, ins);
-        if (!node)
-            return NULL;
+        *(double *)out->data = ag__max_fwd_f64(a->data, a->numel);
+    ag_node *node = ag__op_record(&op, &ag__max_kind);
+    if (node) {
         ag__save(node, 0, a, false);
         ag__save(node, 1, out, true);
     }
-    return out;
+    return ag__op_end(&op);
 }

@@ -1,33 +1,26 @@
 /* Shape ops: reshape (a view sharing storage, as PyTorch's reshape of a
  * contiguous tensor), transpose (a copy: agrad tensors are contiguous) and
- * clone. */
+ * clone. Kernels in ops/shape_kernels.inc. */
 #include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
 
+#define AG__TRANSPOSE_TILE 32
+#define AG__KERNELS "ops/shape_kernels.inc"
+#include "ops/kernel_template.h"
+
 /* ==== reshape ================================================================
- * out shares a's storage and version counter; da += g (same elements). */
-int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+ * out (shape) shares a's storage and version counter: a's elements in
+ * a's order. */
+
+/* out = a viewed with another shape:  da (=|+=) dout, element for element
+ * (where the runner did not hand dout itself on as da) */
+int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh, ag_ctx *scratch) {
     AG__UNUSED(node);
     AG__UNUSED(scratch);
-    ag_tensor *d = dinp[0];
-    if (!d)
-        return 0;
-    /* the same elements in the same order: add flat */
-    if (d->dtype == AG_FLOAT32) {
-        float *dd = d->data;
-        const float *g = dout->data;
-#pragma omp simd
-        for (int64_t i = 0; i < d->numel; i++)
-            dd[i] += g[i];
-    } else {
-        double *dd = d->data;
-        const double *g = dout->data;
-#pragma omp simd
-        for (int64_t i = 0; i < d->numel; i++)
-            dd[i] += g[i];
-    }
+    if (dinp[0])
+        ag__copy_flat(dinp[0], dout, !fresh[0]);
     return 0;
 }
 
@@ -39,7 +32,11 @@ static int ag__view_backward_graph(ag_node *node, ag_tensor *g, const bool *need
     return ag__graph_result(dinp[0] = ag_reshape(ctx, g, in->ndim, in->shape));
 }
 
-static const ag__node_kind ag__view_kind = {"ViewBackward0", ag__view_backward, ag__view_backward_graph};
+static const ag__node_kind ag__view_kind = {.name = "ViewBackward0",
+                                            .backward = ag__view_backward,
+                                            .backward_graph = ag__view_backward_graph,
+                                            .writes_fresh = true,
+                                            .passes_grad = 1};
 
 static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, int64_t *out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
@@ -92,95 +89,19 @@ static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, i
 }
 
 ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) {
-    if (ag__check_unary(ctx, a, "ag_reshape"))
-        return NULL;
+    ag_tensor *in[1] = {a};
     int64_t sh[AG_MAX_DIMS];
-    if (ag__infer_shape(a, ndim, shape, sh))
+    ag__op op;
+    if (ag__op_begin(&op, "ag_reshape", ctx, 1, in) || ag__infer_shape(a, ndim, shape, sh))
         return NULL;
-    ag_tensor *out = ag__ctx_alloc(ctx, sizeof *out);
-    if (!out)
+    if (!ag__op_view(&op, a, ndim, sh))
         return NULL;
-    memset(out, 0, sizeof *out);
-    out->ctx = ctx;
-    out->storage = a->storage;
-    out->data = a->data;
-    out->dtype = a->dtype;
-    out->ndim = ndim;
-    out->numel = a->numel;
-    memcpy(out->shape, sh, (size_t)ndim * sizeof(int64_t));
-    ag_tensor *ins[1] = {a};
-    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__view_kind, out, 1, ins))
-        return NULL;
-    return out;
+    ag__op_record(&op, &ag__view_kind);
+    return ag__op_end(&op);
 }
 
 /* ==== transpose ==============================================================
- * out = a with dims d0 and d1 swapped (copied);  da += transpose(g, d0, d1). */
-
-/* dst (shape of src with d0, d1 swapped) op= src; add selects += over =.
- * Swapping the last two dims is a batch of matrix transposes, done in
- * tiles so both sides stay in cache; other pairs walk src in order. */
-#define AG__TRANSPOSE_TILE 32
-#define AG__TRANSPOSE(T)                                                                                               \
-    static void ag__transpose_2d_##T(T *dst, const T *src, int64_t batch, int64_t rows, int64_t cols, bool add) {      \
-        for (int64_t b = 0; b < batch; b++) {                                                                          \
-            const T *s = src + b * rows * cols;                                                                        \
-            T *d = dst + b * rows * cols;                                                                              \
-            for (int64_t r0 = 0; r0 < rows; r0 += AG__TRANSPOSE_TILE)                                                  \
-                for (int64_t c0 = 0; c0 < cols; c0 += AG__TRANSPOSE_TILE) {                                            \
-                    int64_t r1 = r0 + AG__TRANSPOSE_TILE < rows ? r0 + AG__TRANSPOSE_TILE : rows;                      \
-                    int64_t c1 = c0 + AG__TRANSPOSE_TILE < cols ? c0 + AG__TRANSPOSE_TILE : cols;                      \
-                    for (int64_t c = c0; c < c1; c++)                                                                  \
-                        for (int64_t r = r0; r < r1; r++) {                                                            \
-                            if (add)                                                                                   \
-                                d[c * rows + r] += s[r * cols + c];                                                    \
-                            else                                                                                       \
-                                d[c * rows + r] = s[r * cols + c];                                                     \
-                        }                                                                                              \
-                }                                                                                                      \
-        }                                                                                                              \
-    }                                                                                                                  \
-    static void ag__transpose_nd_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) {             \
-        int64_t dst_shape[AG_MAX_DIMS], dst_stride[AG_MAX_DIMS], walk_stride[AG_MAX_DIMS];                             \
-        int nd = s->ndim;                                                                                              \
-        for (int d = 0; d < nd; d++)                                                                                   \
-            dst_shape[d] = s->shape[d == d0 ? d1 : d == d1 ? d0 : d];                                                  \
-        int64_t st = 1;                                                                                                \
-        for (int d = nd - 1; d >= 0; d--) {                                                                            \
-            dst_stride[d] = st;                                                                                        \
-            st *= dst_shape[d];                                                                                        \
-        }                                                                                                              \
-        /* walking src in order, dim d of src is dim (swap d) of dst */                                                \
-        for (int d = 0; d < nd; d++)                                                                                   \
-            walk_stride[d] = dst_stride[d == d0 ? d1 : d == d1 ? d0 : d];                                              \
-        int64_t idx[AG_MAX_DIMS] = {0}, off = 0;                                                                       \
-        for (int64_t i = 0; i < s->numel; i++) {                                                                       \
-            if (add)                                                                                                   \
-                dst[off] += src[i];                                                                                    \
-            else                                                                                                       \
-                dst[off] = src[i];                                                                                     \
-            for (int d = nd - 1; d >= 0; d--) {                                                                        \
-                if (++idx[d] < s->shape[d]) {                                                                          \
-                    off += walk_stride[d];                                                                             \
-                    break;                                                                                             \
-                }                                                                                                      \
-                off -= walk_stride[d] * (idx[d] - 1);                                                                  \
-                idx[d] = 0;                                                                                            \
-            }                                                                                                          \
-        }                                                                                                              \
-    }                                                                                                                  \
-    static void ag__transpose_##T(T *dst, const T *src, const ag_tensor *s, int d0, int d1, bool add) {                \
-        int nd = s->ndim, lo = d0 < d1 ? d0 : d1, hi = d0 < d1 ? d1 : d0;                                              \
-        if (nd >= 2 && lo == nd - 2 && hi == nd - 1) { /* s has elements: rows * cols fits */                          \
-            int64_t rows = s->shape[nd - 2], cols = s->shape[nd - 1];                                                  \
-            int64_t batch = s->numel / (rows * cols);                                                                  \
-            ag__transpose_2d_##T(dst, src, batch, rows, cols, add);                                                    \
-        } else {                                                                                                       \
-            ag__transpose_nd_##T(dst, src, s, d0, d1, add);                                                            \
-        }                                                                                                              \
-    }
-AG__TRANSPOSE(float)
-AG__TRANSPOSE(double)
+ * out = a with dims d0 and d1 swapped (copied). */
 
 /* An empty tensor has nothing to move, and its trailing sizes may not
  * multiply without overflow: the kernels only see tensors with elements. */
@@ -188,60 +109,73 @@ void ag__transpose_into(ag_tensor *dst, const ag_tensor *src, int d0, int d1, bo
     if (src->numel == 0)
         return;
     if (src->dtype == AG_FLOAT32)
-        ag__transpose_float(dst->data, src->data, src, d0, d1, add);
+        ag__transpose_f32(dst->data, src->data, src, d0, d1, add);
     else
-        ag__transpose_double(dst->data, src->data, src, d0, d1, add);
+        ag__transpose_f64(dst->data, src->data, src, d0, d1, add);
 }
 
-static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+typedef struct {
+    int d0, d1; /* the swapped dims, normalised */
+} ag__transpose_attr;
+static ag__transpose_attr *ag__transpose_attr_of(ag_node *node) { return ag__node_attr(node); }
+
+/* out = transpose(a, d0, d1):  da (=|+=) transpose(dout, d0, d1) */
+static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                  ag_ctx *scratch) {
     AG__UNUSED(scratch);
-    if (dinp[0])
-        ag__transpose_into(dinp[0], dout, (int)node->iarg[0], (int)node->iarg[1], true);
+    const ag__transpose_attr *at = ag__transpose_attr_of(node);
+    if (dinp[0] && dout->ndim == 0)
+        ag__copy_flat(dinp[0], dout, !fresh[0]);
+    else if (dinp[0])
+        ag__transpose_into(dinp[0], dout, at->d0, at->d1, !fresh[0]);
     return 0;
 }
 
 /* create_graph: da = g.transpose(d0, d1), recorded. */
 static int ag__transpose_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
-    return need[0] ? ag__graph_result(dinp[0] = ag_transpose(ctx, g, (int)node->iarg[0], (int)node->iarg[1])) : 0;
+    const ag__transpose_attr *at = ag__transpose_attr_of(node);
+    return need[0] ? ag__graph_result(dinp[0] = ag_transpose(ctx, g, at->d0, at->d1)) : 0;
 }
 
-static const ag__node_kind ag__transpose_kind = {"TransposeBackward0", ag__transpose_backward,
-                                                 ag__transpose_backward_graph};
+static const ag__node_kind ag__transpose_kind = {.name = "TransposeBackward0",
+                                                 .backward = ag__transpose_backward,
+                                                 .backward_graph = ag__transpose_backward_graph,
+                                                 .attr_size = sizeof(ag__transpose_attr),
+                                                 .writes_fresh = true};
 
 ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
-    if (ag__check_unary(ctx, a, "ag_transpose"))
-        return NULL;
+    ag_tensor *in[1] = {a};
     int d0 = 0, d1 = 0;
-    if (ag__normalize_dim(dim0, a->ndim, &d0) || ag__normalize_dim(dim1, a->ndim, &d1))
+    ag__op op;
+    if (ag__op_begin(&op, "ag_transpose", ctx, 1, in) || ag__normalize_dim(dim0, a->ndim, &d0) ||
+        ag__normalize_dim(dim1, a->ndim, &d1))
         return NULL;
     int64_t shape[AG_MAX_DIMS];
     for (int d = 0; d < a->ndim; d++)
         shape[d] = a->shape[d == d0 ? d1 : d == d1 ? d0 : d];
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, shape);
+    ag_tensor *out = ag__op_output(&op, a->ndim, shape);
     if (!out)
         return NULL;
     if (a->ndim == 0)
-        memcpy(out->data, a->data, (size_t)a->numel * ag__dtype_size(a->dtype));
+        ag__copy_flat(out, a, false);
     else
         ag__transpose_into(out, a, d0, d1, false);
-    ag_tensor *ins[1] = {a};
-    if (ag__needs_grad(1, ins)) {
-        ag_node *node = ag__record(ctx, &ag__transpose_kind, out, 1, ins);
-        if (!node)
-            return NULL;
-        node->iarg[0] = d0;
-        node->iarg[1] = d1;
-    }
-    return out;
+    ag_node *node = ag__op_record(&op, &ag__transpose_kind);
+    if (node)
+        *ag__transpose_attr_of(node) = (ag__transpose_attr){d0, d1};
+    return ag__op_end(&op);
 }
 
 /* ==== clone ==================================================================
- * out = copy of a;  da += g. */
-static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, ag_ctx *scratch) {
+ * out = a copy of a. */
+
+/* out = a:  da (=|+=) dout (where the runner did not hand dout itself on) */
+static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                              ag_ctx *scratch) {
     AG__UNUSED(node);
     AG__UNUSED(scratch);
     if (dinp[0])
-        ag__add_reduced(dinp[0], dout, 1.0);
+        ag__copy_flat(dinp[0], dout, !fresh[0]);
     return 0;
 }
 
@@ -254,17 +188,21 @@ static int ag__clone_backward_graph(ag_node *node, ag_tensor *g, const bool *nee
     return 0;
 }
 
-static const ag__node_kind ag__clone_kind = {"CloneBackward0", ag__clone_backward, ag__clone_backward_graph};
+static const ag__node_kind ag__clone_kind = {.name = "CloneBackward0",
+                                             .backward = ag__clone_backward,
+                                             .backward_graph = ag__clone_backward_graph,
+                                             .writes_fresh = true,
+                                             .passes_grad = 1};
 
 ag_tensor *ag_clone(ag_ctx *ctx, ag_tensor *a) {
-    if (ag__check_unary(ctx, a, "ag_clone"))
+    ag_tensor *in[1] = {a};
+    ag__op op;
+    if (ag__op_begin(&op, "ag_clone", ctx, 1, in))
         return NULL;
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, a->shape);
+    ag_tensor *out = ag__op_output(&op, a->ndim, a->shape);
     if (!out)
         return NULL;
-    memcpy(out->data, a->data, (size_t)a->numel * ag__dtype_size(a->dtype));
-    ag_tensor *ins[1] = {a};
-    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__clone_kind, out, 1, ins))
-        return NULL;
-    return out;
+    ag__copy_flat(out, a, false);
+    ag__op_record(&op, &ag__clone_kind);
+    return ag__op_end(&op);
 }

@@ -8,6 +8,7 @@
 # The programs: tests/install/outside.c (a backward, and the application's
 # malloc left alone) and tests/stress/test_products.c (products from many
 # threads exact against one thread, and no thread started by a product).
+# Then tests/cxx/headers.cpp, C++ against the installed headers and library.
 set -eu
 unset LD_LIBRARY_PATH  # the installed library, not the build tree's
 build=$1
@@ -75,6 +76,9 @@ for prog in outside products; do
             cat "$tmp/out.log"; echo "install_test: $prog ($link link) failed"; exit 1; }
     done
 done
+# Both public headers compile as C++ and work against the installed
+# library (skipped, 77, without a C++ compiler).
+sh "$src/tests/cxx/cxx_test.sh" "$src/tests/cxx/headers.cpp" "$cflags" "$libs -ldl" "$libdir" || [ $? -eq 77 ]
 
 # Only the public API leaves the shared library (a BLAS linked into it
 # stays private).

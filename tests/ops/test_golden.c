@@ -1,5 +1,6 @@
 /* Every op against PyTorch 1.13's numbers, for the cases gen_golden.py
- * recorded in golden_ops.txt (float64 and float32): forward values, the
+ * recorded in golden_ops.txt and gen_golden_math.py in golden_math.txt
+ * (float64 and float32): forward values, the
  * gradients of (out * w).sum() for each input, the node's name and edges,
  * and whether PyTorch lets that node run a second time without
  * retain_graph. The file is found through AGRAD_SOURCE_ROOT. */
@@ -16,10 +17,10 @@ typedef struct {
     double a0, a1;
 } golden_case;
 
-static FILE *open_golden(void) {
+static FILE *open_golden(const char *name) {
     const char *root = getenv("AGRAD_SOURCE_ROOT");
     char path[4096];
-    snprintf(path, sizeof path, "%s/tests/ops/golden_ops.txt", root ? root : ".");
+    snprintf(path, sizeof path, "%s/tests/ops/%s", root ? root : ".", name);
     FILE *f = fopen(path, "r");
     if (!f)
         fail_msg("cannot open %s (is AGRAD_SOURCE_ROOT set?)", path);
@@ -129,7 +130,7 @@ static void check_case(FILE *f, const golden_case *c) {
 
 static void test_ops_match_pytorch(void **state) {
     (void)state;
-    FILE *f = open_golden();
+    FILE *f = open_golden("golden_ops.txt");
     golden_case c;
     int cases = 0, f32 = 0;
     while (read_case(f, &c)) {
@@ -143,9 +144,26 @@ static void test_ops_match_pytorch(void **state) {
     assert_int_equal(f32, 80);
 }
 
+/* sin, cos, log1p and pow with a tensor exponent, including pow's
+ * gradients at base 0 (inf, nan and PyTorch's zeros). */
+static void test_math_ops_match_pytorch(void **state) {
+    (void)state;
+    FILE *f = open_golden("golden_math.txt");
+    golden_case c;
+    int cases = 0;
+    while (read_case(f, &c)) {
+        check_case(f, &c);
+        cases++;
+    }
+    assert_true(feof(f));
+    fclose(f);
+    assert_int_equal(cases, 36);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ops_match_pytorch),
+        cmocka_unit_test(test_math_ops_match_pytorch),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "agrad.h"
+#include "check.h"
 
 /* a and b have the same shape and |a - b| <= atol + rtol |b| everywhere. */
 static void check_close(const ag_tensor *a, const ag_tensor *b, double rtol, double atol, const char *what) {
@@ -255,5 +256,5 @@ int main(void) {
         cmocka_unit_test(test_nn_ops_gradcheck),
         cmocka_unit_test(test_nn_errors_and_inplace),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }

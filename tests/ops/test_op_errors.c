@@ -10,10 +10,10 @@
 #define RETAIN_MSG "Trying to backward through the graph a second time"
 #define INPLACE_MSG "one of the variables needed for gradient computation has been modified by an inplace operation"
 
-static const char *UNARY[] = {"neg",     "sqrt",      "exp",     "log",        "tanh",       "sigmoid",
-                              "relu",    "sum",       "sum_dim", "mean",       "mean_dim",   "max",
-                              "reshape", "transpose", "clone",   "add_scalar", "mul_scalar", "pow_scalar"};
-static const char *BINARY[] = {"add", "sub", "mul", "div", "matmul"};
+static const char *UNARY[] = {"neg",   "sqrt",       "exp",        "log",        "tanh", "sigmoid", "relu",
+                              "sum",   "sum_dim",    "mean",       "mean_dim",   "max",  "reshape", "transpose",
+                              "clone", "add_scalar", "mul_scalar", "pow_scalar", "sin",  "cos",     "log1p"};
+static const char *BINARY[] = {"add", "sub", "mul", "div", "matmul", "pow"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* t is NULL and the error is code with a message starting with prefix. */
@@ -369,8 +369,44 @@ static void test_bmm_shape_errors_as_pytorch(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* sin, cos and log1p save their input; pow with a tensor exponent saves
+ * both operands and, for the exponent's gradient, its result: a change to
+ * any of them is caught, and none runs a second time. */
+static void test_math_ops_saved_tensors(void **state) {
+    (void)state;
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *x = ag_rand(ctx, AG_FLOAT64, 2, (int64_t[]){2, 3});
+    ag_tensor *e = ag_rand(ctx, AG_FLOAT64, 2, (int64_t[]){2, 3});
+    assert_int_equal(ag_requires_grad_(x, true), 0);
+    ag_tensor *(*unary[])(ag_ctx *, ag_tensor *) = {ag_sin, ag_cos, ag_log1p};
+    for (size_t i = 0; i < COUNT(unary); i++) {
+        ag_tensor *t = ag_add_scalar(ctx, x, 1);
+        ag_tensor *root = ag_sum(ctx, unary[i](ctx, t));
+        assert_int_equal(ag_backward(root, NULL, NULL), 0);
+        expect_rc(ag_backward(root, NULL, NULL), AG_ESTATE, RETAIN_MSG);
+        root = ag_sum(ctx, unary[i](ctx, t));
+        assert_non_null(ag_mutable_data_ptr(t));
+        expect_rc(ag_backward(root, NULL, NULL), AG_ESTATE, INPLACE_MSG);
+    }
+    ag_tensor *root = ag_sum(ctx, ag_pow(ctx, x, e));
+    assert_int_equal(ag_backward(root, NULL, NULL), 0);
+    expect_rc(ag_backward(root, NULL, NULL), AG_ESTATE, RETAIN_MSG);
+    root = ag_sum(ctx, ag_pow(ctx, x, e));
+    assert_non_null(ag_mutable_data_ptr(e));
+    expect_rc(ag_backward(root, NULL, NULL), AG_ESTATE,
+              INPLACE_MSG ": [torch.DoubleTensor [2, 3]] is at version 1; expected version 0 instead.");
+    assert_int_equal(ag_requires_grad_(e, true), 0);
+    ag_tensor *y = ag_pow(ctx, x, e);
+    root = ag_sum(ctx, y);
+    assert_non_null(ag_mutable_data_ptr(y));
+    expect_rc(ag_backward(root, NULL, NULL), AG_ESTATE,
+              INPLACE_MSG ": [torch.DoubleTensor [2, 3]], which is output 0 of PowBackward1, is at version 1");
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_math_ops_saved_tensors),
         cmocka_unit_test(test_null_tensor_keeps_first_error),
         cmocka_unit_test(test_null_context),
         cmocka_unit_test(test_dtype_mismatch),

@@ -5,6 +5,7 @@
 #include "common.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,6 +240,59 @@ static void test_big_random_dag_stress(void **state) {
 
 static void noop(ws_task *t) { (void)t; }
 
+/* ---- A successor released early runs while its releaser still runs --------------------- */
+
+typedef struct early {
+    ws_node a, b, c, d;
+    sem_t c_ran;
+} early;
+
+static void early_c(ws_task *t) {
+    early *e = t->arg;
+    sem_post(&e->c_ran);
+}
+
+/* a releases b (which this thread keeps to run next), c and d, then waits
+ * for c and d to have run: only another thread can run them, so both must
+ * have been made stealable (and someone woken) at the release, not when a
+ * returns. (The first push onto an empty deque is shared anyway; the
+ * second is the one this checks.) A lost task hangs the test (meson's
+ * timeout). */
+static void early_a(ws_task *t) {
+    early *e = t->arg;
+    ws_node_release(&e->b);
+    ws_node_release(&e->c);
+    ws_node_release(&e->d);
+    sem_wait(&e->c_ran); /* passive: only the worker can run c and d */
+    sem_wait(&e->c_ran);
+}
+
+static void test_early_release_runs_elsewhere(void **state) {
+    (void)state;
+    ws_pool *p = test_pool(1);
+    early e;
+    sem_init(&e.c_ran, 0, 0);
+    ws_dag d;
+    assert_int_equal(ws_dag_init(&d, p), 0);
+    /* b, c and d are released by a's function, not through a.succ. */
+    assert_int_equal(ws_node_init(&d, &e.a, early_a, &e, 0), 0);
+    assert_int_equal(ws_node_init(&d, &e.b, noop, &e, 1), 0);
+    assert_int_equal(ws_node_init(&d, &e.c, early_c, &e, 1), 0);
+    assert_int_equal(ws_node_init(&d, &e.d, early_c, &e, 1), 0);
+    ws_node *roots[] = {&e.a};
+    int reps = WS_SCALED(500, 50);
+    for (int i = 0; i < reps; i++) {
+        if (i % 50 == 49)
+            test_sleep_us(2000); /* sometimes the worker is asleep */
+        assert_int_equal(ws_dag_run(&d, roots, 1), 0);
+    }
+    int left = -1;
+    sem_getvalue(&e.c_ran, &left);
+    assert_int_equal(left, 0); /* c and d ran once per run, a saw each */
+    sem_destroy(&e.c_ran);
+    assert_int_equal(ws_pool_destroy(p), 0);
+}
+
 static void test_misuse(void **state) {
     (void)state;
     ws_pool *p = test_pool(1);
@@ -269,9 +323,8 @@ static void test_misuse(void **state) {
 
 int main(int argc, char **argv) {
     const struct CMUnitTest unit[] = {
-        cmocka_unit_test(test_random_dag),
-        cmocka_unit_test(test_chain_keeps_one_thread),
-        cmocka_unit_test(test_concurrent_dags),
+        cmocka_unit_test(test_random_dag),      cmocka_unit_test(test_chain_keeps_one_thread),
+        cmocka_unit_test(test_concurrent_dags), cmocka_unit_test(test_early_release_runs_elsewhere),
         cmocka_unit_test(test_misuse),
     };
     const struct CMUnitTest stress[] = {

@@ -1,6 +1,8 @@
-/* The Chase-Lev deque on its own: order of take and steal, growth, the
- * bounded take of groups, and one owner racing many thieves over a million
- * items, each of which must be taken exactly once. */
+/* The split deque on its own: order of take and steal, growth, what is
+ * private and what is shared (the first push onto an empty deque, a thief's
+ * request, sharing everything), taking shared tasks back, the bounded take
+ * of groups, and one owner racing many thieves over a million items, each
+ * of which must be taken exactly once. */
 #include "common.h"
 
 #include "deque.h"
@@ -13,39 +15,117 @@ static ws_task *item(uint64_t *base, int64_t i) {
     return (ws_task *)(void *)&base[i]; /* never dereferenced: identity only */
 }
 
+static ws_task *steal(ws__deque *q) { return ws__deque_steal(q, NULL); }
+
 static void test_order_and_growth(void **state) {
     (void)state;
     ws__deque q;
-    assert_int_equal(ws__deque_init(&q, 2), 0);
+    assert_int_equal(ws__deque_init(&q, 2, NULL), 0);
     uint64_t base[100];
+    /* The first push onto an empty deque is shared, the rest private. */
+    assert_int_equal(ws__deque_push(&q, item(base, 0)), 1);
+    for (int i = 1; i < 100; i++)
+        assert_int_equal(ws__deque_push(&q, item(base, i)), 0);
     /* Owner: last in, first out, across several growths. */
-    for (int i = 0; i < 100; i++)
-        assert_true(ws__deque_push(&q, item(base, i)));
     for (int i = 99; i >= 50; i--)
         assert_ptr_equal(ws__deque_take(&q), item(base, i));
+    assert_true(ws__deque_share_all(&q));
+    assert_false(ws__deque_share_all(&q)); /* nothing private left */
     /* Thieves: first in, first out. */
     for (int i = 0; i < 50; i++)
-        assert_ptr_equal(ws__deque_steal(&q), item(base, i));
-    assert_null(ws__deque_steal(&q));
+        assert_ptr_equal(steal(&q), item(base, i));
+    assert_null(steal(&q));
     assert_null(ws__deque_take(&q));
-    assert_int_equal(ws__deque_size_hint(&q), 0);
+    assert_int_equal(ws__deque_shared_hint(&q), 0);
     ws__deque_destroy(&q);
-    assert_int_equal(ws__deque_init(&q, 3), WS_EINVAL); /* not a power of two */
+    assert_int_equal(ws__deque_init(&q, 3, NULL), WS_EINVAL); /* not a power of two */
+}
+
+static void test_private_until_asked(void **state) {
+    (void)state;
+    ws__deque q;
+    assert_int_equal(ws__deque_init(&q, 4, NULL), 0);
+    uint64_t base[8];
+    for (int i = 0; i < 3; i++)
+        ws__deque_push(&q, item(base, i));
+    /* Only item 0 went out; 1 and 2 are private. */
+    assert_ptr_equal(steal(&q), item(base, 0));
+    assert_null(steal(&q)); /* ... and this asks the owner to share */
+    assert_true(atomic_load(&q.want));
+    /* The next push answers: the older half of [1, 4), rounded up. */
+    assert_int_equal(ws__deque_push(&q, item(base, 3)), 1);
+    assert_false(atomic_load(&q.want));
+    assert_ptr_equal(steal(&q), item(base, 1));
+    assert_ptr_equal(steal(&q), item(base, 2));
+    /* A take answers too, but keeps the task it takes: with one private
+     * task there is nothing to share. */
+    assert_null(steal(&q));
+    assert_ptr_equal(ws__deque_take(&q), item(base, 3));
+    assert_false(atomic_load(&q.want));
+    /* Empty, and the owner knows it: thieves stop asking, and the next
+     * push is shared at once. */
+    assert_null(ws__deque_take(&q));
+    assert_true(atomic_load(&q.idle_hint));
+    assert_null(steal(&q));
+    assert_false(atomic_load(&q.want));
+    assert_int_equal(ws__deque_push(&q, item(base, 4)), 1);
+    assert_ptr_equal(steal(&q), item(base, 4));
+    /* Taken by a thief, so the owner does not know it has nothing shared:
+     * the next pushes stay private until a thief asks; then a take shares
+     * the older of two and takes the newer. */
+    assert_int_equal(ws__deque_push(&q, item(base, 5)), 0);
+    assert_int_equal(ws__deque_push(&q, item(base, 6)), 0);
+    assert_null(steal(&q));
+    assert_ptr_equal(ws__deque_take(&q), item(base, 6));
+    assert_ptr_equal(steal(&q), item(base, 5));
+    assert_null(ws__deque_take(&q));
+    ws__deque_destroy(&q);
+}
+
+static void test_take_back_shared(void **state) {
+    (void)state;
+    ws__deque q;
+    assert_int_equal(ws__deque_init(&q, 8, NULL), 0);
+    uint64_t base[16];
+    for (int i = 0; i < 16; i++)
+        ws__deque_push(&q, item(base, i));
+    assert_true(ws__deque_share_all(&q));
+    /* The owner takes back half of the shared tasks with one lowering of
+     * split: after the first take, [8, 15) is private again. */
+    assert_ptr_equal(ws__deque_take(&q), item(base, 15));
+    assert_int_equal(q.split, 8);
+    assert_int_equal(atomic_load(&q.split_pub), 8);
+    for (int i = 14; i >= 8; i--)
+        assert_ptr_equal(ws__deque_take(&q), item(base, i));
+    assert_ptr_equal(steal(&q), item(base, 0));
+    assert_ptr_equal(steal(&q), item(base, 1));
+    /* [2, 8) shared: the next take lowers split to 5. */
+    assert_ptr_equal(ws__deque_take(&q), item(base, 7));
+    assert_ptr_equal(steal(&q), item(base, 2));
+    assert_ptr_equal(steal(&q), item(base, 3));
+    assert_ptr_equal(steal(&q), item(base, 4));
+    assert_null(steal(&q));
+    assert_ptr_equal(ws__deque_take(&q), item(base, 6));
+    assert_ptr_equal(ws__deque_take(&q), item(base, 5));
+    assert_null(ws__deque_take(&q));
+    assert_null(steal(&q));
+    ws__deque_destroy(&q);
 }
 
 static void test_take_above(void **state) {
     (void)state;
     ws__deque q;
-    assert_int_equal(ws__deque_init(&q, 4), 0);
+    assert_int_equal(ws__deque_init(&q, 4, NULL), 0);
     uint64_t base[8];
     for (int i = 0; i < 3; i++)
-        assert_true(ws__deque_push(&q, item(base, i)));
-    int64_t mark = atomic_load(&q.bottom);
+        ws__deque_push(&q, item(base, i));
+    int64_t mark = q.bottom;
     for (int i = 3; i < 6; i++)
-        assert_true(ws__deque_push(&q, item(base, i)));
+        ws__deque_push(&q, item(base, i));
+    ws__deque_share_all(&q);
     /* A group started at mark sees only its own three tasks. */
     assert_ptr_equal(ws__deque_take_above(&q, mark), item(base, 5));
-    assert_ptr_equal(ws__deque_steal(&q), item(base, 0));
+    assert_ptr_equal(steal(&q), item(base, 0));
     assert_ptr_equal(ws__deque_take_above(&q, mark), item(base, 4));
     assert_ptr_equal(ws__deque_take_above(&q, mark), item(base, 3));
     assert_null(ws__deque_take_above(&q, mark));
@@ -56,6 +136,11 @@ static void test_take_above(void **state) {
 /* ---- One owner, many thieves --------------------------------------------------- */
 
 enum { NTHIEVES = 4 };
+
+/* How the owner shares: only when asked (and its first push onto an empty
+ * deque), everything every few pushes, or everything before each take, so
+ * that takes race thieves on shared tasks. */
+enum { SHARE_ASKED, SHARE_OFTEN, SHARE_BEFORE_TAKE };
 
 typedef struct race {
     ws__deque q;
@@ -83,7 +168,8 @@ static void *thief_main(void *arg) {
     race *r = me->r;
     for (;;) {
         bool finished = atomic_load_explicit(&r->owner_done, memory_order_acquire);
-        ws_task *t = ws__deque_steal(&r->q);
+        bool more = false;
+        ws_task *t = ws__deque_steal(&r->q, &more);
         if (t == WS__STEAL_ABORT) {
             me->aborts++;
             continue;
@@ -98,7 +184,7 @@ static void *thief_main(void *arg) {
     }
 }
 
-static void owner_and_thieves(int64_t capacity) {
+static void owner_and_thieves(int64_t capacity, int share) {
     race r;
     r.n = WS_SCALED(1000000, 50000);
     r.base = calloc((size_t)r.n, sizeof(uint64_t));
@@ -106,20 +192,24 @@ static void owner_and_thieves(int64_t capacity) {
     assert_non_null(r.base);
     assert_non_null(r.taken);
     atomic_init(&r.owner_done, false);
-    assert_int_equal(ws__deque_init(&r.q, capacity), 0);
+    assert_int_equal(ws__deque_init(&r.q, capacity, NULL), 0);
     thief th[NTHIEVES];
     for (int i = 0; i < NTHIEVES; i++) {
         th[i] = (thief){.r = &r};
         assert_int_equal(pthread_create(&th[i].th, NULL, thief_main, &th[i]), 0);
     }
-    /* Owner: bursts of pushes with takes in between, so the last-element
-     * race between take and steal happens often. */
+    /* Owner: bursts of pushes with takes in between, so the race between
+     * take and steal for the last shared task happens often. */
     uint64_t seed = 42;
     int64_t owner_got = 0;
     for (int64_t i = 0; i < r.n; i++) {
-        if (!ws__deque_push(&r.q, item(r.base, i)))
+        if (ws__deque_push(&r.q, item(r.base, i)) < 0)
             fail_msg("push failed at %lld", (long long)i);
+        if (share == SHARE_OFTEN && i % 7 == 0)
+            ws__deque_share_all(&r.q);
         if (test_rng(&seed) % 4 == 0) {
+            if (share == SHARE_BEFORE_TAKE)
+                ws__deque_share_all(&r.q);
             ws_task *t = ws__deque_take(&r.q);
             if (t) {
                 mark(&r, t);
@@ -152,16 +242,20 @@ static void owner_and_thieves(int64_t capacity) {
 
 static void test_owner_and_thieves(void **state) {
     (void)state;
-    /* Tiny: the array grows many times while thieves read the old ones. */
-    owner_and_thieves(2);
-    /* Large: the deque stays short and the owner often races thieves for
-     * the last task. */
-    owner_and_thieves(1 << 20);
+    for (int share = SHARE_ASKED; share <= SHARE_BEFORE_TAKE; share++) {
+        /* Tiny: the array grows many times while thieves read the old ones. */
+        owner_and_thieves(2, share);
+        /* Large: the deque stays short and the owner often races thieves
+         * for the last shared task. */
+        owner_and_thieves(1 << 20, share);
+    }
 }
 
 int main(int argc, char **argv) {
     const struct CMUnitTest unit[] = {
         cmocka_unit_test(test_order_and_growth),
+        cmocka_unit_test(test_private_until_asked),
+        cmocka_unit_test(test_take_back_shared),
         cmocka_unit_test(test_take_above),
     };
     const struct CMUnitTest stress[] = {

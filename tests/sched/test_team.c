@@ -105,8 +105,40 @@ static void dag_node_fn(ws_task *t) {
         ws_parallel_for(NULL, 0, 64, 4, pfor_body, d->log);
 }
 
+/* Fork/join over [lo, hi): fork the lower half, do the upper one here,
+ * join; one unit of work per leaf. */
+typedef struct fork_frame {
+    ws_task task;
+    cap_log *log;
+    int lo, hi;
+} fork_frame;
+
+static void fork_tree(cap_log *l, int lo, int hi);
+
+static void fork_fn(ws_task *t) {
+    fork_frame *f = (fork_frame *)t;
+    fork_tree(f->log, f->lo, f->hi);
+}
+
+static void fork_tree(cap_log *l, int lo, int hi) {
+    if (hi - lo == 1) {
+        cap_work(l, 2000);
+        return;
+    }
+    int mid = lo + (hi - lo) / 2;
+    fork_frame f = {.log = l, .lo = lo, .hi = mid};
+    ws_task_init(&f.task, fork_fn, NULL);
+    if (ws_fork(&f.task) != 0) {
+        atomic_fetch_add(&l->bad_seat, 1);
+        return;
+    }
+    fork_tree(l, mid, hi);
+    if (ws_join(&f.task) != 0)
+        atomic_fetch_add(&l->bad_seat, 1);
+}
+
 /* Inside the capped run: a DAG (a binary fan-out then a fan-in), then a
- * parallel-for and a group. */
+ * parallel-for, then fork/join. */
 static void capped_body(ws_task *t) {
     dag_run *d = t->arg;
     ws_pool *p = ws_current_pool();
@@ -124,6 +156,7 @@ static void capped_body(ws_task *t) {
     ws_node *root = &d->nodes[0];
     ws_dag_run(&dag, &root, 1);
     ws_parallel_for(NULL, 0, 200, 2, pfor_body, d->log);
+    fork_tree(d->log, 0, 64);
 }
 
 static void run_capped_case(ws_pool *p, int cap, cap_log *l) {
@@ -143,7 +176,7 @@ static void check_log(const cap_log *l, int expect_tasks) {
     assert_int_equal(l->tasks, expect_tasks);
 }
 
-enum { TASKS_PER_RUN = 31 + 64 + 200 };
+enum { TASKS_PER_RUN = 31 + 64 + 200 + 64 };
 
 static void test_capped_run(void **state) {
     (void)state;
