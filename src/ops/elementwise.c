@@ -364,11 +364,11 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
 
 /* pow's masks: where its base's gradient is 0 (exponent == 0), and where
  * its exponent's is (base == 0 and exponent >= 0). */
-static bool ag__is_zero(double x, double y) {
+static double ag__is_zero(double x, double y) {
     AG__UNUSED(y);
     return x == 0;
 }
-static bool ag__zero_base(double x, double y) { return x == 0 && y >= 0; }
+static double ag__zero_base(double x, double y) { return x == 0 && y >= 0; }
 static ag_tensor *ag__mask_pow_base(ag_ctx *ctx, const ag_tensor *b) { return ag__mask2(ctx, b, NULL, ag__is_zero); }
 static ag_tensor *ag__mask_pow_exponent(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b) {
     return ag__mask2(ctx, a, b, ag__zero_base);

@@ -232,7 +232,7 @@ static double ag__bload(const ag_tensor *t, int nd, const int64_t *shape, int64_
     return ag__load(t, off);
 }
 
-ag_tensor *ag__mask2(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, bool (*f)(double, double)) {
+ag_tensor *ag__mask2(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, double (*f)(double, double)) {
     int nd = a->ndim;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
@@ -390,6 +390,154 @@ ag_tensor *ag__threshold_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y) {
         if (!node)
             return NULL;
         ag__save(node, 0, y, false);
+    }
+    return out;
+}
+
+/* ==== index_add into zeros, slice_backward ========================================================= */
+
+typedef struct {
+    int dim;
+    int64_t size, k;
+    int64_t index[];
+} ag__index_add_attr;
+
+/* out[o, index[j], i] += g[o, j, i] (add) or g[o, j, i] += out[o, index[j], i] (!add) */
+static void ag__index_walk(ag_tensor *out, ag_tensor *g, int dim, const int64_t *index, int64_t k, bool add) {
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < dim; d++)
+        outer *= g->shape[d];
+    for (int d = dim + 1; d < g->ndim; d++)
+        inner *= g->shape[d];
+    int64_t size = out->shape[dim];
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < k; j++)
+            for (int64_t i = 0; i < inner; i++) {
+                int64_t eo = (o * size + index[j]) * inner + i, eg = (o * k + j) * inner + i;
+                if (add)
+                    ag__store(out, eo, ag__load(out, eo) + ag__load(g, eg));
+                else
+                    ag__store(g, eg, ag__load(g, eg) + ag__load(out, eo));
+            }
+}
+
+static int ag__index_add_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                  ag_ctx *scratch) {
+    AG__UNUSED(fresh);
+    AG__UNUSED(scratch);
+    ag__index_add_attr *at = ag__node_attr(node);
+    if (dinp[0])
+        ag__index_walk((ag_tensor *)dout, dinp[0], at->dim, at->index, at->k, false);
+    return 0;
+}
+static int ag__index_add_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag__index_add_attr *at = ag__node_attr(node);
+    if (!need[0])
+        return 0;
+    bool emb = strcmp(node->kind->name, "IndexAddBackward0") != 0;
+    return ag__graph_result(dinp[0] = emb ? ag_embedding(ctx, g, at->index, at->k)
+                                          : ag_index_select(ctx, g, at->dim, at->index, at->k));
+}
+static const ag__node_kind ag__index_add_kind = {.name = "IndexAddBackward0",
+                                                 .backward = ag__index_add_backward,
+                                                 .backward_graph = ag__index_add_backward_graph,
+                                                 .attr_size = sizeof(ag__index_add_attr)};
+static const ag__node_kind ag__embedding_dense_kind = {.name = "EmbeddingDenseBackwardBackward0",
+                                                       .backward = ag__index_add_backward,
+                                                       .backward_graph = ag__index_add_backward_graph,
+                                                       .attr_size = sizeof(ag__index_add_attr)};
+
+ag_tensor *ag__index_add(ag_ctx *ctx, ag_tensor *g, int dim, const int64_t *index, int64_t k, int64_t size,
+                         bool embedding) {
+    if (ag__check_unary(ctx, g, "index_add"))
+        return NULL;
+    if (dim < 0 || dim >= g->ndim || g->shape[dim] != k)
+        return ag__error_null(AG_ESHAPE, "index_add: the gradient does not fit the index");
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, g->shape, sizeof shape);
+    shape[dim] = size;
+    ag_tensor *out = ag_zeros(ctx, g->dtype, g->ndim, shape);
+    if (!out)
+        return NULL;
+    ag__index_walk(out, g, dim, index, k, true);
+    ag_tensor *ins[1] = {g};
+    if (ag__needs_grad(1, ins)) {
+        ag_node *node = ag__record_extra(ctx, embedding ? &ag__embedding_dense_kind : &ag__index_add_kind, out, 1, ins,
+                                         (size_t)k * sizeof(int64_t));
+        if (!node)
+            return NULL;
+        ag__index_add_attr *at = ag__node_attr(node);
+        at->dim = dim;
+        at->size = size;
+        at->k = k;
+        if (k > 0)
+            memcpy(at->index, index, (size_t)k * sizeof *index);
+    }
+    return out;
+}
+
+typedef struct {
+    int dim;
+    int64_t start;
+} ag__slice_attr;
+
+static int ag__slice_grad_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                   ag_ctx *scratch) {
+    AG__UNUSED(fresh);
+    AG__UNUSED(scratch);
+    const ag__slice_attr *at = ag__node_attr(node);
+    ag_tensor *d = dinp[0];
+    if (!d || d->numel == 0)
+        return 0;
+    int64_t k = d->shape[at->dim], outer = 1, inner = 1;
+    for (int q = 0; q < at->dim; q++)
+        outer *= d->shape[q];
+    for (int q = at->dim + 1; q < d->ndim; q++)
+        inner *= d->shape[q];
+    int64_t size = dout->shape[at->dim];
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < k; j++)
+            for (int64_t i = 0; i < inner; i++) {
+                int64_t ed = (o * k + j) * inner + i, eo = (o * size + at->start + j) * inner + i;
+                ag__store(d, ed, ag__load(d, ed) + ag__load(dout, eo));
+            }
+    return 0;
+}
+static int ag__slice_grad_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    const ag__slice_attr *at = ag__node_attr(node);
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag_narrow(ctx, g, at->dim, at->start, in->shape[at->dim]));
+}
+static const ag__node_kind ag__slice_grad_kind = {.name = "SliceBackwardBackward0",
+                                                  .backward = ag__slice_grad_backward,
+                                                  .backward_graph = ag__slice_grad_backward_graph,
+                                                  .attr_size = sizeof(ag__slice_attr)};
+
+ag_tensor *ag__slice_grad(ag_ctx *ctx, ag_tensor *g, int ndim, const int64_t *shape, int dim, int64_t start) {
+    if (ag__check_unary(ctx, g, "slice_backward"))
+        return NULL;
+    if (ndim != g->ndim || dim < 0 || dim >= ndim || start < 0 || start + g->shape[dim] > shape[dim])
+        return ag__error_null(AG_ESHAPE, "slice_backward: the gradient does not fit the slice");
+    ag_tensor *out = ag_zeros(ctx, g->dtype, ndim, shape);
+    if (!out)
+        return NULL;
+    int64_t outer = 1, inner = 1, k = g->shape[dim];
+    for (int q = 0; q < dim; q++)
+        outer *= shape[q];
+    for (int q = dim + 1; q < ndim; q++)
+        inner *= shape[q];
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < k; j++)
+            for (int64_t i = 0; i < inner; i++)
+                ag__store(out, (o * shape[dim] + start + j) * inner + i, ag__load(g, (o * k + j) * inner + i));
+    ag_tensor *ins[1] = {g};
+    if (ag__needs_grad(1, ins)) {
+        ag_node *node = ag__record(ctx, &ag__slice_grad_kind, out, 1, ins);
+        if (!node)
+            return NULL;
+        *(ag__slice_attr *)ag__node_attr(node) = (ag__slice_attr){dim, start};
     }
     return out;
 }

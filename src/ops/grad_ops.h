@@ -35,9 +35,18 @@ ag_tensor *ag__masked_fill1(ag_ctx *ctx, ag_tensor *mask, ag_tensor *v);
 /* threshold_backward(g, y, 0) = g where y > 0, else 0:
  * ThresholdBackwardBackward0. */
 ag_tensor *ag__threshold_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y);
-/* A mask (no history) of f(a, b) for every element of a and b broadcast
- * together, 1 or 0 in a's dtype; b may be NULL (then f sees 0). */
-ag_tensor *ag__mask2(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, bool (*f)(double, double));
+/* A tensor without history of f(a, b) for every element of a and b
+ * broadcast together (masks, weights), in a's dtype; b may be NULL (then f
+ * sees 0). */
+ag_tensor *ag__mask2(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, double (*f)(double, double));
+/* zeros(size along dim).index_add_(dim, index, g): g's slices added at
+ * the rows index[0..k) name. IndexAddBackward0 (index_select's gradient);
+ * with embedding, EmbeddingDenseBackwardBackward0 (dim 0). */
+ag_tensor *ag__index_add(ag_ctx *ctx, ag_tensor *g, int dim, const int64_t *index, int64_t k, int64_t size,
+                         bool embedding);
+/* slice_backward: zeros of shape (ndim, shape) with g at [start, start +
+ * g's size) along dim: SliceBackwardBackward0. */
+ag_tensor *ag__slice_grad(ag_ctx *ctx, ag_tensor *g, int ndim, const int64_t *shape, int dim, int64_t start);
 /* a.t() of a 2-D (or smaller) tensor, as a copy: TBackward0. */
 ag_tensor *ag__t(ag_ctx *ctx, ag_tensor *a);
 /* tanh_backward(g, y) = g (1 - y^2): TanhBackwardBackward0. */
