@@ -165,6 +165,38 @@ ag_tensor *ag__sub_scalar1(ag_ctx *ctx, ag_tensor *a, double s) {
     return out;
 }
 
+/* ==== _reshape_alias ================================================================================ */
+
+static int ag__reshape_alias_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                            ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag__reshape_alias(ctx, g, in->ndim, in->shape));
+}
+static const ag__node_kind ag__reshape_alias_kind = {.name = "ReshapeAliasBackward0",
+                                                     .backward = ag__view_backward,
+                                                     .backward_graph = ag__reshape_alias_backward_graph,
+                                                     .writes_fresh = true,
+                                                     .passes_grad = 1};
+
+ag_tensor *ag__reshape_alias(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) {
+    if (ag__check_unary(ctx, a, "_reshape_alias"))
+        return NULL;
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
+    if (ndim < 0 || ndim > AG_MAX_DIMS || n != a->numel)
+        return ag__error_null(AG_ESHAPE, "_reshape_alias: the shape does not fit the tensor");
+    ag_tensor *out = ag__tensor_alias(ctx, a, ndim, shape);
+    if (!out)
+        return NULL;
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__reshape_alias_kind, out, 1, ins))
+        return NULL;
+    return out;
+}
+
 /* ==== unsqueeze, squeeze ===========================================================================
  * Views with a size-1 dimension added or removed: the same elements, so
  * the backward is ag__view_backward; graphs go through each other. */
@@ -426,16 +458,18 @@ static int ag__index_add_backward(ag_node *node, const ag_tensor *dout, ag_tenso
     AG__UNUSED(fresh);
     AG__UNUSED(scratch);
     ag__index_add_attr *at = ag__node_attr(node);
-    if (dinp[0])
-        ag__index_walk((ag_tensor *)dout, dinp[0], at->dim, at->index, at->k, false);
+    ag_tensor *d = dinp[node->num_next - 1]; /* index_add's edges are (zeros: none, source) */
+    if (d)
+        ag__index_walk((ag_tensor *)dout, d, at->dim, at->index, at->k, false);
     return 0;
 }
 static int ag__index_add_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
     ag__index_add_attr *at = ag__node_attr(node);
-    if (!need[0])
+    int i = node->num_next - 1;
+    if (!need[i])
         return 0;
-    bool emb = strcmp(node->kind->name, "IndexAddBackward0") != 0;
-    return ag__graph_result(dinp[0] = emb ? ag_embedding(ctx, g, at->index, at->k)
+    bool emb = i == 0;
+    return ag__graph_result(dinp[i] = emb ? ag_embedding(ctx, g, at->index, at->k)
                                           : ag_index_select(ctx, g, at->dim, at->index, at->k));
 }
 static const ag__node_kind ag__index_add_kind = {.name = "IndexAddBackward0",
@@ -460,10 +494,10 @@ ag_tensor *ag__index_add(ag_ctx *ctx, ag_tensor *g, int dim, const int64_t *inde
     if (!out)
         return NULL;
     ag__index_walk(out, g, dim, index, k, true);
-    ag_tensor *ins[1] = {g};
-    if (ag__needs_grad(1, ins)) {
-        ag_node *node = ag__record_extra(ctx, embedding ? &ag__embedding_dense_kind : &ag__index_add_kind, out, 1, ins,
-                                         (size_t)k * sizeof(int64_t));
+    ag_tensor *ins[2] = {embedding ? g : NULL, g}; /* index_add: (zeros, source) */
+    if (ag__needs_grad(1, &ins[1])) {
+        ag_node *node = ag__record_extra(ctx, embedding ? &ag__embedding_dense_kind : &ag__index_add_kind, out,
+                                         embedding ? 1 : 2, ins, (size_t)k * sizeof(int64_t));
         if (!node)
             return NULL;
         ag__index_add_attr *at = ag__node_attr(node);
@@ -578,6 +612,21 @@ ag_tensor *ag__t(ag_ctx *ctx, ag_tensor *a) {
         ag__transpose_into(out, a, 0, 1, false);
     else
         memcpy(out->data, a->data, a->storage->nbytes);
+    ag_tensor *ins[1] = {a};
+    if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__t_kind, out, 1, ins))
+        return NULL;
+    return out;
+}
+
+ag_tensor *ag__t_of(ag_ctx *ctx, ag_tensor *a, const ag_tensor *value) {
+    if (ag__check_binary(ctx, a, value, "t"))
+        return NULL;
+    if (a->ndim != 2 || value->ndim != 2 || a->shape[0] != value->shape[1] || a->shape[1] != value->shape[0])
+        return ag__error_null(AG_ESHAPE, "t: the value is not the tensor's transpose");
+    ag_tensor *out = ag__tensor_like(ctx, value);
+    if (!out)
+        return NULL;
+    memcpy(out->data, value->data, value->storage->nbytes);
     ag_tensor *ins[1] = {a};
     if (ag__needs_grad(1, ins) && !ag__record(ctx, &ag__t_kind, out, 1, ins))
         return NULL;

@@ -23,6 +23,9 @@ ag_tensor *ag__sub_scalar1(ag_ctx *ctx, ag_tensor *a, double s);
  * dimension (SqueezeBackward1): views of a's storage. */
 ag_tensor *ag__unsqueeze(ag_ctx *ctx, ag_tensor *a, int dim);
 ag_tensor *ag__squeeze(ag_ctx *ctx, ag_tensor *a, int dim);
+/* a.reshape(shape) as PyTorch's backward formulas record it for a
+ * contiguous tensor (_reshape_alias): ReshapeAliasBackward0, a view. */
+ag_tensor *ag__reshape_alias(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape);
 /* at::where with a zero on one side: mask (no history; 0 or 1 in x's
  * dtype, its shape broadcasting to x's) picks x where it is nonzero when
  * keep_true, else where it is zero; 0 elsewhere. WhereBackward0, whose
@@ -49,6 +52,10 @@ ag_tensor *ag__index_add(ag_ctx *ctx, ag_tensor *g, int dim, const int64_t *inde
 ag_tensor *ag__slice_grad(ag_ctx *ctx, ag_tensor *g, int ndim, const int64_t *shape, int dim, int64_t start);
 /* a.t() of a 2-D (or smaller) tensor, as a copy: TBackward0. */
 ag_tensor *ag__t(ag_ctx *ctx, ag_tensor *a);
+/* a.t() where a is a header whose data is not laid out as its shape says
+ * (ag_linear's w^T, sharing w's storage): the result holds `value` (a's
+ * true transpose, w), its node is a's TBackward0. */
+ag_tensor *ag__t_of(ag_ctx *ctx, ag_tensor *a, const ag_tensor *value);
 /* tanh_backward(g, y) = g (1 - y^2): TanhBackwardBackward0. */
 ag_tensor *ag__tanh_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y);
 /* sigmoid_backward(g, y) = g (1 - y) y: SigmoidBackwardBackward0. */

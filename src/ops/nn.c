@@ -548,7 +548,7 @@ static int ag__linear_t_backward(ag_node *node, const ag_tensor *dout, ag_tensor
 /* create_graph (PyTorch's mm_mat1_backward / mm_mat2_backward, the bias's
  * gradient summed to its shape): with x2 = x as (M, in) and wt = w.t()
  * (column-major, so its gradient takes the transposed form),
- *   dx2 = g.mm(wt.t())          MmBackward0, TBackward0
+ *   dx2 = g.mm(wt.t())          MmBackward0, TBackward0 (of wt's node)
  *   dwt = g.t().mm(x2).t()      TBackward0, MmBackward0
  *   db  = sum_to(g, (out))      SumBackward1, ViewBackward0 */
 static int ag__linear_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
@@ -564,10 +564,12 @@ static int ag__linear_backward_graph(ag_node *node, ag_tensor *g, const bool *ne
             return rc;
     }
     if (need[e]) {
+        /* wt.t() as PyTorch has it: through wt's own node when w needs grad */
         ag_tensor *w = ag__saved_get(node, 1);
         if (!w)
             return ag_last_status();
-        if ((rc = ag__graph_result(dinp[e] = ag_matmul(ctx, g, ag__t(ctx, ag__t(ctx, w))))))
+        ag_tensor *wtt = node->next[e + 1] ? ag__t_of(ctx, node->next[e + 1]->out, w) : w;
+        if ((rc = ag__graph_result(dinp[e] = ag_matmul(ctx, g, wtt))))
             return rc;
     }
     if (e && need[0])
@@ -587,7 +589,7 @@ static int ag__linear_view_backward_graph(ag_node *node, ag_tensor *g, const boo
     if (!need[0])
         return 0;
     const ag_tensor *in = ag__edge_input(node, 0);
-    return ag__graph_result(dinp[0] = ag_reshape(ctx, g, in->ndim, in->shape));
+    return ag__graph_result(dinp[0] = ag__reshape_alias(ctx, g, in->ndim, in->shape));
 }
 
 static const ag__node_kind ag__addmm_kind = {.name = "AddmmBackward0",

@@ -29,7 +29,7 @@ static int ag__view_backward_graph(ag_node *node, ag_tensor *g, const bool *need
     if (!need[0])
         return 0;
     const ag_tensor *in = ag__edge_input(node, 0);
-    return ag__graph_result(dinp[0] = ag_reshape(ctx, g, in->ndim, in->shape));
+    return ag__graph_result(dinp[0] = ag__reshape_alias(ctx, g, in->ndim, in->shape));
 }
 
 static const ag__node_kind ag__view_kind = {.name = "ViewBackward0",

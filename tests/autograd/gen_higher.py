@@ -8,7 +8,9 @@ Each case, in float64:
   case NAME OP WRAP NIN A0
       OP applied to the NIN inputs (A0: its scalar argument); WRAP raw:
       L0 = (OP(x) * w).sum(), sq: L0 = (OP(x) ** 2 * w).sum() (so that a
-      linear op's backward runs on gradients with history)
+      linear op's backward runs on gradients with history); a WRAP
+      ending in '-' marks an op whose recorded backward is written with
+      other nodes than PyTorch's (values only)
   in ...            NIN lines, the inputs (all require grad)
   w ...             the weight of L0
   order K           then NIN lines: `g ...` (the K-th gradient of input i),
@@ -21,13 +23,16 @@ Each case, in float64:
 A tensor line is `TAG NDIM SHAPE... VALUES...` with values as float.hex."""
 import os
 import torch
+import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 torch.manual_seed(1313)
+TARGETS = torch.tensor([2, 0, 3])  # test_higher_golden.c's targets[]
+INDEX = torch.tensor([2, 0, 2, 1])  # and its sel_index[]
 
 
 def tensor_line(tag, t):
-    t = t.detach().to(torch.float64).contiguous()
+    t = t.detach().to(torch.float64).clone().contiguous()
     vals = " ".join(float(v).hex() for v in t.reshape(-1).tolist())
     return f"{tag} {t.dim()} " + " ".join(str(s) for s in t.shape) + (" " if t.dim() else "") + vals
 
@@ -80,6 +85,34 @@ OPS = {
     "mlp": lambda x, a: torch.tanh(x[0] @ x[1] + x[2]),
     "matmul_t": lambda x, a: x[0].transpose(0, 1) @ x[1],
     "mlp_sigmoid": lambda x, a: torch.sigmoid(x[0] @ x[1] + x[2]),
+    "pow": lambda x, a: x[0] ** x[1],
+    "log1p": lambda x, a: torch.log1p(x[0]),
+    "sin": lambda x, a: torch.sin(x[0]),
+    "cos": lambda x, a: torch.cos(x[0]),
+    "relu": lambda x, a: torch.relu(x[0]),
+    "abs": lambda x, a: torch.abs(x[0]),
+    "clamp": lambda x, a: torch.clamp(x[0], -a, a),
+    "maximum": lambda x, a: torch.maximum(x[0], x[1]),
+    "sum_dim": lambda x, a: x[0].sum(1),
+    "sum_keepdim": lambda x, a: x[0].sum(0, keepdim=True),
+    "mean_dim": lambda x, a: x[0].mean(-1),
+    "max": lambda x, a: x[0].max(),
+    "reshape": lambda x, a: x[0].reshape(-1),
+    "transpose": lambda x, a: x[0].transpose(0, 1),
+    "clone": lambda x, a: x[0].clone(),
+    "softmax": lambda x, a: torch.softmax(x[0], 1),
+    "log_softmax": lambda x, a: torch.log_softmax(x[0], 0),
+    "nll_loss": lambda x, a: F.nll_loss(torch.log_softmax(x[0], 1), TARGETS),
+    "cross_entropy": lambda x, a: F.cross_entropy(x[0], TARGETS),
+    "mse_loss": lambda x, a: F.mse_loss(x[0], x[1]),
+    "linear": lambda x, a: F.linear(x[0], x[1], x[2]),
+    "linear_nobias": lambda x, a: F.linear(x[0], x[1]),
+    "bmm": lambda x, a: torch.bmm(x[0], x[1]),
+    "index_select": lambda x, a: x[0].index_select(1, INDEX),
+    "embedding": lambda x, a: F.embedding(INDEX, x[0]),
+    "cat": lambda x, a: torch.cat([x[0], x[1]], 1),
+    "narrow": lambda x, a: x[0].narrow(1, 1, 2),
+    "expand": lambda x, a: x[0].expand(2, 3, 4),
 }
 
 CASES = [
@@ -112,6 +145,35 @@ CASES = [
     ("mlp", "mlp", "raw", [randn(4, 3), randn(3, 2), randn(2)], 0.0),
     ("matmul_t", "matmul_t", "sq", [randn(3, 2), randn(3, 4)], 0.0),
     ("mlp_sigmoid", "mlp_sigmoid", "raw", [randn(4, 3), randn(3, 2), randn(2)], 0.0),
+    ("pow", "pow", "raw", [positive(2, 3), randn(3)], 0.0),
+    ("log1p", "log1p", "raw", [positive(4)], 0.0),
+    ("sin", "sin", "raw", [randn(2, 3)], 0.0),
+    ("cos", "cos", "raw", [randn(2, 3)], 0.0),
+    ("relu", "relu", "sq", [away(2, 3)], 0.0),
+    ("abs", "abs", "sq-", [away(2, 3)], 0.0),
+    ("clamp", "clamp", "sq", [away(2, 3)], 0.8),
+    ("maximum", "maximum", "sq-", [randn(2, 3), randn(3)], 0.0),
+    ("sum_dim", "sum_dim", "sq", [randn(2, 3)], 0.0),
+    ("sum_keepdim", "sum_keepdim", "sq", [randn(2, 3)], 0.0),
+    ("mean_dim", "mean_dim", "sq", [randn(2, 3)], 0.0),
+    ("max", "max", "sq", [randn(2, 3)], 0.0),
+    ("reshape", "reshape", "sq", [randn(2, 3)], 0.0),
+    ("transpose", "transpose", "sq", [randn(2, 3)], 0.0),
+    ("clone", "clone", "sq", [randn(2, 3)], 0.0),
+    ("softmax", "softmax", "raw-", [randn(3, 4)], 0.0),
+    ("log_softmax", "log_softmax", "raw-", [randn(3, 4)], 0.0),
+    ("nll_loss", "nll_loss", "raw-", [randn(3, 4)], 0.0),
+    ("cross_entropy", "cross_entropy", "raw-", [randn(3, 4)], 0.0),
+    ("mse_loss", "mse_loss", "raw-", [randn(3, 4), randn(3, 4)], 0.0),
+    ("linear", "linear", "sq", [randn(3, 4), randn(2, 4), randn(2)], 0.0),
+    ("linear_nobias", "linear_nobias", "sq", [randn(3, 4), randn(2, 4)], 0.0),
+    ("linear_3d", "linear", "sq-", [randn(2, 3, 4), randn(2, 4), randn(2)], 0.0),
+    ("bmm", "bmm", "sq", [randn(2, 3, 4), randn(2, 4, 2)], 0.0),
+    ("index_select", "index_select", "sq", [randn(3, 4)], 0.0),
+    ("embedding", "embedding", "sq", [randn(3, 4)], 0.0),
+    ("cat", "cat", "sq", [randn(3, 2), randn(3, 4)], 0.0),
+    ("narrow", "narrow", "sq", [randn(3, 4)], 0.0),
+    ("expand", "expand", "sq", [randn(3, 1)], 0.0),
 ]
 
 
@@ -120,7 +182,7 @@ def main():
     for name, op, wrap, inputs, a0 in CASES:
         xs = [t.clone().requires_grad_(True) for t in inputs]
         out = OPS[op](xs, a0)
-        if wrap == "sq":
+        if wrap.startswith("sq"):
             out = out ** 2
         w = torch.randn(out.shape, dtype=torch.float64)
         lines.append(f"case {name} {op} {wrap} {len(xs)} {float(a0).hex()}")
