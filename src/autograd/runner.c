@@ -238,16 +238,6 @@ int ag__slots_prepare(ag__task *t, int n) {
                 !(sl->fresh = ag__scratch_carve(&t->scratch, (size_t)t->max_next * sizeof *sl->fresh)))
                 return AG_ENOMEM;
         }
-    if (t->special) {
-        size_t m = (size_t)(t->max_next > 0 ? t->max_next : 1);
-        for (int s = 0; s < n; s++) {
-            ag__slot *sl = t->slots[s];
-            if (!(sl->sp_a = ag__scratch_carve(&t->scratch, m * sizeof(ag_tensor *))) ||
-                !(sl->sp_b = ag__scratch_carve(&t->scratch, m * sizeof(ag_tensor *))) ||
-                !(sl->sp_need = ag__scratch_carve(&t->scratch, m * sizeof(bool))))
-                return AG_ENOMEM;
-        }
-    }
     t->nparts = n;
     return 0;
 }
@@ -924,7 +914,20 @@ static int ag__special_graph(ag__task *t, int32_t idx, ag__slot *sl) {
     return rc;
 }
 
+/* The special runner's arrays of sl: carved up front when the whole
+ * backward needs them, else by the first node with hooks. */
+static int ag__special_arrays(ag__task *t, ag__slot *sl) {
+    size_t m = (size_t)(t->max_next > 0 ? t->max_next : 1);
+    if (!(sl->sp_a = ag__scratch_carve(&t->scratch, m * sizeof(ag_tensor *))) ||
+        !(sl->sp_b = ag__scratch_carve(&t->scratch, m * sizeof(ag_tensor *))) ||
+        !(sl->sp_need = ag__scratch_carve(&t->scratch, m * sizeof(bool))))
+        return AG_ENOMEM;
+    return 0;
+}
+
 int ag__run_node_special(ag__task *t, int32_t idx, ag__slot *sl) {
+    if (AG__UNLIKELY(!sl->sp_need) && ag__special_arrays(t, sl))
+        return AG_ENOMEM;
     int rc = t->graph ? ag__special_graph(t, idx, sl) : ag__special_plain(t, idx, sl);
     if (rc && t->anomaly)
         ag__anomaly_note(t->nodes[idx]);
