@@ -253,8 +253,11 @@ typedef struct ag_backward_opts {
  * context, and resetting or freeing it sets the .grad back to NULL. The
  * first such .grad is a copy (grad_fn CopyBackwards), later ones are the
  * sum old + new (AddBackward0), as in PyTorch. create_graph keeps the graph
- * (retain_graph is implied). A node whose backward cannot be recorded yet
- * fails with AG_EUNSUPPORTED naming it.
+ * (retain_graph is implied). Every op of this header records its
+ * backward; a node kind that could not (none today) would fail the
+ * backward with AG_EUNSUPPORTED naming it. README's "Differences from
+ * PyTorch" lists the ops whose recorded backward has other nodes than
+ * PyTorch's (the values are the same).
  *
  * All or nothing: a backward that fails changes no .grad. Runs on up to
  * num_threads threads of agrad's pool, the calling thread included; the
