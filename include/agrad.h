@@ -241,7 +241,202 @@ typedef struct ag_backward_opts {
     int num_threads;   /* 0: the library's default */
 } ag_backward_opts;
 
+/* root.backward(grad): accumulates the gradient of root (weighted by grad,
+ * which may be NULL only for a one-element root and is cast to root's
+ * dtype) into the .grad of every leaf that requires grad, and of every
+ * tensor that retains its grad. opts may be NULL (all defaults).
+ *
+ * create_graph records the backward itself: every node's gradient is made
+ * by recorded ops, so the .grad fields it makes have history and can be
+ * differentiated again (to any order). Those gradients and the recorded
+ * backward live in root's context: a leaf's .grad made so belongs to that
+ * context, and resetting or freeing it sets the .grad back to NULL. The
+ * first such .grad is a copy (grad_fn CopyBackwards), later ones are the
+ * sum old + new (AddBackward0), as in PyTorch. create_graph keeps the graph
+ * (retain_graph is implied). Every op of this header records its
+ * backward; a node kind that could not (none today) would fail the
+ * backward with AG_EUNSUPPORTED naming it. README's "Differences from
+ * PyTorch" lists the ops whose recorded backward has other nodes than
+ * PyTorch's (the values are the same).
+ *
+ * All or nothing: a backward that fails changes no .grad. Runs on up to
+ * num_threads threads of agrad's pool, the calling thread included; the
+ * calling thread must own root's context (create_graph allocates in it).
+ * Errors: AG_ESTATE (root needs no grad, graph freed, version mismatch,
+ * NaN under anomaly mode), AG_ESHAPE (grad's shape), AG_EINVAL,
+ * AG_ENOMEM, AG_EUNSUPPORTED; a hook's own negative code. */
 AG_EXPORT int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts);
+
+/* ---- Functional gradients and several roots -----------------------------------
+ * torch.autograd.grad and torch.autograd.backward. */
+
+typedef struct ag_grad_opts {
+    bool retain_graph; /* false: the same as create_graph, as in PyTorch */
+    bool create_graph; /* record the backward: the gradients have history */
+    bool allow_unused; /* an input the outputs do not reach gets NULL, else an error */
+    int num_threads;   /* 0: the library's default */
+} ag_grad_opts;
+
+/* torch.autograd.grad: the gradients of outputs[0..n_outputs) (weighted by
+ * grad_outputs: NULL, or a NULL entry, means ones for a one-element output;
+ * a gradient of another float dtype is cast) with respect to
+ * inputs[0..n_inputs) (leaves or not), written to grads[0..n_inputs) as
+ * new tensors in ctx. opts may be NULL.
+ *
+ * No leaf's .grad is touched and no AccumulateGrad node runs; only the
+ * nodes between the outputs and the inputs run. As in PyTorch, a non-leaf
+ * on the way that retains its grad (ag_retain_grad) still gets it, and the
+ * hooks of nodes on the way run, but not those of the inputs themselves:
+ * each input's gradient is taken as it arrives, before its hooks.
+ *
+ * With create_graph the grads have history (grad_fn, as PyTorch names it)
+ * and the recorded backward lives in ctx; without it they are plain
+ * tensors. The calling thread must own ctx.
+ *
+ * All or nothing: on error every grads[i] is NULL. Errors (PyTorch's
+ * messages): AG_EINVAL for no inputs ("grad requires non-empty inputs."),
+ * NULL arrays or counts below 0; AG_ESTATE for an output that does not
+ * require grad ("element 1 of tensors does not require grad ..."), an
+ * input that does not ("One of the differentiated Tensors does not
+ * require grad"), an input the outputs do not reach without allow_unused
+ * ("One of the differentiated Tensors appears to not have been used in
+ * the graph. Set allow_unused=True if this is the desired behavior."), an
+ * implicit gradient of a non-scalar output; AG_ESHAPE for a grad_output of
+ * the wrong shape ("Mismatch in shape: grad_output[0] has a shape of ...");
+ * and whatever a backward may fail with (see ag_backward). */
+AG_EXPORT int ag_autograd_grad(ag_ctx *ctx, ag_tensor *const *outputs, ag_tensor *const *grad_outputs, int n_outputs,
+                               ag_tensor *const *inputs, int n_inputs, ag_tensor **grads, const ag_grad_opts *opts);
+
+/* torch.autograd.backward: roots[0..n_roots) in one pass, each weighted by
+ * grads[i] (grads NULL, or a NULL entry: ones for a one-element root).
+ * inputs NULL (n_inputs 0) accumulates into every leaf that requires
+ * grad, as ag_backward; otherwise only into inputs[0..n_inputs), leaves or
+ * not, and only the nodes that lead to them run. A non-leaf input
+ * accumulates into its own .grad and retains its grad from then on (as
+ * PyTorch's backward calls retain_grad() on it). create_graph as in
+ * ag_backward: the gradients with history live in the context of roots[0].
+ * Errors as ag_backward's, and PyTorch's "can't retain_grad on Tensor that
+ * has requires_grad=False" for an input that does not require grad. */
+AG_EXPORT int ag_autograd_backward(ag_tensor *const *roots, ag_tensor *const *grads, int n_roots,
+                                   ag_tensor *const *inputs, int n_inputs, const ag_backward_opts *opts);
+
+/* ---- Custom functions (torch.autograd.Function) --------------------------------
+ * fn->forward runs with grad mode off and returns the output (made in ctx,
+ * or one of its inputs: then the output is a new tensor sharing its
+ * storage, as PyTorch's view_as). When grad mode is on and an input
+ * requires grad, the output gets a node named fn->name exactly, with one
+ * edge per input. fn->backward gets grad_output (the gradient w.r.t. the
+ * output) and writes grad_inputs[0..n) (NULL: no gradient for that input,
+ * PyTorch's None) as tensors made in ctx, a context that lives until the
+ * backward ends; it returns 0 (or n, the count of gradients it gives) on
+ * success and a negative code on error. A gradient whose shape input i
+ * broadcasts to is summed down to it, one of another dtype is cast, as in
+ * PyTorch; any other shape fails ("Function MyExpBackward returned an
+ * invalid gradient at index 0 - got [3] but expected shape compatible
+ * with [2]"), and so does a positive count other than n ("function
+ * MyExpBackward returned an incorrect number of gradients (expected 2, got
+ * 1)"). Under create_graph backward runs with grad mode on and ctx is the
+ * context of the recorded backward, so when it uses agrad's ops its
+ * gradients have history (double backward through custom functions);
+ * otherwise it runs with grad mode off. backward may run on any thread of
+ * the pool (one node at a time per node). One output for now. */
+
+typedef struct ag_function_ctx ag_function_ctx;
+typedef struct ag_function {
+    const char *name; /* the node's name, e.g. "MyExpBackward" (copied) */
+    ag_tensor *(*forward)(ag_function_ctx *fc, ag_ctx *ctx, ag_tensor *const *inputs, int n, void *user_data);
+    int (*backward)(ag_function_ctx *fc, ag_ctx *ctx, const ag_tensor *grad_output, ag_tensor **grad_inputs,
+                    void *user_data);
+} ag_function;
+
+/* Applies fn to inputs[0..n); fn and user_data must live as long as the
+ * graph. NULL on error (a NULL input keeps the first error; forward
+ * returning NULL keeps its error). */
+AG_EXPORT ag_tensor *ag_function_apply(ag_ctx *ctx, const ag_function *fn, ag_tensor *const *inputs, int n,
+                                       void *user_data);
+/* ctx.save_for_backward, from forward: keeps tensors[0..n) (NULL entries
+ * allowed) for backward, replacing what an earlier call kept. Their
+ * versions are taken when forward returns. */
+AG_EXPORT int ag_function_save(ag_function_ctx *fc, ag_tensor *const *tensors, int n);
+/* ctx.saved_tensors[i], from backward: NULL with AG_ESTATE when the graph
+ * was freed by an earlier backward without retain_graph (PyTorch's
+ * "Trying to backward through the graph a second time ..."), or when the
+ * tensor was changed in place since (PyTorch's "one of the variables
+ * needed for gradient computation has been modified by an inplace
+ * operation ..."); AG_EINVAL for i out of range. */
+AG_EXPORT const ag_tensor *ag_function_saved(ag_function_ctx *fc, int i);
+
+/* ---- Checking gradients --------------------------------------------------------
+ * torch.autograd.gradcheck / gradgradcheck, in float64 with central
+ * differences. f builds its result from inputs[0..n) in the context it is
+ * given (private to the check, reset between calls); it must not keep
+ * tensors between calls. Inputs that require grad must be float64
+ * (AG_EDTYPE otherwise); inputs that do not require grad are held fixed.
+ * The check perturbs the inputs' data in place (restored exactly, with no
+ * version bump): no other thread may use them meanwhile.
+ *
+ * ag_gradcheck compares the Jacobian from backward with the numerical one,
+ * element by element: |analytical - numerical| <= atol + rtol |numerical|.
+ * ag_gradgradcheck does the same for the function (inputs, v) -> the
+ * gradient of f weighted by v (fixed pseudo-random v), differentiated by a
+ * create_graph backward: second derivatives against differences of first
+ * ones. 0 when they agree; AG_ESTATE with the first disagreement in
+ * ag_last_error() ("Jacobian mismatch for output 0 with respect to input
+ * 1, at element 3 of the output and 2 of the input: numerical 0.5,
+ * analytical 0.25"); f's own error, or AG_EINVAL ("gradcheck expects at
+ * least one input tensor to require gradient ...") otherwise. opts may be
+ * NULL; a 0 field means the default. */
+
+typedef ag_tensor *(*ag_fn)(ag_ctx *ctx, ag_tensor *const *inputs, int n, void *user_data);
+typedef struct ag_gradcheck_opts {
+    double eps, atol, rtol; /* 0: 1e-6, 1e-5, 1e-3 */
+} ag_gradcheck_opts;
+AG_EXPORT int ag_gradcheck(ag_fn f, ag_tensor *const *inputs, int n, void *user_data, const ag_gradcheck_opts *opts);
+AG_EXPORT int ag_gradgradcheck(ag_fn f, ag_tensor *const *inputs, int n, void *user_data,
+                               const ag_gradcheck_opts *opts);
+
+/* ---- Hooks on nodes, anomaly mode ------------------------------------------------
+ * grad_fn.register_prehook / register_hook. A pre-hook sees the gradient
+ * w.r.t. the node's output (grad_outputs, n = 1) before the node runs and
+ * may replace it (same shape and dtype, or the backward fails with
+ * PyTorch's "hook 'hook' has changed the size of value"); a hook sees the
+ * node's input gradients (grad_inputs[i] NULL where input i needs none)
+ * and grad_outputs after it ran, and may replace or clear (NULL: none)
+ * entries of grad_inputs. Pre-hooks, the output tensor's hooks
+ * (ag_register_hook) and its retain_grad run in PyTorch 1.13's order: in
+ * the order they were registered, the tensor's hooks as one group at the
+ * place of the first. A hook returns 0, or a negative code that fails the
+ * backward (all or nothing: no .grad changes). A replacement may live in
+ * any context that outlives the backward. Hooks run on whichever thread
+ * runs the node, with grad mode on only under create_graph. On an
+ * AccumulateGrad node (a leaf's, ag_node_next) a pre-hook sees the leaf's
+ * gradient before its accumulation and may replace it; a hook sees it with
+ * n_inputs 0 (agrad runs it before the .grad fields change, at the end of
+ * the backward, where PyTorch runs it after).
+ *
+ * Threads: hooks may be registered and removed from any thread, also
+ * while other threads run a backward through the node: a backward that
+ * has not yet reached the node sees the change, one that has may or may
+ * not. A hook's record lives in the node's context until it is reset. */
+
+typedef int (*ag_node_prehook_fn)(const ag_node *node, ag_tensor **grad_outputs, int n, void *user_data);
+typedef int (*ag_node_hook_fn)(const ag_node *node, ag_tensor **grad_inputs, int n_inputs,
+                               ag_tensor *const *grad_outputs, int n_outputs, void *user_data);
+AG_EXPORT int ag_node_register_prehook(const ag_node *node, ag_node_prehook_fn fn, void *user_data); /* handle > 0 */
+AG_EXPORT int ag_node_register_hook(const ag_node *node, ag_node_hook_fn fn, void *user_data);       /* handle > 0 */
+AG_EXPORT int ag_node_remove_hook(const ag_node *node, int handle);
+
+/* torch.autograd.set_detect_anomaly, process-wide. While on, every node
+ * recorded remembers where its forward op was called (return addresses,
+ * symbolised only when an error needs them: link with -rdynamic to see the
+ * program's own function names), and every backward checks each node's
+ * input gradients for NaN: "Function 'DivBackward0' returned nan values in
+ * its 1th output." (AG_ESTATE). Any error in such a backward ends with the
+ * forward call stack of the node that failed ("Error detected in
+ * DivBackward0. Traceback of forward call that caused the error: ...").
+ * Slow: for debugging. */
+AG_EXPORT void ag_set_detect_anomaly(bool on);
+AG_EXPORT bool ag_is_anomaly_enabled(void);
 
 /* ---- Hooks ------------------------------------------------------------------ */
 

@@ -10,6 +10,7 @@
  * node through the same runner (runner.c), so deterministic mode gives
  * the same bits either way. */
 #include "autograd/engine.h"
+#include "autograd/nodeext.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -41,6 +42,9 @@ static void ag__task_free(ag__task *t) {
     AG__FREE_ARR(t->leaves, t->cap);
     AG__FREE_ARR(t->commit, t->cap);
     AG__FREE_ARR(t->fresh, t->cap);
+    AG__FREE_ARR(t->nflags, t->cap);
+    AG__FREE_ARR(t->aux, t->cap);
+    ag__chunk_free(t->groot_node, t->groot_bytes);
     AG__FREE_ARR(t->edges, t->ecap);
     AG__FREE_ARR(t->hkeys, t->hcap);
     AG__FREE_ARR(t->hvals, t->hcap);
@@ -54,6 +58,7 @@ static void ag__task_free(ag__task *t) {
     AG__FREE_ARR(t->in_src, t->pecap);
     for (int s = 0; s < t->nslots; s++) {
         ag_ctx_free(t->slots[s]->tmp);
+        ag_ctx_free(t->slots[s]->gctx);
         ag__chunk_free(t->slots[s], sizeof *t->slots[s]);
     }
     ag__chunk_free(t->slots, (size_t)t->nslots * sizeof *t->slots);
@@ -114,7 +119,8 @@ static int ag__task_reserve(ag__task *t, size_t need) {
         {(void **)&t->bufs, sizeof *t->bufs},         {(void **)&t->heap, sizeof *t->heap},
         {(void **)&t->edge_off, sizeof *t->edge_off}, {(void **)&t->leafidx, sizeof *t->leafidx},
         {(void **)&t->leaves, sizeof *t->leaves},     {(void **)&t->commit, sizeof *t->commit},
-        {(void **)&t->fresh, sizeof *t->fresh},
+        {(void **)&t->fresh, sizeof *t->fresh},       {(void **)&t->nflags, sizeof *t->nflags},
+        {(void **)&t->aux, sizeof *t->aux},
     };
     return ag__grow_set(&t->cap, need, per_node, (int)(sizeof per_node / sizeof *per_node), 64);
 }
@@ -210,6 +216,19 @@ static int32_t ag__task_index(ag__task *t, ag_node *node, bool *is_new) {
     return i;
 }
 
+/* Index of node, or -1 when the backward does not reach it. */
+static int32_t ag__task_find(const ag__task *t, const ag_node *node) {
+    if (!t->hkeys)
+        return -1;
+    size_t mask = t->hcap - 1, h = ag__hash_ptr(node, mask);
+    while (t->hkeys[h]) {
+        if (t->hkeys[h] == node)
+            return t->hvals[h];
+        h = (h + 1) & mask;
+    }
+    return -1;
+}
+
 /* Counts, for every node reachable from root, its incoming edges from
  * reachable nodes, and numbers the leaves. Uses the heap array as the DFS
  * stack (it is empty then). */
@@ -263,6 +282,9 @@ static void ag__task_clear(ag__task *t) {
     t->nleaves = 0;
     t->max_next = 0;
     t->heap_n = 0;
+    t->special = t->graph = t->anomaly = t->groot = false;
+    t->accumulate = true;
+    t->gctx = NULL;
     atomic_store_explicit(&t->ncommit, 0, memory_order_relaxed);
     atomic_store_explicit(&t->err, 0, memory_order_relaxed);
     /* Everything this backward took goes back at once. */
@@ -271,6 +293,8 @@ static void ag__task_clear(ag__task *t) {
         memset(sl->bins, 0, sizeof sl->bins);
         sl->leafbuf = NULL;
         sl->dinp = NULL;
+        sl->sp_a = sl->sp_b = NULL;
+        sl->sp_need = NULL;
         sl->fresh = NULL;
         if (ag_ctx_bytes(sl->tmp))
             ag_ctx_reset(sl->tmp);
@@ -312,6 +336,8 @@ static bool ag__graph_worth_parallel(const ag__task *t) {
     for (size_t i = 0; i < t->n; i++) {
         const int32_t *tgt = t->edges + t->edge_off[i];
         int32_t first = -1;
+        if (i > 0 && t->deps[i] == 0)
+            continue; /* cut off by grad()'s or backward(inputs=)'s pruning */
         work += t->nodes[i]->out->numel;
         for (int k = 0; k < t->nodes[i]->num_next && !forks; k++) {
             int32_t j = tgt[k];
@@ -414,30 +440,79 @@ static int ag__seed(ag__task *t, ag_tensor *root, const ag_tensor *grad) {
     return 0;
 }
 
-static int ag__check_root(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts) {
-    if (opts && opts->create_graph)
-        return ag__error(AG_EUNSUPPORTED, "create_graph=True is not supported yet");
-    if (opts && (opts->num_threads < 0 || opts->num_threads > AG__MAX_THREADS))
+/* ---- Checks shared by the entry points --------------------------------------------------- */
+
+static int ag__check_threads(int num_threads) {
+    if (num_threads < 0 || num_threads > AG__MAX_THREADS)
         return ag__error(AG_EINVAL, "num_threads must be from 0 (the default) to %d, got %d", AG__MAX_THREADS,
-                         opts->num_threads);
-    if (!root->requires_grad)
-        return ag__error(AG_ESTATE, "element 0 of tensors does not require grad and does not have a grad_fn");
+                         num_threads);
+    return 0;
+}
+
+/* PyTorch's _make_grads for output i: a given gradient must have the
+ * output's shape; none is ones, for a one-element output only. */
+static int ag__check_grad_output(int i, const ag_tensor *out, const ag_tensor *grad) {
     if (!grad) {
-        if (root->numel != 1)
+        if (out->requires_grad && out->numel != 1)
             return ag__error(AG_ESTATE, "grad can be implicitly created only for scalar outputs");
         return 0;
     }
-    if (!ag__same_shape(grad, root)) {
+    if (!ag__same_shape(grad, out)) {
         char gs[160], rs[160];
         ag__shape_str(gs, sizeof gs, grad->ndim, grad->shape);
-        ag__shape_str(rs, sizeof rs, root->ndim, root->shape);
+        ag__shape_str(rs, sizeof rs, out->ndim, out->shape);
         return ag__error(AG_ESHAPE,
-                         "Mismatch in shape: grad_output[0] has a shape of torch.Size(%s) and output[0] has "
+                         "Mismatch in shape: grad_output[%d] has a shape of torch.Size(%s) and output[%d] has "
                          "a shape of torch.Size(%s).",
-                         gs, rs);
+                         i, gs, i, rs);
     }
     return 0;
 }
+
+/* Every root (and its gradient) as PyTorch checks them: all the shapes
+ * first (_make_grads), then that each root requires grad (run_backward). */
+static int ag__check_roots(ag_tensor *const *roots, ag_tensor *const *grads, int n, const char *fn) {
+    int rc;
+    if (n > 0 && !roots)
+        return ag__error(AG_EINVAL, "%s: the array of outputs is NULL", fn);
+    for (int i = 0; i < n; i++) {
+        if (!roots[i])
+            return ag__null_code(fn);
+        if ((rc = ag__check_grad_output(i, roots[i], grads ? grads[i] : NULL)))
+            return rc;
+    }
+    for (int i = 0; i < n; i++)
+        if (!roots[i]->requires_grad)
+            return ag__error(AG_ESTATE, "element %d of tensors does not require grad and does not have a grad_fn", i);
+    return 0;
+}
+
+/* ---- One backward on this thread: its task at the current depth --------------------------- */
+
+static ag__task *ag__task_enter(void) {
+    if (ag__depth >= AG__MAX_NESTING) {
+        ag__error(AG_ESTATE, "backward nested more than %d deep (backward called from hooks)", AG__MAX_NESTING);
+        return NULL;
+    }
+    ag__task *t = &ag__tasks[ag__depth++];
+    if (!t->inited) { /* this thread's first backward at this depth */
+        pthread_once(&ag__task_key_once, ag__task_key_init);
+        pthread_setspecific(ag__task_key, (void *)1);
+        pthread_mutex_init(&t->scratch.lock, NULL);
+        t->inited = true;
+        t->accumulate = true;
+    }
+    return t;
+}
+
+static void ag__task_leave(ag__task *t, int rc) {
+    if (rc && atomic_load_explicit(&t->err, memory_order_relaxed))
+        ag__error(rc, "%s", t->errmsg); /* the message of the thread that failed, on this one */
+    ag__task_clear(t);
+    ag__depth--;
+}
+
+/* ---- ag_backward: one root, every leaf ------------------------------------------------- */
 
 static int ag__run(ag__task *t, ag_tensor *root, const ag_tensor *grad, ag_node *root_node, int nthreads) {
     int ex = (int)ag_get_executor();
@@ -448,11 +523,14 @@ static int ag__run(ag__task *t, ag_tensor *root, const ag_tensor *grad, ag_node 
     if (woke)
         ag__wake_workers(nthreads);
     t->was_parallel = false;
+    t->special = t->anomaly = ag__anomaly_enabled();
     int rc;
     /* Both arrays exist before discovery, also for a graph without edges (a
      * leaf as the root), so no offset is ever taken from NULL. */
     if ((rc = ag__task_reserve(t, 64)) || (rc = ag__task_reserve_edges(t, 1)) || (rc = ag__discover(t, root_node)))
         return rc;
+    if (t->special)
+        memset(t->nflags, 0, t->n);
     t->det = ag_is_deterministic();
     /* Whether a graph is worth threads depends on the graph alone; inside a
      * worker (backward from a hook) it runs on that thread. */
@@ -468,41 +546,345 @@ static int ag__run(ag__task *t, ag_tensor *root, const ag_tensor *grad, ag_node 
     return ex == AG_EXECUTOR_OPENMP ? ag__exec_omp(t, nparts) : ag__exec_ws(t, nparts);
 }
 
+/* ---- Several roots, inputs, create_graph ----------------------------------------------------
+ * These run from a graph root (node 0): a node of the engine's own whose
+ * edges go to the roots and whose backward hands each its seed, as
+ * PyTorch's GraphRoot. */
+
+typedef struct ag__request {
+    ag_tensor *const *roots;
+    ag_tensor *const *grads; /* NULL, or n_roots entries (NULL: ones) */
+    int nroots;
+    ag_tensor *const *inputs; /* NULL: every leaf (backward only) */
+    int ninputs;
+    bool accumulate; /* backward: into .grad; grad: into out[] */
+    bool create_graph, keep_graph, allow_unused;
+    int nthreads;
+    ag_ctx *gctx;    /* create_graph: the gradients' context; grad: the outputs' */
+    ag_tensor **out; /* grad: ninputs gradients */
+} ag__request;
+
+/* The graph root's output: no elements, no hooks. */
+static ag__storage ag__groot_storage;
+static ag_tensor ag__groot_out = {.storage = &ag__groot_storage, .dtype = AG_FLOAT32};
+
+static int ag__make_groot(ag__task *t, const ag__request *rq) {
+    size_t n = (size_t)rq->nroots;
+    size_t bytes = sizeof(ag_node) + n * (sizeof(ag_node *) + sizeof(ag_tensor *));
+    if (bytes > t->groot_bytes) {
+        ag__chunk_free(t->groot_node, t->groot_bytes);
+        t->groot_bytes = 0;
+        if (!(t->groot_node = ag__chunk_alloc(bytes)))
+            return ag__error(AG_ENOMEM, "out of memory in backward");
+        t->groot_bytes = bytes;
+    }
+    ag_node *g = t->groot_node;
+    memset(g, 0, sizeof *g);
+    g->kind = &ag__graph_root_kind;
+    g->out = &ag__groot_out;
+    g->seq = UINT64_MAX;
+    g->num_next = rq->nroots;
+    t->gseeds = (ag_tensor **)(void *)(g->next + n);
+    for (int i = 0; i < rq->nroots; i++) {
+        ag_tensor *r = rq->roots[i];
+        if (!(g->next[i] = r->grad_fn ? r->grad_fn : ag__grad_accumulator(r)))
+            return AG_ENOMEM;
+        t->gseeds[i] = rq->grads ? rq->grads[i] : NULL;
+    }
+    g->attr = t->gseeds;
+    return 0;
+}
+
+/* The node whose input gradient is input's gradient: its grad_fn, or a
+ * leaf's AccumulateGrad. */
+static ag_node *ag__input_node(ag_tensor *input) { return input->grad_fn ? input->grad_fn : input->grad_accumulator; }
+
+/* grad() and backward(inputs=): only nodes that lead to an input run.
+ * Walks the graph children first (the reverse of an order where every
+ * node comes after its producers... of its consumers), marks the nodes
+ * that lead to a target, and cuts every edge to a node that does not, so
+ * that node never runs (its dependency count drops to 0). In grad(), a
+ * target that leads to no other one does not run either: its gradient is
+ * gathered like a leaf's and taken as it arrives. */
+static void ag__prune(ag__task *t) {
+    int32_t *left = t->aux, *order = t->heap;
+    size_t head = 0, tail = 0;
+    for (size_t i = 0; i < t->n; i++)
+        left[i] = t->deps[i];
+    order[tail++] = 0;
+    while (head < tail) {
+        int32_t i = order[head++];
+        const int32_t *tgt = t->edges + t->edge_off[i];
+        for (int k = 0; k < t->nodes[i]->num_next; k++)
+            if (tgt[k] >= 0 && --left[tgt[k]] == 0)
+                order[tail++] = tgt[k];
+    }
+    for (size_t p = tail; p-- > 0;) {
+        int32_t i = order[p];
+        int32_t *tgt = t->edges + t->edge_off[i];
+        bool runs = false;
+        for (int k = 0; k < t->nodes[i]->num_next; k++) {
+            if (tgt[k] < 0)
+                continue;
+            if (t->nflags[tgt[k]] & AG__NF_REACH)
+                runs = true;
+            else
+                tgt[k] = -1;
+        }
+        bool target = t->nflags[i] & AG__NF_TARGET;
+        if (runs || target)
+            t->nflags[i] |= AG__NF_REACH;
+        if (!t->accumulate && target && !runs && t->leafidx[i] < 0) {
+            t->leafidx[i] = (int32_t)t->nleaves;
+            t->leaves[t->nleaves++] = i;
+        }
+    }
+    memset(t->deps, 0, t->n * sizeof *t->deps);
+    for (size_t e = 0; e < t->nedges; e++)
+        if (t->edges[e] >= 0)
+            t->deps[t->edges[e]]++;
+}
+
+/* The slots' own contexts for what a create_graph backward records. */
+static int ag__graph_slots(ag__task *t) {
+    for (int s = 0; s < t->nparts; s++)
+        if (!t->slots[s]->gctx && !(t->slots[s]->gctx = ag_ctx_new()))
+            return AG_ENOMEM;
+    return 0;
+}
+
+/* grad()'s outputs, all or none: copies of the captured gradients in gctx
+ * (create_graph: the gradients themselves, already there). */
+static int ag__outputs(ag__task *t, const ag__request *rq) {
+    for (int k = 0; k < rq->ninputs; k++) {
+        int32_t j = ag__task_find(t, ag__input_node(rq->inputs[k]));
+        ag_tensor *g = j >= 0 && (t->nflags[j] & AG__NF_CAPTURE) ? t->bufs[j] : NULL;
+        if (!g) {
+            if (!rq->allow_unused)
+                return ag__error(AG_ESTATE, "One of the differentiated Tensors appears to not have been used in the "
+                                            "graph. Set allow_unused=True if this is the desired behavior.");
+            rq->out[k] = NULL;
+            continue;
+        }
+        if (!t->graph) {
+            ag_tensor *c = ag__tensor_new(rq->gctx, g->dtype, g->ndim, g->shape);
+            if (!c)
+                return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+            memcpy(c->data, g->data, g->storage->nbytes);
+            g = c;
+        }
+        rq->out[k] = g;
+    }
+    return 0;
+}
+
+static int ag__run_request(ag__task *t, const ag__request *rq) {
+    int ex = (int)ag_get_executor();
+    bool in_worker = ag__in_worker();
+    bool woke = t->was_parallel && rq->nthreads > 1 && !in_worker && ex == AG_EXECUTOR_WS;
+    if (woke)
+        ag__wake_workers(rq->nthreads);
+    t->was_parallel = false;
+    t->special = t->groot = true;
+    t->graph = rq->create_graph;
+    t->accumulate = rq->accumulate;
+    t->anomaly = ag__anomaly_enabled();
+    t->gctx = rq->gctx;
+    int rc;
+    if ((rc = ag__task_reserve(t, 64)) || (rc = ag__task_reserve_edges(t, 1)) || (rc = ag__make_groot(t, rq)) ||
+        (rc = ag__discover(t, t->groot_node)))
+        return rc;
+    memset(t->nflags, 0, t->n);
+    if (rq->ninputs > 0) {
+        for (int k = 0; k < rq->ninputs; k++) {
+            ag_tensor *in = rq->inputs[k];
+            int32_t j = ag__task_find(t, ag__input_node(in));
+            if (j < 0)
+                continue;
+            t->nflags[j] |= AG__NF_TARGET;
+            /* grad(): taken as output; backward(): a non-leaf that does
+             * not retain its grad yet retains it now (after its hooks) */
+            if (!rq->accumulate || (in->grad_fn && !in->retains_grad))
+                t->nflags[j] |= AG__NF_CAPTURE;
+        }
+        ag__prune(t);
+    }
+    t->det = ag_is_deterministic();
+    int nparts = rq->nthreads > 1 && !in_worker && ag__graph_worth_parallel(t) ? rq->nthreads : 1;
+    if ((rc = ag__plan(t, nparts, ex)) || (rc = ag__slots_prepare(t, nparts)))
+        return rc;
+    if (t->graph && (rc = ag__graph_slots(t)))
+        return rc;
+    /* create_graph: this thread records through slot 0's context, the
+     * pool's threads through theirs (runner.c) */
+    ag__redirect saved;
+    if (t->graph) {
+        ag__ctx_redirects(t->gctx, 1);
+        ag__ctx_redirect(t->gctx, t->slots[0]->gctx, &saved);
+    }
+    if (nparts == 1) {
+        rc = ag__exec_serial(t);
+    } else {
+        if (!woke && ex == AG_EXECUTOR_WS)
+            ag__wake_workers(rq->nthreads);
+        t->was_parallel = true;
+        rc = ex == AG_EXECUTOR_OPENMP ? ag__exec_omp(t, nparts) : ag__exec_ws(t, nparts);
+    }
+    if (!rc && !rq->accumulate)
+        rc = ag__outputs(t, rq);
+    if (t->graph) {
+        ag__ctx_redirect_restore(&saved);
+        ag__ctx_redirects(t->gctx, -1);
+        /* All of it stays with gctx, also after a failure: a hook may hold
+         * a tensor it made there. */
+        for (int s = 0; s < t->nparts; s++)
+            ag__ctx_adopt(t->gctx, t->slots[s]->gctx);
+    }
+    return rc;
+}
+
+static int ag__engine_run(const ag__request *rq) {
+    ag__task *t = ag__task_enter();
+    if (!t)
+        return AG_ESTATE;
+    int nthreads = rq->nthreads;
+    int prev_threads = ag__backward_threads;
+    ag__backward_threads = nthreads;
+    t->keep_graph = rq->keep_graph;
+    bool prev_grad_mode = ag_set_grad_enabled(rq->create_graph);
+    int rc = ag__run_request(t, rq);
+    if (rc && rq->out)
+        for (int k = 0; k < rq->ninputs; k++)
+            rq->out[k] = NULL;
+    ag__task_leave(t, rc);
+    ag__backward_threads = prev_threads;
+    ag_set_grad_enabled(prev_grad_mode);
+    return rc;
+}
+
+/* ---- Entry points ---------------------------------------------------------------------------- */
+
+static int ag__backward_plain(ag_tensor *root, const ag_tensor *grad, bool keep_graph, int num_threads) {
+    ag_node *root_node = root->grad_fn ? root->grad_fn : ag__grad_accumulator(root);
+    if (!root_node)
+        return AG_ENOMEM;
+    ag__task *t = ag__task_enter();
+    if (!t)
+        return AG_ESTATE;
+    int nthreads = num_threads > 0 ? num_threads : ag_get_num_threads();
+    int prev_threads = ag__backward_threads;
+    ag__backward_threads = nthreads;
+    t->keep_graph = keep_graph;
+    bool prev_grad_mode = ag_set_grad_enabled(false);
+    int rc = ag__run(t, root, grad, root_node, nthreads);
+    ag__task_leave(t, rc);
+    ag__backward_threads = prev_threads;
+    ag_set_grad_enabled(prev_grad_mode);
+    return rc;
+}
+
 int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts) {
     if (!root) {
         ag__null_arg("ag_backward");
         return ag_last_status() ? ag_last_status() : AG_EINVAL;
     }
-    int rc = ag__check_root(root, grad, opts);
-    if (rc)
+    int rc;
+    if ((opts && (rc = ag__check_threads(opts->num_threads))) ||
+        (rc = ag__check_roots(&root, (ag_tensor *const *)&grad, 1, "ag_backward")))
         return rc;
-    ag_node *root_node = root->grad_fn ? root->grad_fn : ag__grad_accumulator(root);
-    if (!root_node)
-        return AG_ENOMEM;
-    if (ag__depth >= AG__MAX_NESTING)
-        return ag__error(AG_ESTATE, "backward nested more than %d deep (backward called from hooks)", AG__MAX_NESTING);
-    ag__task *t = &ag__tasks[ag__depth++];
-    if (!t->inited) { /* this thread's first backward at this depth */
-        pthread_once(&ag__task_key_once, ag__task_key_init);
-        pthread_setspecific(ag__task_key, (void *)1);
-        pthread_mutex_init(&t->scratch.lock, NULL);
-        t->inited = true;
+    if (!opts || !opts->create_graph)
+        return ag__backward_plain(root, grad, opts && opts->retain_graph, opts ? opts->num_threads : 0);
+    ag_tensor *g = (ag_tensor *)grad;
+    ag__request rq = {.roots = &root,
+                      .grads = &g,
+                      .nroots = 1,
+                      .accumulate = true,
+                      .create_graph = true,
+                      .keep_graph = true,
+                      .nthreads = opts->num_threads > 0 ? opts->num_threads : ag_get_num_threads(),
+                      .gctx = root->ctx};
+    return ag__engine_run(&rq);
+}
+
+int ag_autograd_backward(ag_tensor *const *roots, ag_tensor *const *grads, int n_roots, ag_tensor *const *inputs,
+                         int n_inputs, const ag_backward_opts *opts) {
+    int rc;
+    if (n_roots < 0 || n_inputs < 0)
+        return ag__error(AG_EINVAL, "ag_autograd_backward: counts must not be negative (got %d roots, %d inputs)",
+                         n_roots, n_inputs);
+    if (n_inputs > 0 && !inputs)
+        return ag__error(AG_EINVAL, "ag_autograd_backward: the array of inputs is NULL");
+    if ((opts && (rc = ag__check_threads(opts->num_threads))) ||
+        (rc = ag__check_roots(roots, grads, n_roots, "ag_autograd_backward")))
+        return rc;
+    for (int k = 0; k < n_inputs; k++) {
+        if (!inputs[k])
+            return ag__null_code("ag_autograd_backward");
+        if (!inputs[k]->requires_grad) /* PyTorch calls retain_grad() on each input first */
+            return ag__error(AG_ESTATE, "can't retain_grad on Tensor that has requires_grad=False");
     }
-    int nthreads = opts && opts->num_threads > 0 ? opts->num_threads : ag_get_num_threads();
-    int prev_threads = ag__backward_threads;
-    ag__backward_threads = nthreads;
-    t->keep_graph = opts && opts->retain_graph;
-    bool prev_grad_mode = ag_set_grad_enabled(false);
+    if (n_roots == 0)
+        return 0;
+    bool create = opts && opts->create_graph;
+    if (n_roots == 1 && n_inputs == 0 && !create)
+        return ag__backward_plain(roots[0], grads ? grads[0] : NULL, opts && opts->retain_graph,
+                                  opts ? opts->num_threads : 0);
+    ag__request rq = {.roots = roots,
+                      .grads = grads,
+                      .nroots = n_roots,
+                      .inputs = n_inputs ? inputs : NULL,
+                      .ninputs = n_inputs,
+                      .accumulate = true,
+                      .create_graph = create,
+                      .keep_graph = create || (opts && opts->retain_graph),
+                      .nthreads = opts && opts->num_threads > 0 ? opts->num_threads : ag_get_num_threads(),
+                      .gctx = roots[0]->ctx};
+    if ((rc = ag__engine_run(&rq)))
+        return rc;
+    for (int k = 0; k < n_inputs; k++) /* as PyTorch's retain_grad() on each input */
+        if (inputs[k]->grad_fn)
+            ag_retain_grad(inputs[k]);
+    return 0;
+}
 
-    rc = ag__run(t, root, grad, root_node, nthreads);
-    if (rc && atomic_load_explicit(&t->err, memory_order_relaxed))
-        ag__error(rc, "%s", t->errmsg); /* the message of the thread that failed, on this one */
-
-    ag__task_clear(t);
-    ag__depth--;
-    ag__backward_threads = prev_threads;
-    ag_set_grad_enabled(prev_grad_mode);
-    return rc;
+int ag_autograd_grad(ag_ctx *ctx, ag_tensor *const *outputs, ag_tensor *const *grad_outputs, int n_outputs,
+                     ag_tensor *const *inputs, int n_inputs, ag_tensor **grads, const ag_grad_opts *opts) {
+    int rc;
+    if (grads)
+        for (int k = 0; k < n_inputs; k++)
+            grads[k] = NULL;
+    if (!ctx)
+        return ag__error(AG_EINVAL, "ag_autograd_grad: ctx is NULL");
+    if (n_outputs < 0 || n_inputs < 0)
+        return ag__error(AG_EINVAL, "ag_autograd_grad: counts must not be negative (got %d outputs, %d inputs)",
+                         n_outputs, n_inputs);
+    if (n_inputs == 0)
+        return ag__error(AG_EINVAL, "grad requires non-empty inputs.");
+    if (!inputs || !grads)
+        return ag__error(AG_EINVAL, "ag_autograd_grad: the array of %s is NULL", inputs ? "grads" : "inputs");
+    if ((opts && (rc = ag__check_threads(opts->num_threads))) ||
+        (rc = ag__check_roots(outputs, grad_outputs, n_outputs, "ag_autograd_grad")))
+        return rc;
+    for (int k = 0; k < n_inputs; k++) {
+        if (!inputs[k])
+            return ag__null_code("ag_autograd_grad");
+        if (!inputs[k]->requires_grad)
+            return ag__error(AG_ESTATE, "One of the differentiated Tensors does not require grad");
+    }
+    bool create = opts && opts->create_graph;
+    ag__request rq = {.roots = outputs,
+                      .grads = grad_outputs,
+                      .nroots = n_outputs,
+                      .inputs = inputs,
+                      .ninputs = n_inputs,
+                      .accumulate = false,
+                      .create_graph = create,
+                      .keep_graph = create || (opts && opts->retain_graph),
+                      .allow_unused = opts && opts->allow_unused,
+                      .nthreads = opts && opts->num_threads > 0 ? opts->num_threads : ag_get_num_threads(),
+                      .gctx = ctx,
+                      .out = grads};
+    return ag__engine_run(&rq);
 }
 
 size_t ag__backward_scratch_peak(void) { return ag__tasks[ag__depth].scratch.peak; }

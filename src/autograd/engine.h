@@ -29,6 +29,13 @@
  * bin (all taken) waits for the end of the backward. */
 #define AG__NBINS 16
 
+/* Per-node flags of a backward (ag__task.nflags). */
+enum {
+    AG__NF_CAPTURE = 1, /* grad(): its gradient is an output; backward(inputs=): retained into .grad */
+    AG__NF_REACH = 2,   /* leads to an input of grad() / backward(inputs=) (while planning) */
+    AG__NF_TARGET = 4,  /* an input of grad() / backward(inputs=) */
+};
+
 /* What one participant owns for the duration of a backward. */
 typedef struct ag__slot {
     struct {
@@ -39,6 +46,14 @@ typedef struct ag__slot {
     ag_tensor **dinp;    /* max_next entries: a node's input-gradient buffers */
     bool *fresh;         /* max_next entries: which of them hold nothing yet */
     ag_ctx *tmp;         /* temporaries of backward functions; reset when used */
+    /* The special runner (runner.c): two arrays of max_next gradients and
+     * max_next flags, carved when the backward may need them. */
+    ag_tensor **sp_a, **sp_b;
+    bool *sp_need;
+    /* create_graph: what this participant records in the gradients'
+     * context is allocated here (ag__ctx_redirect), then handed to that
+     * context as a whole when the backward ends (ag__ctx_adopt). */
+    ag_ctx *gctx;
 } ag__slot;
 
 /* Scratch memory of a backward: one reservation, carved with an atomic
@@ -88,6 +103,19 @@ typedef struct ag__task {
     int32_t *in_src;     /* the node each incoming edge comes from */
     int32_t *topo;       /* OpenMP: interior nodes, producers first */
 
+    /* ---- what this backward computes (engine.c) ---- */
+    uint8_t *nflags;     /* per node: AG__NF_* */
+    int32_t *aux;        /* per node: planning */
+    bool special;        /* some node needs the special runner (below) */
+    bool graph;          /* create_graph: gradients are recorded ops in gctx */
+    bool anomaly;        /* anomaly mode: NaN checks, forward stacks in errors */
+    bool accumulate;     /* into .grad (backward), or into captures (grad) */
+    bool groot;          /* node 0 is a graph root made for several roots or inputs */
+    ag_ctx *gctx;        /* create_graph: where gradients with history live */
+    ag_node *groot_node; /* the graph root: heap memory kept between backwards */
+    size_t groot_bytes;
+    ag_tensor **gseeds; /* its seeds, n of them after the node in the same block */
+
     /* ---- the run ---- */
     ag__slot **slots; /* nslots of them, kept between backwards */
     int nslots, nparts;
@@ -99,7 +127,7 @@ typedef struct ag__task {
     _Atomic int32_t ncommit; /* entries of commit */
     ag_tensor **fresh;       /* per commit entry: a .grad made up front, or NULL */
     _Atomic int err;         /* first error of this backward; later nodes skip */
-    char errmsg[512];
+    char errmsg[AG__ERRMSG_MAX];
     ag__scratch scratch;
     ws_dag dag;
 } ag__task;
@@ -111,6 +139,14 @@ static inline bool ag__is_accumulate(const ag_node *n) { return n->kind == &ag__
 void *ag__grow(void *old, size_t old_bytes, size_t new_bytes); /* heap calls, counted */
 
 /* ---- runner.c -------------------------------------------------------------- */
+
+/* The special runner: nodes that make their own gradients (custom
+ * functions, the graph root), nodes with node hooks, captured nodes, every
+ * node under anomaly mode (NaN checks, per-input buffers) and, in
+ * create_graph, every node (gradients made by backward_graph). */
+int ag__run_node_special(ag__task *t, int32_t idx, ag__slot *sl);
+/* The graph root's kind, and the node of the graph root. */
+extern const ag__node_kind ag__graph_root_kind;
 
 /* Runs node idx on slot sl: gathers its gradient, runs its tensor hooks
  * (keeping a retained grad for the commit), gives each input's producer a

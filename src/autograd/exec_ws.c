@@ -58,7 +58,7 @@ int ag__exec_ws(ag__task *t, int nthreads) {
     int rc;
     ws_dag_init(&t->dag, pool);
     for (size_t i = 0; i < t->n; i++) {
-        if (t->leafidx[i] >= 0)
+        if (t->leafidx[i] >= 0 || (i > 0 && t->deps[i] == 0)) /* a leaf, or cut off by pruning */
             continue;
         ag_node *node = t->nodes[i];
         ws_node *w = &t->wsn[i];

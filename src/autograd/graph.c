@@ -1,7 +1,7 @@
 /* The recorded graph: nodes made by ops in grad mode, their edges to the
  * producers of their inputs, saved tensors with the versions they had, and
  * the AccumulateGrad node of each leaf that requires grad. */
-#include "core/internal.h"
+#include "autograd/nodeext.h"
 
 #include <stdio.h>
 
@@ -69,6 +69,8 @@ ag_node *ag__record_extra(ag_ctx *ctx, const ag__node_kind *kind, ag_tensor *out
         node->next[i] = next;
     }
     node->seq = ag__seq_counter++;
+    if (AG__UNLIKELY(ag__anomaly_enabled()) && ag__anomaly_capture(ctx, node))
+        return NULL;
     out->grad_fn = node;
     out->requires_grad = true;
     return node;
@@ -109,10 +111,15 @@ int ag__node_check_released(const ag_node *node) {
     return 0;
 }
 
+int ag__retain_error(void) { return ag__error(AG_ESTATE, "%s", ag__retain_msg); }
+
 ag_tensor *ag__saved_get(ag_node *node, int i) {
     if (ag__node_check_released(node))
         return NULL;
-    ag__saved *s = &node->saved[i];
+    return ag__saved_check(node, &node->saved[i]);
+}
+
+ag_tensor *ag__saved_check(const ag_node *node, const ag__saved *s) {
     ag_tensor *t = s->t;
     uint32_t now = ag__version_of(t);
     if (now != s->version) {

@@ -27,6 +27,8 @@
  * every .grad that does not exist yet, and only then adds, which cannot
  * fail: a backward that fails changes no .grad. */
 #include "autograd/engine.h"
+#include "autograd/nodeext.h"
+#include "ops/grad_ops.h"
 
 #include <math.h>
 #include <sched.h>
@@ -343,29 +345,147 @@ static void ag__hand_over(ag__task *t, int32_t j, ag_tensor *p, ag__slot *sl) {
 
 /* ---- Hooks and the commit list ---------------------------------------------------------- */
 
-/* Tensor hooks in registration order; a hook's result replaces the
- * gradient. A tensor that retains its grad keeps it at the point where
- * ag_retain_grad was called among its hooks, as PyTorch 1.13 does (its
- * retain_grad is a hook): *retained is the gradient there. */
+/* A hook's replacement for `was` must look like it: PyTorch's checks. */
+static int ag__check_replacement(const ag_tensor *r, const ag_tensor *was) {
+    if (r->dtype != was->dtype)
+        return ag__error(AG_EDTYPE, "hook 'hook' has changed the type of value (was %s got %s)",
+                         ag__dtype_torch_name(was->dtype), ag__dtype_torch_name(r->dtype));
+    if (!ag__same_shape(r, was)) /* PyTorch 1.13 names no sizes here */
+        return ag__error(AG_ESHAPE, "hook 'hook' has changed the size of value");
+    return 0;
+}
+
+/* The tensor's hooks in registration order; a hook's result replaces the
+ * gradient. */
+static int ag__tensor_hooks(ag_tensor *owner, ag_tensor **grad) {
+    for (ag__hook *h = owner->hooks; h; h = h->next) {
+        ag_tensor *r = h->fn(*grad, h->user_data);
+        int rc;
+        if (r && (rc = ag__check_replacement(r, *grad)))
+            return rc;
+        if (r)
+            *grad = r;
+    }
+    return 0;
+}
+
+/* The tensor's hooks, and its retained grad (*retained) where PyTorch 1.13
+ * takes it: its retain_grad is a hook placed where it was called, and the
+ * tensor's own hooks are one group placed where the first was registered,
+ * so retain_grad called before any hook sees the gradient before them all,
+ * and after one, after them all. */
 int ag__run_hooks(ag_tensor *owner, ag_tensor **grad, ag_tensor **retained) {
     bool want = retained && owner->retains_grad;
-    for (ag__hook *h = owner->hooks; h; h = h->next) {
-        if (want && h->handle > owner->retain_mark) {
-            *retained = *grad;
-            want = false;
-        }
-        ag_tensor *r = h->fn(*grad, h->user_data);
-        if (!r)
-            continue;
-        if (r->dtype != (*grad)->dtype)
-            return ag__error(AG_EDTYPE, "hook 'hook' has changed the type of value (was %s got %s)",
-                             ag__dtype_torch_name((*grad)->dtype), ag__dtype_torch_name(r->dtype));
-        if (!ag__same_shape(r, *grad)) /* PyTorch 1.13 names no sizes here */
-            return ag__error(AG_ESHAPE, "hook 'hook' has changed the size of value");
-        *grad = r;
-    }
-    if (want)
+    if (want && owner->retain_mark == 0) {
         *retained = *grad;
+        want = false;
+    }
+    int rc = ag__tensor_hooks(owner, grad);
+    if (!rc && want)
+        *retained = *grad;
+    return rc;
+}
+
+/* A node hook's result: 0, or its negative code with a message. */
+static int ag__node_hook_rc(int rc, const ag_node *node, const char *what) {
+    if (rc >= 0)
+        return 0;
+    if (ag_last_status() != rc) /* the hook set no error of its own */
+        ag__error(rc, "a %s of %s failed: %s", what, node->kind->name, ag_strerror(rc));
+    return rc;
+}
+
+/* Everything that runs before a node's backward, in PyTorch 1.13's order:
+ * the output tensor's hooks (one group, placed where the first was
+ * registered), its retain_grad (where it was called; *retained) and the
+ * node's pre-hooks (each where it was registered). retain_now retains
+ * after all of them (backward(inputs=) on a tensor that did not retain).
+ * A pre-hook may clear the gradient (*grad NULL): the node then gets none. */
+static int ag__pre_chain(ag_node *node, ag_tensor **grad, ag_tensor **retained, bool retain_now) {
+    ag_tensor *owner = node->out;
+    ag__node_ext *ext = ag__ext(node);
+    ag__nhook *p = ext ? atomic_load_explicit(&ext->pre, memory_order_acquire) : NULL;
+    if (!p) {
+        int rc = ag__run_hooks(owner, grad, retained);
+        if (!rc && retain_now && retained)
+            *retained = *grad;
+        return rc;
+    }
+    bool d_left = owner->hooks != NULL, r_left = retained && owner->retains_grad;
+    bool d_first = owner->retain_mark >= 1; /* the hooks' group came before retain_grad */
+    int rc;
+    for (; p && *grad; p = atomic_load_explicit(&p->next, memory_order_acquire)) {
+        if (atomic_load_explicit(&p->removed, memory_order_relaxed))
+            continue;
+        /* what was registered before this pre-hook runs first, in its order */
+        bool d_due = d_left && p->tensor_hooks_before >= 1, r_due = r_left && p->retain_before;
+        if (d_due && (d_first || !r_due)) {
+            if ((rc = ag__tensor_hooks(owner, grad)))
+                return rc;
+            d_left = d_due = false;
+        }
+        if (r_due) {
+            *retained = *grad;
+            r_left = false;
+        }
+        if (d_due) {
+            if ((rc = ag__tensor_hooks(owner, grad)))
+                return rc;
+            d_left = false;
+        }
+        ag_tensor *was = *grad;
+        ag_clear_error();
+        if ((rc = ag__node_hook_rc(p->pre(node, grad, 1, p->user_data), node, "pre-hook")))
+            return rc;
+        if (*grad && *grad != was && (rc = ag__check_replacement(*grad, was)))
+            return rc;
+    }
+    if (!*grad)
+        return 0;
+    if (d_left && (d_first || !r_left)) {
+        if ((rc = ag__tensor_hooks(owner, grad)))
+            return rc;
+        d_left = false;
+    }
+    if (r_left)
+        *retained = *grad;
+    if (d_left && (rc = ag__tensor_hooks(owner, grad)))
+        return rc;
+    if (retain_now && retained)
+        *retained = *grad;
+    return 0;
+}
+
+/* The node's hooks after its backward: gi[0..n) its input gradients (each
+ * may be replaced or cleared), ref[i] the tensor input i's gradient must
+ * look like (NULL where no gradient is wanted: whatever a hook puts there
+ * is dropped). */
+static int ag__post_hooks(ag_node *node, ag__node_ext *ext, ag_tensor **gi, const ag_tensor *const *ref, int n,
+                          ag_tensor *grad) {
+    ag_tensor *outs[1] = {grad};
+    for (ag__nhook *h = atomic_load_explicit(&ext->post, memory_order_acquire); h;
+         h = atomic_load_explicit(&h->next, memory_order_acquire)) {
+        if (atomic_load_explicit(&h->removed, memory_order_relaxed))
+            continue;
+        ag_clear_error();
+        int rc = ag__node_hook_rc(h->post(node, gi, n, outs, 1, h->user_data), node, "hook");
+        if (rc)
+            return rc;
+        for (int i = 0; i < n; i++) {
+            if (!ref[i])
+                gi[i] = NULL;
+            else if (gi[i] && (rc = ag__check_replacement(gi[i], ref[i])))
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Anomaly mode: PyTorch's check of every gradient a node gives. */
+static int ag__check_nan(const ag_node *node, ag_tensor *const *gi, int n) {
+    for (int i = 0; i < n; i++)
+        if (gi[i] && ag__has_nan(gi[i]))
+            return ag__error(AG_ESTATE, "Function '%s' returned nan values in its %dth output.", node->kind->name, i);
     return 0;
 }
 
@@ -499,11 +619,15 @@ static void ag__hand_on(ag__task *t, int32_t idx, ag__slot *sl, ag_tensor **dinp
 
 int ag__run_node(ag__task *t, int32_t idx, ag__slot *sl) {
     ag_node *node = t->nodes[idx];
+    if (AG__UNLIKELY(t->special) || AG__UNLIKELY(atomic_load_explicit(&node->ext, memory_order_relaxed) != NULL))
+        return ag__run_node_special(t, idx, sl);
     ag_tensor *owner = node->out;
     ag_tensor *grad = t->det ? ag__gather_in_order(t, idx, sl) : t->bufs[idx];
     bool ours = grad != NULL; /* an engine block no one else holds: not once a hook saw it or it is retained */
     int rc;
 
+    if (AG__UNLIKELY(!grad)) /* its producers gave none (custom functions, node hooks) */
+        return 0;
     if ((rc = ag__node_check_released(node)))
         return rc;
     if (AG__UNLIKELY(owner->hooks || owner->retains_grad)) {
@@ -534,6 +658,328 @@ int ag__run_node(ag__task *t, int32_t idx, ag__slot *sl) {
     return 0;
 }
 
+/* ---- The special runner ------------------------------------------------------------------ */
+
+/* Leaf l's share on this participant becomes (or takes) c, an engine
+ * block of this participant's. */
+static int ag__leaf_take(ag__task *t, ag__slot *sl, int32_t l, ag_tensor *c) {
+    if (!sl->leafbuf) {
+        if (!(sl->leafbuf = ag__scratch_carve(&t->scratch, t->nleaves * sizeof *sl->leafbuf)))
+            return AG_ENOMEM;
+        memset(sl->leafbuf, 0, t->nleaves * sizeof *sl->leafbuf);
+    }
+    if (!sl->leafbuf[l]) {
+        sl->leafbuf[l] = c;
+    } else {
+        ag__add_into(sl->leafbuf[l], c);
+        ag__give_back(sl, c);
+    }
+    return 0;
+}
+
+/* c, node idx's gradient for its input i (an engine block of sl's), goes
+ * to that input's producer j. */
+static int ag__give_to(ag__task *t, int32_t idx, int i, int32_t j, ag_tensor *c, ag__slot *sl) {
+    if (t->det) {
+        t->contrib[t->edge_off[idx] + i] = c;
+        return 0;
+    }
+    if (t->leafidx[j] >= 0)
+        return ag__leaf_take(t, sl, t->leafidx[j], c);
+    if (!t->shared) {
+        if (!t->bufs[j]) {
+            t->bufs[j] = c;
+        } else {
+            ag__add_into(t->bufs[j], c);
+            ag__give_back(sl, c);
+        }
+        return 0;
+    }
+    ag__hand_over(t, j, c, sl);
+    return 0;
+}
+
+/* The tensor input i's gradient must look like: its producer's output. */
+static void ag__refs(const ag__task *t, int32_t idx, const ag_tensor **ref) {
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    for (int i = 0; i < t->nodes[idx]->num_next; i++)
+        ref[i] = tgt[i] >= 0 ? t->nodes[tgt[i]]->out : NULL;
+}
+
+/* Without create_graph: the node's backward adds into a zeroed buffer per
+ * input (never shared between inputs), so that hooks see each input's own
+ * gradient, a custom function may give none (it clears its entry), and
+ * anomaly mode checks what this node gave. */
+static int ag__special_plain(ag__task *t, int32_t idx, ag__slot *sl) {
+    ag_node *node = t->nodes[idx];
+    bool root = idx == 0 && t->groot;
+    uint8_t fl = t->nflags[idx];
+    ag_tensor *grad = t->det ? ag__gather_in_order(t, idx, sl) : t->bufs[idx];
+    bool give_back = !root;
+    int rc;
+    if ((fl & AG__NF_CAPTURE) && !t->accumulate) {
+        t->bufs[idx] = grad; /* an output of grad(), taken before its hooks */
+        give_back = false;
+    }
+    if (!grad && !root)
+        return 0;
+    ag__node_ext *ext = ag__ext(node);
+    if (!root) {
+        if ((rc = ag__node_check_released(node)))
+            return rc;
+        bool retain_now = (fl & AG__NF_CAPTURE) && t->accumulate;
+        if (node->out->hooks || node->out->retains_grad || retain_now || (ext && ext->pre))
+            give_back = false; /* a hook may hold it; a retained grad is committed */
+        ag_tensor *retained = NULL;
+        if ((rc = ag__pre_chain(node, &grad, &retained, retain_now)))
+            return rc;
+        if (retained)
+            ag__to_commit(t, idx, retained);
+        if (!grad)
+            return 0;
+    }
+    int nn = node->num_next;
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    ag_tensor **orig = sl->sp_a, **gi = sl->sp_b;
+    for (int i = 0; i < nn; i++) {
+        orig[i] = tgt[i] >= 0 ? ag__grad_buffer(t, sl, t->nodes[tgt[i]]->out, true) : NULL;
+        if (tgt[i] >= 0 && !orig[i])
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+        gi[i] = orig[i];
+    }
+    bool *fresh = sl->sp_need; /* all false: the buffers are zeroed */
+    memset(fresh, 0, (size_t)(nn > 0 ? nn : 1) * sizeof *fresh);
+    if ((rc = node->kind->backward(node, grad, gi, fresh, sl->tmp)))
+        return rc < 0 ? rc : AG_EINVAL;
+    if (!t->keep_graph && !root)
+        ag__node_release(node);
+    bool posted = ext && atomic_load_explicit(&ext->post, memory_order_acquire);
+    if (posted && (rc = ag__post_hooks(node, ext, gi, (const ag_tensor *const *)orig, nn, grad)))
+        return rc;
+    if (t->anomaly && (rc = ag__check_nan(node, gi, nn)))
+        return rc;
+    for (int i = 0; i < nn; i++) {
+        ag_tensor *c = orig[i];
+        if (!c)
+            continue;
+        if (!gi[i]) { /* none for this input */
+            if (!posted)
+                ag__give_back(sl, c);
+            continue;
+        }
+        if (gi[i] != c) { /* a hook's tensor: into an engine block of ours */
+            if (!(c = ag__grad_buffer(t, sl, c, true)))
+                return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+            ag__add_into(c, gi[i]);
+        }
+        if ((rc = ag__give_to(t, idx, i, tgt[i], c, sl)))
+            return rc;
+    }
+    if (give_back && grad)
+        ag__give_back(sl, grad);
+    return 0;
+}
+
+/* create_graph: node j's gradient, its contributions summed by recorded
+ * adds in edge order (deterministic mode). */
+static int ag__gather_graph(ag__task *t, int32_t j, ag_tensor **out) {
+    ag_tensor *acc = NULL;
+    for (int32_t k = t->in_off[j]; k < t->in_off[j + 1]; k++) {
+        ag_tensor *c = t->contrib[t->in_edges[k]];
+        if (!c)
+            continue;
+        if (acc && !(c = ag_add(t->gctx, acc, c)))
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+        acc = c;
+    }
+    *out = acc ? acc : t->bufs[j];
+    return 0;
+}
+
+/* create_graph: c, node idx's gradient for input i, joins producer j's
+ * gradient as PyTorch's input buffer does: old + new, recorded. On several
+ * participants a producer takes the gradient there is, adds outside the
+ * lock, and tries again until it finds none to add to. */
+static int ag__give_graph(ag__task *t, int32_t idx, int i, int32_t j, ag_tensor *c) {
+    if (t->det) {
+        t->contrib[t->edge_off[idx] + i] = c;
+        return 0;
+    }
+    if (!t->shared || t->deps[j] == 1) {
+        if (t->bufs[j] && !(c = ag_add(t->gctx, t->bufs[j], c)))
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+        t->bufs[j] = c;
+        return 0;
+    }
+    for (;;) {
+        ag__spin_lock(&t->locks[j]);
+        ag_tensor *b = t->bufs[j];
+        t->bufs[j] = b ? NULL : c;
+        ag__spin_unlock(&t->locks[j]);
+        if (!b)
+            return 0;
+        if (!(c = ag_add(t->gctx, b, c)))
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    }
+}
+
+/* A gradient a backward_graph gave for input i, made to look like ref:
+ * cast to its dtype and summed down to its shape when ref's shape
+ * broadcasts to it (PyTorch's validate_outputs), else PyTorch's error. */
+static int ag__conform(ag__task *t, const ag_node *node, int i, ag_tensor **g, const ag_tensor *ref) {
+    ag_tensor *c = *g;
+    if (c->dtype != ref->dtype && !(c = ag__cast_copy(t->gctx, c, ref->dtype)))
+        return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    if (!ag__same_shape(c, ref)) {
+        if (!ag__expandable(ref, c))
+            return ag__invalid_gradient(node->kind->name, i, c, ref);
+        if (!(c = ag__sum_to(t->gctx, c, ref->ndim, ref->shape)))
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    }
+    *g = c;
+    return 0;
+}
+
+static int ag__graph_node(ag__task *t, int32_t idx, ag__slot *sl) {
+    ag_node *node = t->nodes[idx];
+    bool root = idx == 0 && t->groot;
+    uint8_t fl = t->nflags[idx];
+    ag_tensor *grad;
+    int rc;
+    if (!t->det)
+        grad = t->bufs[idx];
+    else if ((rc = ag__gather_graph(t, idx, &grad)))
+        return rc;
+    if ((fl & AG__NF_CAPTURE) && !t->accumulate)
+        t->bufs[idx] = grad;
+    if (!grad && !root)
+        return 0;
+    if (!root) {
+        if ((rc = ag__node_check_released(node)))
+            return rc;
+        ag_tensor *retained = NULL;
+        if ((rc = ag__pre_chain(node, &grad, &retained, (fl & AG__NF_CAPTURE) && t->accumulate)))
+            return rc;
+        if (retained)
+            ag__to_commit(t, idx, retained);
+        if (!grad)
+            return 0;
+    }
+    if (!node->kind->backward_graph)
+        return ag__error(AG_EUNSUPPORTED,
+                         "create_graph: %s cannot record its backward yet, so gradients through it cannot be "
+                         "differentiated again",
+                         node->kind->name);
+    int nn = node->num_next;
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    ag_tensor **gi = sl->sp_b;
+    const ag_tensor **ref = (const ag_tensor **)sl->sp_a;
+    bool *need = sl->sp_need;
+    ag__refs(t, idx, ref);
+    for (int i = 0; i < nn; i++) {
+        need[i] = tgt[i] >= 0;
+        gi[i] = NULL;
+    }
+    if ((rc = node->kind->backward_graph(node, grad, need, gi, t->gctx)))
+        return rc < 0 ? rc : AG_EINVAL;
+    for (int i = 0; i < nn; i++) {
+        if (!need[i])
+            gi[i] = NULL;
+        else if (gi[i] && (rc = ag__conform(t, node, i, &gi[i], ref[i])))
+            return rc;
+    }
+    if (!t->keep_graph && !root)
+        ag__node_release(node);
+    ag__node_ext *ext = ag__ext(node);
+    if (ext && atomic_load_explicit(&ext->post, memory_order_acquire) &&
+        (rc = ag__post_hooks(node, ext, gi, ref, nn, grad)))
+        return rc;
+    if (t->anomaly && (rc = ag__check_nan(node, gi, nn)))
+        return rc;
+    for (int i = 0; i < nn; i++)
+        if (gi[i] && (rc = ag__give_graph(t, idx, i, tgt[i], gi[i])))
+            return rc;
+    return 0;
+}
+
+/* create_graph: what this participant records goes to its own context,
+ * with grad mode on. */
+static int ag__special_graph(ag__task *t, int32_t idx, ag__slot *sl) {
+    ag__redirect saved;
+    ag__ctx_redirect(t->gctx, sl->gctx, &saved);
+    bool prev = ag_set_grad_enabled(true);
+    int rc = ag__graph_node(t, idx, sl);
+    ag_set_grad_enabled(prev);
+    ag__ctx_redirect_restore(&saved);
+    return rc;
+}
+
+/* The special runner's arrays of sl: carved up front when the whole
+ * backward needs them, else by the first node with hooks. */
+static int ag__special_arrays(ag__task *t, ag__slot *sl) {
+    size_t m = (size_t)(t->max_next > 0 ? t->max_next : 1);
+    if (!(sl->sp_a = ag__scratch_carve(&t->scratch, m * sizeof(ag_tensor *))) ||
+        !(sl->sp_b = ag__scratch_carve(&t->scratch, m * sizeof(ag_tensor *))) ||
+        !(sl->sp_need = ag__scratch_carve(&t->scratch, m * sizeof(bool))))
+        return AG_ENOMEM;
+    return 0;
+}
+
+int ag__run_node_special(ag__task *t, int32_t idx, ag__slot *sl) {
+    if (AG__UNLIKELY(!sl->sp_need) && ag__special_arrays(t, sl))
+        return AG_ENOMEM;
+    int rc = t->graph ? ag__special_graph(t, idx, sl) : ag__special_plain(t, idx, sl);
+    if (rc && t->anomaly)
+        ag__anomaly_note(t->nodes[idx]);
+    return rc;
+}
+
+/* ---- The graph root ------------------------------------------------------------------------
+ * Node 0 of a backward with several roots or inputs: edge i goes to root
+ * i, attr holds the seeds (NULL: ones), one per root. */
+
+static int ag__graph_root_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                   ag_ctx *scratch) {
+    AG__UNUSED(dout);
+    AG__UNUSED(fresh); /* the special runner gives zeroed buffers */
+    AG__UNUSED(scratch);
+    ag_tensor *const *seeds = node->attr;
+    for (int i = 0; i < node->num_next; i++) {
+        ag_tensor *d = dinp[i];
+        if (!d)
+            continue;
+        if (!seeds[i])
+            for (int64_t e = 0; e < d->numel; e++)
+                ag__store(d, e, ag__load(d, e) + 1.0);
+        else if (seeds[i]->dtype == d->dtype)
+            ag__add_into(d, seeds[i]);
+        else
+            for (int64_t e = 0; e < d->numel; e++)
+                ag__store(d, e, ag__load(d, e) + ag__load(seeds[i], e));
+    }
+    return 0;
+}
+
+/* create_graph: the seeds themselves (they may have history), ones where
+ * none was given (without history, as PyTorch's ones_like). */
+static int ag__graph_root_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,
+                                         ag_ctx *ctx) {
+    AG__UNUSED(dout);
+    ag_tensor *const *seeds = node->attr;
+    for (int i = 0; i < node->num_next; i++) {
+        if (!need[i])
+            continue;
+        const ag_tensor *root = node->next[i]->out;
+        dinp[i] = seeds[i] ? seeds[i] : ag_ones(ctx, root->dtype, root->ndim, root->shape);
+        if (!dinp[i])
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    }
+    return 0;
+}
+
+const ag__node_kind ag__graph_root_kind = {
+    .name = "GraphRoot", .backward = ag__graph_root_backward, .backward_graph = ag__graph_root_backward_graph};
+
 void ag__run_node_traced(ag__task *t, int32_t idx, ag__slot *sl) {
     int rc;
     if (AG__UNLIKELY(atomic_load_explicit(&ag__tracing, memory_order_relaxed))) {
@@ -549,10 +995,50 @@ void ag__run_node_traced(ag__task *t, int32_t idx, ag__slot *sl) {
 
 /* ---- Leaves -------------------------------------------------------------------------------- */
 
+/* A leaf's gradient with the hooks of its AccumulateGrad node: the
+ * pre-chain (the leaf's hooks and the node's pre-hooks), then the node's
+ * hooks, which see it as grad_outputs with no grad_inputs. */
+static int ag__leaf_hooks(ag_node *node, ag__node_ext *ext, ag_tensor **g) {
+    int rc;
+    if ((rc = ag__pre_chain(node, g, NULL, false)) || !*g)
+        return rc;
+    if (atomic_load_explicit(&ext->post, memory_order_acquire))
+        return ag__post_hooks(node, ext, NULL, NULL, 0, *g);
+    return 0;
+}
+
+/* create_graph: the leaf's (or sink's) gradient is a recorded tensor. */
+static int ag__finish_leaf_graph(ag__task *t, int32_t j, ag__slot *sl) {
+    ag__redirect saved;
+    ag__ctx_redirect(t->gctx, sl->gctx, &saved);
+    bool prev = ag_set_grad_enabled(true);
+    ag_node *node = t->nodes[j];
+    ag_tensor *g;
+    int rc = t->det ? ag__gather_graph(t, j, &g) : (g = t->bufs[j], 0);
+    if (!rc && !t->accumulate) {
+        t->bufs[j] = g;
+    } else if (!rc && g) {
+        ag__node_ext *ext = ag__ext(node);
+        rc = ext ? ag__leaf_hooks(node, ext, &g) : node->out->hooks ? ag__run_hooks(node->out, &g, NULL) : 0;
+        if (!rc && g)
+            ag__to_commit(t, j, g);
+    }
+    ag_set_grad_enabled(prev);
+    ag__ctx_redirect_restore(&saved);
+    return rc;
+}
+
 int ag__finish_leaf(ag__task *t, int32_t l, ag__slot *sl) {
     int32_t j = t->leaves[l];
-    ag_tensor *owner = t->nodes[j]->out;
+    ag_node *node = t->nodes[j];
+    ag_tensor *owner = node->out;
     uint64_t t0 = AG__UNLIKELY(atomic_load_explicit(&ag__tracing, memory_order_relaxed)) ? ag__now_ns() : 0;
+    if (AG__UNLIKELY(t->graph)) {
+        int rc = ag__finish_leaf_graph(t, j, sl);
+        if (t0)
+            ag__trace_record(ag__accumulate_grad_kind.name, t0, ag__now_ns());
+        return rc;
+    }
     ag_tensor *g = NULL;
     if (t->det || j == 0) { /* j == 0: a leaf as the root, its gradient the seed */
         g = t->det ? ag__gather_in_order(t, j, sl) : t->bufs[j];
@@ -568,7 +1054,14 @@ int ag__finish_leaf(ag__task *t, int32_t l, ag__slot *sl) {
         }
     }
     int rc = 0;
-    if (g && (!owner->hooks || (rc = ag__run_hooks(owner, &g, NULL)) == 0))
+    ag__node_ext *ext = ag__ext(node);
+    if (AG__UNLIKELY(!t->accumulate)) /* grad(): an output, taken before any hook */
+        t->bufs[j] = g;
+    else if (g && AG__UNLIKELY(ext != NULL))
+        rc = ag__leaf_hooks(node, ext, &g);
+    else if (g && owner->hooks)
+        rc = ag__run_hooks(owner, &g, NULL);
+    if (!rc && g && t->accumulate)
         ag__to_commit(t, j, g);
     if (t0)
         ag__trace_record(ag__accumulate_grad_kind.name, t0, ag__now_ns());
@@ -606,7 +1099,7 @@ static pthread_mutex_t ag__grad_locks[AG__GRAD_LOCKS] = {
 #undef AG__L4
 };
 
-static pthread_mutex_t *ag__grad_lock(const ag_tensor *t) {
+pthread_mutex_t *ag__grad_lock(const ag_tensor *t) {
     uint64_t x = (uint64_t)(uintptr_t)t;
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
@@ -614,7 +1107,51 @@ static pthread_mutex_t *ag__grad_lock(const ag_tensor *t) {
     return &ag__grad_locks[x & (AG__GRAD_LOCKS - 1)];
 }
 
+static inline int ag__stripe(const ag_tensor *t) { return (int)(ag__grad_lock(t) - ag__grad_locks); }
+
+/* create_graph: each .grad becomes a recorded tensor in gctx, as PyTorch's
+ * AccumulateGrad and retain_grad make it under grad mode: a copy (leaves,
+ * CopyBackwards; retained grads, CloneBackward0) or old + new. Every new
+ * .grad and its ownership record is made first with the .grad locks of all
+ * of them held (taken in one order, so no two backwards deadlock), then
+ * the fields change at once: a failure changes none, and a backward on
+ * another thread adding into the same leaf meanwhile is not lost. */
+static int ag__commit_graph(ag__task *t) {
+    int32_t n = atomic_load_explicit(&t->ncommit, memory_order_relaxed);
+    uint64_t mask = 0;
+    for (int32_t k = 0; k < n; k++)
+        mask |= UINT64_C(1) << ag__stripe(t->nodes[t->commit[k]]->out);
+    for (int b = 0; b < AG__GRAD_LOCKS; b++)
+        if (mask >> b & 1)
+            pthread_mutex_lock(&ag__grad_locks[b]);
+    int rc = 0;
+    ag__grad_link **links = ag__scratch_carve(&t->scratch, (size_t)(n > 0 ? n : 1) * sizeof *links);
+    if (!links)
+        rc = AG_ENOMEM;
+    for (int32_t k = 0; k < n && !rc; k++) {
+        ag_tensor *owner = t->nodes[t->commit[k]]->out, *g = t->bufs[t->commit[k]];
+        ag_tensor *old = owner->grad;
+        t->fresh[k] = old ? ag_add(t->gctx, old, g) : owner->grad_fn ? ag_clone(t->gctx, g) : ag__copy_grad(t->gctx, g);
+        links[k] = NULL;
+        if (!t->fresh[k] || (owner->ctx != t->gctx && !(links[k] = ag__grad_link_new(t->gctx))))
+            rc = ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    }
+    if (!rc)
+        for (int32_t k = 0; k < n; k++)
+            t->nodes[t->commit[k]]->out->grad = t->fresh[k];
+    for (int b = AG__GRAD_LOCKS; b-- > 0;)
+        if (mask >> b & 1)
+            pthread_mutex_unlock(&ag__grad_locks[b]);
+    if (!rc)
+        for (int32_t k = 0; k < n; k++)
+            if (links[k])
+                ag__grad_link_add(links[k], t->nodes[t->commit[k]]->out, t->fresh[k]);
+    return rc;
+}
+
 int ag__commit_prepare(ag__task *t) {
+    if (AG__UNLIKELY(t->graph))
+        return ag__commit_graph(t);
     int32_t n = atomic_load_explicit(&t->ncommit, memory_order_relaxed);
     for (int32_t k = 0; k < n; k++) {
         ag_tensor *owner = t->nodes[t->commit[k]]->out;
@@ -631,6 +1168,8 @@ int ag__commit_prepare(ag__task *t) {
 
 void ag__commit_range(void *task, int64_t lo, int64_t hi) {
     ag__task *t = task;
+    if (t->graph) /* done by ag__commit_graph */
+        return;
     for (int64_t k = lo; k < hi; k++) {
         ag_tensor *owner = t->nodes[t->commit[k]]->out, *g = t->bufs[t->commit[k]];
         pthread_mutex_t *lock = ag__grad_lock(owner);

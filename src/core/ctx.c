@@ -39,7 +39,25 @@ struct ag_ctx {
      * leaves of this context. Guarded by shared_lock. */
     pthread_mutex_t shared_lock;
     ag__region shared;
+    /* create_graph backwards recording into this context now: while above
+     * 0, allocations look for this thread's redirect (ag__ctx_redirect). */
+    _Atomic int redirects;
+    /* .grad links (ag__grad_link), guarded by ag__links_lock: the .grad
+     * tensors this context owns for tensors of others, and the tensors of
+     * this context whose .grad another owns. nlinks counts both, so a
+     * reset without any reads one atomic. */
+    ag__grad_link *owned, *lent;
+    _Atomic int nlinks;
 };
+
+struct ag__grad_link {
+    ag_tensor *t, *grad;
+    ag_ctx *owner, *tctx;
+    ag__grad_link *onext, *oprev; /* owner->owned */
+    ag__grad_link *tnext, *tprev; /* tctx->lent */
+};
+
+static pthread_mutex_t ag__links_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- Failure injection ------------------------------------------------------------
  * SQLite's way of testing what happens when memory runs out: every heap
@@ -231,6 +249,106 @@ static void ag__region_destroy(ag__region *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* ---- create_graph: redirected allocations and adoption ---------------------------- */
+
+static _Thread_local ag__redirect ag__redir;
+
+void ag__ctx_redirect(ag_ctx *from, ag_ctx *to, ag__redirect *saved) {
+    *saved = ag__redir;
+    ag__redir.from = to ? from : NULL;
+    ag__redir.to = to;
+}
+
+void ag__ctx_redirect_restore(const ag__redirect *saved) { ag__redir = *saved; }
+
+void ag__ctx_redirects(ag_ctx *ctx, int delta) {
+    atomic_fetch_add_explicit(&ctx->redirects, delta, memory_order_relaxed);
+}
+
+/* src's chunks join dst's single-allocation list: freed (and counted into
+ * the merged chunk) when dst is reset. */
+void ag__ctx_adopt(ag_ctx *dst, ag_ctx *src) {
+    ag__region *s = &src->main, *d = &dst->main;
+    ag__chunk *lists[2] = {s->chunks, s->large};
+    for (int k = 0; k < 2; k++) {
+        for (ag__chunk *c = lists[k], *next; c; c = next) {
+            next = c->next;
+            c->next = d->large;
+            d->large = c;
+        }
+    }
+    d->handed_out += s->handed_out;
+    size_t next_size = s->next_size;
+    ag__region_init(s);
+    s->next_size = next_size; /* the next backward starts with chunks of the size this one grew to */
+}
+
+/* ---- .grad links ------------------------------------------------------------------------ */
+
+ag__grad_link *ag__grad_link_new(ag_ctx *owner) {
+    ag__grad_link *l = ag__ctx_alloc_shared(owner, sizeof *l);
+    if (l)
+        memset(l, 0, sizeof *l);
+    return l;
+}
+
+void ag__grad_link_add(ag__grad_link *l, ag_tensor *t, ag_tensor *grad) {
+    pthread_mutex_lock(&ag__links_lock);
+    l->t = t;
+    l->grad = grad;
+    l->owner = grad->ctx;
+    l->tctx = t->ctx;
+    l->oprev = NULL;
+    l->onext = l->owner->owned;
+    if (l->onext)
+        l->onext->oprev = l;
+    l->owner->owned = l;
+    l->tprev = NULL;
+    l->tnext = l->tctx->lent;
+    if (l->tnext)
+        l->tnext->tprev = l;
+    l->tctx->lent = l;
+    atomic_fetch_add_explicit(&l->owner->nlinks, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->tctx->nlinks, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&ag__links_lock);
+}
+
+/* ctx is going (reset or freed): every .grad it owns is cleared where it
+ * is still the tensor's .grad, and its tensors leave other contexts'
+ * lists. */
+static void ag__grad_links_drop(ag_ctx *ctx) {
+    if (!atomic_load_explicit(&ctx->nlinks, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&ag__links_lock);
+    for (ag__grad_link *l = ctx->owned; l; l = l->onext) {
+        pthread_mutex_t *lock = ag__grad_lock(l->t);
+        pthread_mutex_lock(lock);
+        if (l->t->grad == l->grad)
+            l->t->grad = NULL;
+        pthread_mutex_unlock(lock);
+        if (l->tprev)
+            l->tprev->tnext = l->tnext;
+        else
+            l->tctx->lent = l->tnext;
+        if (l->tnext)
+            l->tnext->tprev = l->tprev;
+        atomic_fetch_sub_explicit(&l->tctx->nlinks, 1, memory_order_relaxed);
+    }
+    for (ag__grad_link *l = ctx->lent; l; l = l->tnext) {
+        if (l->oprev)
+            l->oprev->onext = l->onext;
+        else
+            l->owner->owned = l->onext;
+        if (l->onext)
+            l->onext->oprev = l->oprev;
+        atomic_fetch_sub_explicit(&l->owner->nlinks, 1, memory_order_relaxed);
+    }
+    ctx->owned = NULL;
+    ctx->lent = NULL;
+    atomic_store_explicit(&ctx->nlinks, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&ag__links_lock);
+}
+
 /* ---- Contexts -------------------------------------------------------------------- */
 
 ag_ctx *ag_ctx_new(void) {
@@ -240,12 +358,16 @@ ag_ctx *ag_ctx_new(void) {
     ag__region_init(&ctx->main);
     ag__region_init(&ctx->shared);
     pthread_mutex_init(&ctx->shared_lock, NULL);
+    atomic_init(&ctx->redirects, 0);
+    ctx->owned = ctx->lent = NULL;
+    atomic_init(&ctx->nlinks, 0);
     return ctx;
 }
 
 void ag_ctx_reset(ag_ctx *ctx) {
     if (!ctx)
         return;
+    ag__grad_links_drop(ctx);
     ag__region_reset(&ctx->main);
     pthread_mutex_lock(&ctx->shared_lock);
     ag__region_reset(&ctx->shared);
@@ -255,6 +377,7 @@ void ag_ctx_reset(ag_ctx *ctx) {
 void ag_ctx_free(ag_ctx *ctx) {
     if (!ctx)
         return;
+    ag__grad_links_drop(ctx);
     ag__region_destroy(&ctx->main);
     ag__region_destroy(&ctx->shared);
     pthread_mutex_destroy(&ctx->shared_lock);
@@ -263,7 +386,11 @@ void ag_ctx_free(ag_ctx *ctx) {
 
 size_t ag_ctx_bytes(const ag_ctx *ctx) { return ctx ? ctx->main.handed_out + ctx->shared.handed_out : 0; }
 
-void *ag__ctx_alloc(ag_ctx *ctx, size_t nbytes) { return ag__region_alloc(&ctx->main, nbytes); }
+void *ag__ctx_alloc(ag_ctx *ctx, size_t nbytes) {
+    if (AG__UNLIKELY(atomic_load_explicit(&ctx->redirects, memory_order_relaxed)) && ctx == ag__redir.from)
+        ctx = ag__redir.to;
+    return ag__region_alloc(&ctx->main, nbytes);
+}
 
 void ag__ctx_mark(ag_ctx *ctx, ag__ctx_pos *pos) {
     ag__region *r = &ctx->main;

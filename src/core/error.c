@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 static _Thread_local int ag__last_code;
-static _Thread_local char ag__last_msg[1024];
+static _Thread_local char ag__last_msg[AG__ERRMSG_MAX];
 
 static void ag__verror(int code, const char *fmt, va_list ap) {
     ag__last_code = code;

@@ -6,6 +6,7 @@
 
 #include "agrad.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -20,6 +21,9 @@
  * ag__error sets this thread's code and message and returns the code, so a
  * failing path reads `return ag__error(AG_EINVAL, "...", ...);`.
  * ag__error_null is the same for functions returning a pointer. */
+/* Room for one message: an error in backward under anomaly mode carries
+ * the forward's call stack. */
+#define AG__ERRMSG_MAX 4096
 int ag__error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *ag__error_null(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A NULL tensor argument: keep the first error if one is set, else report. */
@@ -41,6 +45,33 @@ size_t ag__dtype_size(ag_dtype dt);
  * (with the error set). */
 void *ag__ctx_alloc(ag_ctx *ctx, size_t nbytes);
 void *ag__ctx_alloc_shared(ag_ctx *ctx, size_t nbytes);
+/* create_graph backwards record into the gradients' context from several
+ * threads at once. Each participant thread allocates what it records in a
+ * context of its own instead: ag__ctx_redirect(from, to, saved) makes this
+ * thread's allocations in `from` go to `to` (to = NULL ends it; saved
+ * receives the previous setting, restored with ag__ctx_redirect_restore);
+ * the tensors still name `from` as their context. `from` must be marked
+ * with ag__ctx_redirects(from, +1) meanwhile (the owner's thread, before
+ * and after), so that other contexts pay one load. ag__ctx_adopt(dst, src)
+ * then moves all of src's memory into dst: freed when dst is reset. */
+typedef struct {
+    ag_ctx *from, *to;
+} ag__redirect;
+void ag__ctx_redirect(ag_ctx *from, ag_ctx *to, ag__redirect *saved);
+void ag__ctx_redirect_restore(const ag__redirect *saved);
+void ag__ctx_redirects(ag_ctx *ctx, int delta);
+void ag__ctx_adopt(ag_ctx *dst, ag_ctx *src);
+/* A .grad that a create_graph backward made in context `owner` for a
+ * tensor t of another context: when owner is reset or freed, t->grad is
+ * set back to NULL if it is still that tensor; when t's context goes
+ * first, the link is dropped. ag__grad_link_new allocates the record in
+ * owner (any thread; NULL on ENOMEM, error set), ag__grad_link_add links
+ * it (any thread). */
+typedef struct ag__grad_link ag__grad_link;
+ag__grad_link *ag__grad_link_new(ag_ctx *owner);
+void ag__grad_link_add(ag__grad_link *l, ag_tensor *t, ag_tensor *grad);
+/* The lock that guards t->grad against backwards on other threads. */
+pthread_mutex_t *ag__grad_lock(const ag_tensor *t);
 /* A point in the owner's allocations of a context, and a return to it:
  * everything ag__ctx_alloc handed out since the mark is taken back (chunks
  * obtained since are freed), so an op that fails after allocating leaves
@@ -190,12 +221,22 @@ typedef struct ag__saved {
 typedef int (*ag__backward_fn)(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
                                ag_ctx *scratch);
 
+/* The same backward as a differentiable formula, for create_graph: dout is
+ * the gradient w.r.t. node->out (it may have history); for each i with
+ * need[i], dinp[i] is set to the gradient of input i, with the input's
+ * shape and dtype, made with agrad's ops in ctx while grad mode is on, so
+ * it records its own history; NULL means no gradient (PyTorch's
+ * undefined). dout may be returned as is. Entries without need[i] are
+ * left NULL. Returns 0 or a negative code with the error set. */
+typedef int (*ag__backward_graph_fn)(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp, ag_ctx *ctx);
+
 /* What every node of one kind shares. Kinds are written with designated
  * initialisers, so a new member (0 where a kind leaves it out) changes no
  * existing kind. */
 typedef struct ag__node_kind {
     const char *name; /* PyTorch's node name */
     ag__backward_fn backward;
+    ag__backward_graph_fn backward_graph; /* NULL: create_graph is refused through this node */
     /* Bytes of this kind's attributes (its ag__<kind>_attr struct), carried
      * inline by each node after its edges: see ag__node_attr. */
     size_t attr_size;
@@ -231,6 +272,9 @@ struct ag_node {
     double scalar;
     int64_t iarg[4];
     void *attr;
+    /* Hooks, the forward's call stack (anomaly mode) and custom functions'
+     * state: NULL for most nodes (autograd/nodeext.h). */
+    struct ag__node_ext *_Atomic ext;
     /* Last: num_next edges, then (from the next AG__ATTR_ALIGN boundary)
      * kind->attr_size bytes of attributes and any extra bytes the op asked
      * for (ag__record_extra): one allocation per node. */
@@ -264,6 +308,11 @@ int64_t *ag__node_keep_ints(ag_ctx *ctx, ag_node *node, const int64_t *v, int64_
 void ag__save(ag_node *node, int i, ag_tensor *t, bool is_output);
 /* The saved tensor in slot i, checking release and version (error + NULL). */
 ag_tensor *ag__saved_get(ag_node *node, int i);
+/* The version check of one saved tensor of node, with PyTorch's message. */
+ag_tensor *ag__saved_check(const ag_node *node, const ag__saved *s);
+/* AG_ESTATE with PyTorch's "Trying to backward through the graph a second
+ * time ..." message. */
+int ag__retain_error(void);
 /* The AccumulateGrad node of a leaf that requires grad (created on demand). */
 ag_node *ag__grad_accumulator(ag_tensor *leaf);
 /* Releases saved tensors (backward without retain_graph). */

@@ -5,7 +5,9 @@
  * elementwise_kernels.inc; transcendental functions go through vector math
  * (vmath.h). This file walks broadcast shapes, cuts large tensors into
  * pieces for the pool and records the nodes. Backward kernels add into the
- * gradient buffers they are given. */
+ * gradient buffers they are given; each kind also has its backward as
+ * recorded ops, for create_graph. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 #include "ops/vmath.h"
 
@@ -360,6 +362,61 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
     return 0;
 }
 
+/* pow's masks: where its base's gradient is 0 (exponent == 0), and where
+ * its exponent's is (base == 0 and exponent >= 0). */
+static double ag__is_zero(double x, double y) {
+    AG__UNUSED(y);
+    return x == 0;
+}
+static double ag__zero_base(double x, double y) { return x == 0 && y >= 0; }
+static ag_tensor *ag__mask_pow_base(ag_ctx *ctx, const ag_tensor *b) { return ag__mask2(ctx, b, NULL, ag__is_zero); }
+static ag_tensor *ag__mask_pow_exponent(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b) {
+    return ag__mask2(ctx, a, b, ag__zero_base);
+}
+
+/* The same backward as recorded ops, for create_graph (PyTorch 1.13's
+ * formulas, each summed back to its input's shape as PyTorch's
+ * validate_outputs does with sum_to; r the saved result):
+ *   add:  da = g                    db = g
+ *   sub:  da = g                    db = -g
+ *   mul:  da = g * b                db = g * a
+ *   div:  da = g / b                db = -g * ((a / b) / b)
+ *   pow:  da = where(b == 0, 0, g * (b * a ** (b - 1)))
+ *         db = g * where(a == 0 & b >= 0, 0, r * log(a)) */
+static int ag__binary_backward_graph(ag__binop op, ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                     ag_ctx *ctx) {
+    ag_tensor *a = NULL, *b = NULL, *r = NULL;
+    if ((op == AG__MUL || op == AG__DIV) && need[1] && !(a = ag__saved_get(node, 0)))
+        return ag_last_status();
+    if (((op == AG__MUL && need[0]) || op == AG__DIV) && !(b = ag__saved_get(node, 1)))
+        return ag_last_status();
+    if (op == AG__POW &&
+        (!(a = ag__saved_get(node, 0)) || !(b = ag__saved_get(node, 1)) || (need[1] && !(r = ag__saved_get(node, 2)))))
+        return ag_last_status();
+    for (int i = 1; i >= 0; i--) { /* the second input first, as PyTorch's generated backwards (node order) */
+        if (!need[i])
+            continue;
+        ag_tensor *d = g;
+        if (op == AG__SUB && i == 1)
+            d = ag_neg(ctx, g);
+        else if (op == AG__MUL)
+            d = ag_mul(ctx, g, i == 0 ? b : a);
+        else if (op == AG__DIV)
+            d = i == 0 ? ag_div(ctx, g, b) : ag_mul(ctx, ag_neg(ctx, g), ag_div(ctx, ag_div(ctx, a, b), b));
+        else if (op == AG__POW && i == 0)
+            d = ag__where0(ctx, ag__mask_pow_base(ctx, b),
+                           ag_mul(ctx, g, ag_mul(ctx, b, ag_pow(ctx, a, ag__sub_scalar1(ctx, b, 1)))), false);
+        else if (op == AG__POW)
+            d = ag_mul(ctx, g,
+                       ag__where0(ctx, ag__mask_pow_exponent(ctx, a, b), ag_mul(ctx, r, ag_log(ctx, a)), false));
+        const ag_tensor *in = ag__edge_input(node, i);
+        int rc = ag__graph_result(dinp[i] = d ? ag__sum_to(ctx, d, in->ndim, in->shape) : NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 #define AG__BINARY_NODE(lname, OP, Name)                                                                               \
     static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,       \
                                       ag_ctx *scratch) {                                                               \
@@ -367,7 +424,12 @@ static int ag__binary_backward(ag__binop op, ag_node *node, const ag_tensor *dou
         AG__UNUSED(scratch);                                                                                           \
         return ag__binary_backward(OP, node, dout, dinp);                                                              \
     }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {.name = Name, .backward = ag__##lname##_backward};
+    static int ag__##lname##_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,        \
+                                            ag_ctx *ctx) {                                                             \
+        return ag__binary_backward_graph(OP, node, dout, need, dinp, ctx);                                             \
+    }                                                                                                                  \
+    static const ag__node_kind ag__##lname##_kind = {                                                                  \
+        .name = Name, .backward = ag__##lname##_backward, .backward_graph = ag__##lname##_backward_graph};
 AG__BINARY_NODE(add, AG__ADD, "AddBackward0")
 AG__BINARY_NODE(sub, AG__SUB, "SubBackward0")
 AG__BINARY_NODE(mul, AG__MUL, "MulBackward0")
@@ -521,6 +583,78 @@ static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout,
     return 0;
 }
 
+/* The same backward as recorded ops, for create_graph (PyTorch 1.13's
+ * formulas; r the saved result, x the saved input):
+ *   -x        dx = -g                             NegBackward0
+ *   sqrt(x)   dx = g / (2 * r)                    DivBackward0, MulBackward1
+ *   exp(x)    dx = g * r                          MulBackward0
+ *   log(x)    dx = g / x                          DivBackward0
+ *   log1p(x)  dx = g / (x + 1)                    DivBackward0, AddBackward1
+ *   tanh(x)   dx = tanh_backward(g, r)            TanhBackwardBackward0
+ *   sigmoid   dx = sigmoid_backward(g, r)         SigmoidBackwardBackward0
+ *   sin(x)    dx = g * cos(x)                     MulBackward0, CosBackward0
+ *   cos(x)    dx = g * -sin(x)                    MulBackward0, NegBackward0, SinBackward0
+ *   relu(x)   dx = threshold_backward(g, r, 0)    ThresholdBackwardBackward0
+ *   x + s     dx = g
+ *   x * s     dx = g * s                          MulBackward0
+ *   x ** s    dx = g * (s * x ** (s - 1))         MulBackward0, MulBackward1, PowBackward0;
+ *             zeros (no history) when s == 0 */
+static int ag__unary_backward_graph(ag__unop op, ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                    ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    ag_tensor *x = NULL, *r = NULL;
+    if (ag__unop_saves_input(op) && !(x = ag__saved_get(node, 0)))
+        return ag_last_status();
+    if (ag__unop_saves_result(op) && !(r = ag__saved_get(node, 1)))
+        return ag_last_status();
+    ag_tensor *d = NULL;
+    switch (op) {
+    case AG__NEG:
+        d = ag_neg(ctx, g);
+        break;
+    case AG__SQRT:
+        d = ag_div(ctx, g, ag__mul_scalar1(ctx, r, 2));
+        break;
+    case AG__EXP:
+        d = ag_mul(ctx, g, r);
+        break;
+    case AG__LOG:
+        d = ag_div(ctx, g, x);
+        break;
+    case AG__LOG1P:
+        d = ag_div(ctx, g, ag__add_scalar1(ctx, x, 1));
+        break;
+    case AG__TANH:
+        d = ag__tanh_grad(ctx, g, r);
+        break;
+    case AG__SIGMOID:
+        d = ag__sigmoid_grad(ctx, g, r);
+        break;
+    case AG__SIN:
+        d = ag_mul(ctx, g, ag_cos(ctx, x));
+        break;
+    case AG__COS:
+        d = ag_mul(ctx, g, ag_neg(ctx, ag_sin(ctx, x)));
+        break;
+    case AG__RELU:
+        d = ag__threshold_grad(ctx, g, r);
+        break;
+    case AG__ADDS:
+        d = g;
+        break;
+    case AG__MULS:
+        d = ag_mul_scalar(ctx, g, node->scalar);
+        break;
+    case AG__POWS:
+        d = node->scalar == 0
+                ? ag_zeros(ctx, x->dtype, x->ndim, x->shape)
+                : ag_mul(ctx, g, ag__mul_scalar1(ctx, ag_pow_scalar(ctx, x, node->scalar - 1), node->scalar));
+        break;
+    }
+    return ag__graph_result(dinp[0] = d);
+}
+
 #define AG__UNARY_NODE(lname, OP, Name)                                                                                \
     static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,       \
                                       ag_ctx *scratch) {                                                               \
@@ -528,7 +662,12 @@ static int ag__unary_backward(ag__unop op, ag_node *node, const ag_tensor *dout,
         AG__UNUSED(scratch);                                                                                           \
         return ag__unary_backward(OP, node, dout, dinp);                                                               \
     }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {.name = Name, .backward = ag__##lname##_backward};
+    static int ag__##lname##_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,        \
+                                            ag_ctx *ctx) {                                                             \
+        return ag__unary_backward_graph(OP, node, dout, need, dinp, ctx);                                              \
+    }                                                                                                                  \
+    static const ag__node_kind ag__##lname##_kind = {                                                                  \
+        .name = Name, .backward = ag__##lname##_backward, .backward_graph = ag__##lname##_backward_graph};
 AG__UNARY_NODE(neg, AG__NEG, "NegBackward0")
 AG__UNARY_NODE(sqrt, AG__SQRT, "SqrtBackward0")
 AG__UNARY_NODE(exp, AG__EXP, "ExpBackward0")

@@ -2,6 +2,7 @@
  * narrow, expand, and batched matmul with broadcast batch dimensions.
  * agrad tensors are contiguous, so each result is a copy. Gradient
  * kernels in ops/index_kernels.inc. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
@@ -54,12 +55,27 @@ static int ag__index_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
+/* create_graph: da = zeros.index_add_(dim, index, g) (IndexAddBackward0;
+ * embedding: EmbeddingDenseBackwardBackward0). */
+static int ag__index_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag__index_attr *at = ag__index_attr_of(node);
+    if (ag__node_check_released(node))
+        return ag_last_status();
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    bool emb = node->kind->name[0] == 'E';
+    return ag__graph_result(dinp[0] = ag__index_add(ctx, g, at->dim, at->index, at->k, in->shape[at->dim], emb));
+}
+
 static const ag__node_kind ag__index_select_kind = {.name = "IndexSelectBackward0",
                                                     .backward = ag__index_backward,
+                                                    .backward_graph = ag__index_backward_graph,
                                                     .attr_size = sizeof(ag__index_attr),
                                                     .writes_fresh = true};
 static const ag__node_kind ag__embedding_kind = {.name = "EmbeddingBackward0",
                                                  .backward = ag__index_backward,
+                                                 .backward_graph = ag__index_backward_graph,
                                                  .attr_size = sizeof(ag__index_attr),
                                                  .writes_fresh = true};
 
@@ -144,8 +160,24 @@ static int ag__cat_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__cat_kind = {
-    .name = "CatBackward0", .backward = ag__cat_backward, .attr_size = sizeof(ag__cat_attr), .writes_fresh = true};
+/* create_graph: each input's gradient is its slice of g (SliceBackward0). */
+static int ag__cat_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag__cat_attr *at = ag__cat_attr_of(node);
+    int64_t start = 0;
+    for (int t = 0; t < node->num_next; t++) {
+        int rc;
+        if (need[t] && (rc = ag__graph_result(dinp[t] = ag_narrow(ctx, g, at->dim, start, at->size[t]))))
+            return rc;
+        start += at->size[t];
+    }
+    return 0;
+}
+
+static const ag__node_kind ag__cat_kind = {.name = "CatBackward0",
+                                           .backward = ag__cat_backward,
+                                           .backward_graph = ag__cat_backward_graph,
+                                           .attr_size = sizeof(ag__cat_attr),
+                                           .writes_fresh = true};
 
 /* The inputs agree in dtype, rank and every size but dim's (normalised
  * into *d), whose sizes add up to *total. */
@@ -248,8 +280,18 @@ static int ag__narrow_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
     return 0;
 }
 
+/* create_graph: da = slice_backward(g) (SliceBackwardBackward0). */
+static int ag__narrow_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    const ag__narrow_attr *at = ag__narrow_attr_of(node);
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag__slice_grad(ctx, g, in->ndim, in->shape, at->dim, at->start));
+}
+
 static const ag__node_kind ag__narrow_kind = {.name = "SliceBackward0",
                                               .backward = ag__narrow_backward,
+                                              .backward_graph = ag__narrow_backward_graph,
                                               .attr_size = sizeof(ag__narrow_attr),
                                               .writes_fresh = true};
 
@@ -317,8 +359,18 @@ static int ag__expand_backward(ag_node *node, const ag_tensor *dout, ag_tensor *
     return 0;
 }
 
-static const ag__node_kind ag__expand_kind = {
-    .name = "ExpandBackward0", .backward = ag__expand_backward, .writes_fresh = true};
+/* create_graph: da = sum_to(g, a's shape), recorded. */
+static int ag__expand_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag__sum_to(ctx, g, in->ndim, in->shape));
+}
+
+static const ag__node_kind ag__expand_kind = {.name = "ExpandBackward0",
+                                              .backward = ag__expand_backward,
+                                              .backward_graph = ag__expand_backward_graph,
+                                              .writes_fresh = true};
 
 /* The shape a expands to, in sh: -1 keeps a size, size-1 dims stretch. */
 static int ag__expand_check(const ag_tensor *a, int ndim, const int64_t *shape, int64_t *sh) {
@@ -438,8 +490,32 @@ static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__bmm_kind = {
-    .name = "BmmBackward0", .backward = ag__bmm_backward, .attr_size = sizeof(ag__bmm_dims), .writes_fresh = true};
+/* create_graph (PyTorch's formulas, summed to each input's shape where
+ * its batch was broadcast):
+ *   da = g.bmm(b.transpose(-2, -1))     BmmBackward0, TransposeBackward0
+ *   db = a.transpose(-2, -1).bmm(g) */
+static int ag__bmm_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    for (int i = 1; i >= 0; i--) { /* the second input first (node order) */
+        if (!need[i])
+            continue;
+        ag_tensor *o = ag__saved_get(node, 1 - i);
+        if (!o)
+            return ag_last_status();
+        ag_tensor *ot = ag_transpose(ctx, o, -2, -1);
+        ag_tensor *d = i == 0 ? ag_bmm(ctx, g, ot) : ag_bmm(ctx, ot, g);
+        const ag_tensor *in = ag__edge_input(node, i);
+        int rc = ag__graph_result(dinp[i] = d ? ag__sum_to(ctx, d, in->ndim, in->shape) : NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static const ag__node_kind ag__bmm_kind = {.name = "BmmBackward0",
+                                           .backward = ag__bmm_backward,
+                                           .backward_graph = ag__bmm_backward_graph,
+                                           .attr_size = sizeof(ag__bmm_dims),
+                                           .writes_fresh = true};
 
 /* The product of n sizes, for an error message (INT64_MAX past it). */
 static int64_t ag__bmm_rows(const int64_t *shape, int n) {

@@ -4,6 +4,7 @@
  * without BLIS, to a cache-blocked C kernel whose inner loop runs along
  * rows so it vectorizes, with the naive triple loop beside it as the
  * reference the tests compare with (ops/linalg_kernels.inc). */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
@@ -214,8 +215,49 @@ static int ag__mm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **din
     return 0;
 }
 
-static const ag__node_kind ag__mm_kind = {
-    .name = "MmBackward0", .backward = ag__mm_backward, .attr_size = sizeof(ag__mm_attr), .writes_fresh = true};
+/* Whether PyTorch would see input i as column-major (strides (1, rows)):
+ * a transposed view (agrad's transposes are copies, but PyTorch's t() and
+ * transpose() are views), or a 1 x 1 matrix. PyTorch's formula then takes
+ * another form, with other nodes. */
+static bool ag__mm_colmajor(const ag_node *node, int i) {
+    const ag_tensor *in = node->next[i]->out;
+    const char *k = node->next[i]->kind->name;
+    return (in->shape[0] == 1 && in->shape[1] == 1) || !strcmp(k, "TBackward0") || !strcmp(k, "TransposeBackward0");
+}
+
+/* The same for create_graph (PyTorch's mm_mat1_backward / mm_mat2_backward):
+ *   da = g.mm(b.t())          MmBackward0, TBackward0
+ *        (a column-major: b.mm(g.t()).t())
+ *   db = a.t().mm(g)
+ *        (b column-major: g.t().mm(a).t()) */
+static int ag__mm_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    /* the second input first, as PyTorch's generated backwards (node order) */
+    if (need[1]) {
+        ag_tensor *a = ag__saved_get(node, 0);
+        if (!a)
+            return ag_last_status();
+        dinp[1] =
+            ag__mm_colmajor(node, 1) ? ag__t(ctx, ag_matmul(ctx, ag__t(ctx, g), a)) : ag_matmul(ctx, ag__t(ctx, a), g);
+        if (!dinp[1])
+            return ag__graph_result(NULL);
+    }
+    if (need[0]) {
+        ag_tensor *b = ag__saved_get(node, 1);
+        if (!b)
+            return ag_last_status();
+        dinp[0] =
+            ag__mm_colmajor(node, 0) ? ag__t(ctx, ag_matmul(ctx, b, ag__t(ctx, g))) : ag_matmul(ctx, g, ag__t(ctx, b));
+        if (!dinp[0])
+            return ag__graph_result(NULL);
+    }
+    return 0;
+}
+
+static const ag__node_kind ag__mm_kind = {.name = "MmBackward0",
+                                          .backward = ag__mm_backward,
+                                          .backward_graph = ag__mm_backward_graph,
+                                          .attr_size = sizeof(ag__mm_attr),
+                                          .writes_fresh = true};
 
 static int ag__mm_check(const ag_tensor *a, const ag_tensor *b) {
     if (a->ndim != 2 || b->ndim != 2)

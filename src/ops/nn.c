@@ -2,6 +2,7 @@
  * nll / cross-entropy and mse losses, and linear (x @ w^T + b). Kernels,
  * forward next to backward, in ops/nn_kernels.inc; here the walks, the
  * checks and the nodes. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
@@ -47,9 +48,43 @@ static int ag__clamp_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
-static const ag__node_kind ag__abs_kind = {.name = "AbsBackward0", .backward = ag__abs_backward, .writes_fresh = true};
+/* create_graph (PyTorch's formulas):
+ *   abs:    dx = g * sgn(x)                          MulBackward0
+ *   clamp:  dx = where(lo <= x <= hi, g, 0)          WhereBackward0
+ * sgn(x) and the mask carry no history (their derivatives are 0). */
+static double ag__sgn(double x, double y) {
+    AG__UNUSED(y);
+    return (x > 0) - (x < 0);
+}
+static int ag__abs_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag_tensor *x = ag__saved_get(node, 0);
+    if (!x)
+        return ag_last_status();
+    return need[0] ? ag__graph_result(dinp[0] = ag_mul(ctx, g, ag__mask2(ctx, x, NULL, ag__sgn))) : 0;
+}
+static int ag__clamp_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    const ag__clamp_attr *at = ag__clamp_attr_of(node);
+    ag_tensor *x = ag__saved_get(node, 0), *mask;
+    if (!x)
+        return ag_last_status();
+    if (!need[0])
+        return 0;
+    if (!(mask = ag__tensor_like(ctx, x)))
+        return ag_last_status();
+    for (int64_t i = 0; i < x->numel; i++) {
+        double v = ag__load(x, i);
+        ag__store(mask, i, (isnan(at->lo) || v >= at->lo) && (isnan(at->hi) || v <= at->hi));
+    }
+    return ag__graph_result(dinp[0] = ag__where0(ctx, mask, g, true));
+}
+
+static const ag__node_kind ag__abs_kind = {.name = "AbsBackward0",
+                                           .backward = ag__abs_backward,
+                                           .backward_graph = ag__abs_backward_graph,
+                                           .writes_fresh = true};
 static const ag__node_kind ag__clamp_kind = {.name = "ClampBackward1",
                                              .backward = ag__clamp_backward,
+                                             .backward_graph = ag__clamp_backward_graph,
                                              .attr_size = sizeof(ag__clamp_attr),
                                              .writes_fresh = true};
 
@@ -160,8 +195,31 @@ static int ag__maximum_backward(ag_node *node, const ag_tensor *dout, ag_tensor 
     return 0;
 }
 
-static const ag__node_kind ag__maximum_kind = {
-    .name = "MaximumBackward0", .backward = ag__maximum_backward, .writes_fresh = true};
+/* create_graph: each input's gradient is g times a weight without history
+ * (1 where it is the larger, 1/2 on ties, else 0), summed to its shape. */
+static double ag__max_weight_a(double a, double b) { return a > b ? 1.0 : a == b ? 0.5 : 0.0; }
+static double ag__max_weight_b(double a, double b) { return b > a ? 1.0 : a == b ? 0.5 : 0.0; }
+static int ag__maximum_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag_tensor *a = ag__saved_get(node, 0), *b = ag__saved_get(node, 1);
+    if (!a || !b)
+        return ag_last_status();
+    for (int i = 1; i >= 0; i--) {
+        if (!need[i])
+            continue;
+        ag_tensor *w = ag__mask2(ctx, a, b, i == 0 ? ag__max_weight_a : ag__max_weight_b);
+        const ag_tensor *in = ag__edge_input(node, i);
+        ag_tensor *d = ag_mul(ctx, g, w);
+        int rc = ag__graph_result(dinp[i] = d ? ag__sum_to(ctx, d, in->ndim, in->shape) : NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static const ag__node_kind ag__maximum_kind = {.name = "MaximumBackward0",
+                                               .backward = ag__maximum_backward,
+                                               .backward_graph = ag__maximum_backward_graph,
+                                               .writes_fresh = true};
 
 ag_tensor *ag_maximum(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *in[2] = {a, b};
@@ -211,12 +269,29 @@ static int ag__softmax_backward(ag_node *node, const ag_tensor *dout, ag_tensor 
     return 0;
 }
 
+/* create_graph, with agrad's ops (y the saved output):
+ *   softmax:      dx = y * (g - sum_dim(g * y, keepdim))
+ *   log_softmax:  dx = g - exp(y) * sum_dim(g, keepdim) */
+static int ag__softmax_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    const ag__softmax_attr *at = ag__softmax_attr_of(node);
+    ag_tensor *y = ag__saved_get(node, 0);
+    if (!y)
+        return ag_last_status();
+    if (!need[0])
+        return 0;
+    dinp[0] = at->log_mode ? ag_sub(ctx, g, ag_mul(ctx, ag_exp(ctx, y), ag_sum_dim(ctx, g, at->dim, true)))
+                           : ag_mul(ctx, y, ag_sub(ctx, g, ag_sum_dim(ctx, ag_mul(ctx, g, y), at->dim, true)));
+    return ag__graph_result(dinp[0]);
+}
+
 static const ag__node_kind ag__softmax_kind = {.name = "SoftmaxBackward0",
                                                .backward = ag__softmax_backward,
+                                               .backward_graph = ag__softmax_backward_graph,
                                                .attr_size = sizeof(ag__softmax_attr),
                                                .writes_fresh = true};
 static const ag__node_kind ag__log_softmax_kind = {.name = "LogSoftmaxBackward0",
                                                    .backward = ag__softmax_backward,
+                                                   .backward_graph = ag__softmax_backward_graph,
                                                    .attr_size = sizeof(ag__softmax_attr),
                                                    .writes_fresh = true};
 
@@ -281,8 +356,26 @@ static int ag__nll_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__nll_kind = {
-    .name = "NllLossBackward0", .backward = ag__nll_backward, .attr_size = sizeof(ag__nll_attr), .writes_fresh = true};
+/* create_graph: dlogp = g * W, W (no history) -1/N at the targets. */
+static int ag__nll_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    const ag__nll_attr *at = ag__nll_attr_of(node);
+    if (ag__node_check_released(node))
+        return ag_last_status();
+    if (!need[0])
+        return 0;
+    ag_tensor *w = ag_zeros(ctx, g->dtype, 2, (int64_t[]){at->N, at->C});
+    if (!w)
+        return ag_last_status();
+    for (int64_t n = 0; n < at->N; n++)
+        ag__store(w, n * at->C + at->target[n], -1.0 / (double)at->N);
+    return ag__graph_result(dinp[0] = ag_mul(ctx, g, w));
+}
+
+static const ag__node_kind ag__nll_kind = {.name = "NllLossBackward0",
+                                           .backward = ag__nll_backward,
+                                           .backward_graph = ag__nll_backward_graph,
+                                           .attr_size = sizeof(ag__nll_attr),
+                                           .writes_fresh = true};
 
 /* logp is (N, C) and targets has N class indices below C. */
 static int ag__nll_check(const ag_tensor *logp, const int64_t *targets, const char *name) {
@@ -357,8 +450,22 @@ static int ag__mse_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__mse_kind = {
-    .name = "MseLossBackward0", .backward = ag__mse_backward, .writes_fresh = true};
+/* create_graph (PyTorch's mse_loss_backward): da = 2 (a - b) g / N, db = -da */
+static int ag__mse_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag_tensor *a = ag__saved_get(node, 0), *b = ag__saved_get(node, 1);
+    if (!a || !b)
+        return ag_last_status();
+    ag_tensor *d = ag_mul(ctx, ag_mul_scalar(ctx, ag_sub(ctx, a, b), 2.0 / (double)a->numel), g);
+    int rc;
+    if (need[1] && (rc = ag__graph_result(dinp[1] = ag_neg(ctx, d))))
+        return rc;
+    return need[0] ? ag__graph_result(dinp[0] = d) : ag__graph_result(d);
+}
+
+static const ag__node_kind ag__mse_kind = {.name = "MseLossBackward0",
+                                           .backward = ag__mse_backward,
+                                           .backward_graph = ag__mse_backward_graph,
+                                           .writes_fresh = true};
 
 static int ag__mse_check(const ag_tensor *a, const ag_tensor *b) {
     if (!ag__same_shape(a, b))
@@ -438,18 +545,74 @@ static int ag__linear_t_backward(ag_node *node, const ag_tensor *dout, ag_tensor
     return 0;
 }
 
+/* create_graph (PyTorch's mm_mat1_backward / mm_mat2_backward, the bias's
+ * gradient summed to its shape): with x2 = x as (M, in) and wt = w.t()
+ * (column-major, so its gradient takes the transposed form),
+ *   dx2 = g.mm(wt.t())          MmBackward0, TBackward0 (of wt's node)
+ *   dwt = g.t().mm(x2).t()      TBackward0, MmBackward0
+ *   db  = sum_to(g, (out))      SumBackward1, ViewBackward0 */
+static int ag__linear_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    const ag__linear_attr *at = ag__linear_attr_of(node);
+    int e = node->num_next == 3, rc;
+    /* the last input first, as PyTorch's generated backwards (node order) */
+    if (need[e + 1]) {
+        ag_tensor *x = ag__saved_get(node, 0);
+        if (!x)
+            return ag_last_status();
+        ag_tensor *x2 = x->ndim == 2 ? x : ag_reshape(ctx, x, 2, (int64_t[]){at->M, at->in});
+        if ((rc = ag__graph_result(dinp[e + 1] = ag__t(ctx, ag_matmul(ctx, ag__t(ctx, g), x2)))))
+            return rc;
+    }
+    if (need[e]) {
+        /* wt.t() as PyTorch has it: through wt's own node when w needs grad */
+        ag_tensor *w = ag__saved_get(node, 1);
+        if (!w)
+            return ag_last_status();
+        ag_tensor *wtt = node->next[e + 1] ? ag__t_of(ctx, node->next[e + 1]->out, w) : w;
+        if ((rc = ag__graph_result(dinp[e] = ag_matmul(ctx, g, wtt))))
+            return rc;
+    }
+    if (e && need[0])
+        return ag__graph_result(dinp[0] = ag__sum_to(ctx, g, 1, (int64_t[]){at->out}));
+    return 0;
+}
+
+/* create_graph: dw = g.t() (TBackward0) */
+static int ag__linear_t_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    AG__UNUSED(node);
+    return need[0] ? ag__graph_result(dinp[0] = ag__t(ctx, g)) : 0;
+}
+
+/* create_graph of the reshapes: g reshaped to the input's shape. */
+static int ag__linear_view_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp,
+                                          ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag__reshape_alias(ctx, g, in->ndim, in->shape));
+}
+
 static const ag__node_kind ag__addmm_kind = {.name = "AddmmBackward0",
                                              .backward = ag__linear_backward,
+                                             .backward_graph = ag__linear_backward_graph,
                                              .attr_size = sizeof(ag__linear_attr),
                                              .writes_fresh = true};
-static const ag__node_kind ag__linear_mm_kind = {
-    .name = "MmBackward0", .backward = ag__linear_backward, .attr_size = sizeof(ag__linear_attr), .writes_fresh = true};
-static const ag__node_kind ag__linear_t_kind = {
-    .name = "TBackward0", .backward = ag__linear_t_backward, .writes_fresh = true};
+static const ag__node_kind ag__linear_mm_kind = {.name = "MmBackward0",
+                                                 .backward = ag__linear_backward,
+                                                 .backward_graph = ag__linear_backward_graph,
+                                                 .attr_size = sizeof(ag__linear_attr),
+                                                 .writes_fresh = true};
+static const ag__node_kind ag__linear_t_kind = {.name = "TBackward0",
+                                                .backward = ag__linear_t_backward,
+                                                .backward_graph = ag__linear_t_backward_graph,
+                                                .writes_fresh = true};
 /* The reshapes around the product: the same elements, another shape. */
 #define AG__LINEAR_VIEW_KIND(lname, Name)                                                                              \
-    static const ag__node_kind lname = {                                                                               \
-        .name = Name, .backward = ag__view_backward, .writes_fresh = true, .passes_grad = 1}
+    static const ag__node_kind lname = {.name = Name,                                                                  \
+                                        .backward = ag__view_backward,                                                 \
+                                        .backward_graph = ag__linear_view_backward_graph,                              \
+                                        .writes_fresh = true,                                                          \
+                                        .passes_grad = 1}
 AG__LINEAR_VIEW_KIND(ag__linear_view_kind, "ViewBackward0");
 AG__LINEAR_VIEW_KIND(ag__linear_unsafe_view_kind, "UnsafeViewBackward0");
 AG__LINEAR_VIEW_KIND(ag__linear_reshape_alias_kind, "ReshapeAliasBackward0");

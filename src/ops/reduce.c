@@ -2,6 +2,7 @@
  * all elements. Sums accumulate in double for both dtypes; a mean is the sum
  * divided by the count, as PyTorch computes it (sum, then div_). Kernels in
  * ops/reduce_kernels.inc. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -110,9 +111,33 @@ static int ag__sum_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
+/* The same for create_graph (PyTorch's formulas):
+ *   sum:       da = g.expand(a's shape)                          ExpandBackward0
+ *   sum_dim:   da = g.unsqueeze(dim).expand(a's shape)           ExpandBackward0, UnsqueezeBackward0
+ *   mean(_dim): the same divided by the count                    DivBackward1
+ * (no unsqueeze with keepdim, or for a 0-dim input). */
+static int ag__sum_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    const ag__sum_attr *at = ag__sum_attr_of(node);
+    if (node->num_saved && !ag__saved_get(node, 0))
+        return ag_last_status();
+    ag_tensor *d = g;
+    if (at->dim >= 0 && g->ndim < in->ndim)
+        d = ag__unsqueeze(ctx, d, at->dim);
+    d = ag_expand(ctx, d, in->ndim, in->shape);
+    if (d && strncmp(node->kind->name, "Mean", 4) == 0) /* even by a count of 1 */
+        d = ag__div_scalar1(ctx, d, at->div);
+    return ag__graph_result(dinp[0] = d);
+}
+
 #define AG__SUM_KIND(lname, Name)                                                                                      \
-    static const ag__node_kind lname = {                                                                               \
-        .name = Name, .backward = ag__sum_backward, .attr_size = sizeof(ag__sum_attr), .writes_fresh = true}
+    static const ag__node_kind lname = {.name = Name,                                                                  \
+                                        .backward = ag__sum_backward,                                                  \
+                                        .backward_graph = ag__sum_backward_graph,                                      \
+                                        .attr_size = sizeof(ag__sum_attr),                                             \
+                                        .writes_fresh = true}
 AG__SUM_KIND(ag__sum0_kind, "SumBackward0");
 AG__SUM_KIND(ag__sum1_kind, "SumBackward1");
 AG__SUM_KIND(ag__mean0_kind, "MeanBackward0");
@@ -206,7 +231,33 @@ static int ag__max_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     return 0;
 }
 
-static const ag__node_kind ag__max_kind = {.name = "MaxBackward1", .backward = ag__max_backward, .writes_fresh = true};
+/* create_graph: PyTorch's evenly_distribute_backward on the CPU,
+ * zeros.masked_fill_(a == out, g / count) (MaskedFillBackward1,
+ * DivBackward0); a nan maximum picks the nan elements. */
+static int ag__max_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    ag_tensor *a, *r;
+    if (!need[0])
+        return 0;
+    if (!(a = ag__saved_get(node, 0)) || !(r = ag__saved_get(node, 1)))
+        return ag_last_status();
+    ag_tensor *mask = ag__tensor_like(ctx, a);
+    if (!mask)
+        return ag_last_status();
+    double m = ag__load(r, 0), count = 0;
+    for (int64_t i = 0; i < a->numel; i++) {
+        double v = ag__load(a, i);
+        bool hit = isnan(m) ? isnan(v) : v == m;
+        ag__store(mask, i, hit);
+        count += hit;
+    }
+    ag_tensor *c = ag_scalar(ctx, g->dtype, count);
+    return ag__graph_result(dinp[0] = ag__masked_fill1(ctx, mask, ag_div(ctx, g, c)));
+}
+
+static const ag__node_kind ag__max_kind = {.name = "MaxBackward1",
+                                           .backward = ag__max_backward,
+                                           .backward_graph = ag__max_backward_graph,
+                                           .writes_fresh = true};
 
 static int ag__max_check(const ag_tensor *a) {
     if (a->numel == 0)

@@ -1,6 +1,7 @@
 /* Shape ops: reshape (a view sharing storage, as PyTorch's reshape of a
  * contiguous tensor), transpose (a copy: agrad tensors are contiguous) and
  * clone. Kernels in ops/shape_kernels.inc. */
+#include "ops/grad_ops.h"
 #include "ops/ops.h"
 
 #include <inttypes.h>
@@ -23,8 +24,19 @@ int ag__view_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, co
     return 0;
 }
 
-static const ag__node_kind ag__view_kind = {
-    .name = "ViewBackward0", .backward = ag__view_backward, .writes_fresh = true, .passes_grad = 1};
+/* create_graph: da = g.reshape(a's shape), recorded. */
+static int ag__view_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    if (!need[0])
+        return 0;
+    const ag_tensor *in = ag__edge_input(node, 0);
+    return ag__graph_result(dinp[0] = ag__reshape_alias(ctx, g, in->ndim, in->shape));
+}
+
+static const ag__node_kind ag__view_kind = {.name = "ViewBackward0",
+                                            .backward = ag__view_backward,
+                                            .backward_graph = ag__view_backward_graph,
+                                            .writes_fresh = true,
+                                            .passes_grad = 1};
 
 static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, int64_t *out) {
     if (ndim < 0 || ndim > AG_MAX_DIMS)
@@ -119,8 +131,15 @@ static int ag__transpose_backward(ag_node *node, const ag_tensor *dout, ag_tenso
     return 0;
 }
 
+/* create_graph: da = g.transpose(d0, d1), recorded. */
+static int ag__transpose_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    const ag__transpose_attr *at = ag__transpose_attr_of(node);
+    return need[0] ? ag__graph_result(dinp[0] = ag_transpose(ctx, g, at->d0, at->d1)) : 0;
+}
+
 static const ag__node_kind ag__transpose_kind = {.name = "TransposeBackward0",
                                                  .backward = ag__transpose_backward,
+                                                 .backward_graph = ag__transpose_backward_graph,
                                                  .attr_size = sizeof(ag__transpose_attr),
                                                  .writes_fresh = true};
 
@@ -160,8 +179,20 @@ static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **
     return 0;
 }
 
-static const ag__node_kind ag__clone_kind = {
-    .name = "CloneBackward0", .backward = ag__clone_backward, .writes_fresh = true, .passes_grad = 1};
+/* create_graph: da = g. */
+static int ag__clone_backward_graph(ag_node *node, ag_tensor *g, const bool *need, ag_tensor **dinp, ag_ctx *ctx) {
+    AG__UNUSED(node);
+    AG__UNUSED(ctx);
+    if (need[0])
+        dinp[0] = g;
+    return 0;
+}
+
+static const ag__node_kind ag__clone_kind = {.name = "CloneBackward0",
+                                             .backward = ag__clone_backward,
+                                             .backward_graph = ag__clone_backward_graph,
+                                             .writes_fresh = true,
+                                             .passes_grad = 1};
 
 ag_tensor *ag_clone(ag_ctx *ctx, ag_tensor *a) {
     ag_tensor *in[1] = {a};
