@@ -330,6 +330,10 @@ static inline void ws__dag_flush(ws__part *self) {
 }
 
 /* trace.c */
+/* cpus.c: the CPUs the cgroup named in cgroup_file (a /proc/self/cgroup) may
+ * use by its quota, 0 when unlimited or unknown; the files are parameters so
+ * that tests can hand in their own. */
+int ws__cgroup_cpu_limit(const char *cgroup_file, const char *mountinfo_file);
 void ws__trace_add(ws__part *self, uint64_t start, uint64_t end, const char *name);
 void ws__trace_free(ws__part *self);
 
