@@ -25,25 +25,28 @@ extern "C" {
 
 #define AG_MAX_DIMS 8
 
-/* Error codes. AG_ERRNO_MAP pairs each with its text for ag_strerror(). */
+/* Error codes: one table drives the enum and ag_strerror(), and error.c
+ * checks at compile time that the codes are -1, -2, ... in table order and
+ * that AG_ERRNO_COUNT counts them (with AG_OK). X(name, code, text):
+ * AG_EINVAL a bad argument; AG_ESHAPE shapes that do not fit; AG_EDTYPE
+ * dtypes that do not fit; AG_ENOMEM out of memory (or over a limit);
+ * AG_ESTATE graph freed, version mismatch, wrong use of a leaf ...;
+ * AG_EUNSUPPORTED not supported (yet). */
+#define AG_ERRNO_MAP(X)                                                                                                \
+    X(EINVAL, -1, "invalid argument")                                                                                  \
+    X(ESHAPE, -2, "shapes do not fit")                                                                                 \
+    X(EDTYPE, -3, "dtypes do not fit")                                                                                 \
+    X(ENOMEM, -4, "out of memory")                                                                                     \
+    X(ESTATE, -5, "wrong state (graph freed, version mismatch, leaf misuse)")                                          \
+    X(EUNSUPPORTED, -6, "not supported")
+
 enum {
     AG_OK = 0,
-    AG_EINVAL = -1,       /* bad argument */
-    AG_ESHAPE = -2,       /* shapes do not fit */
-    AG_EDTYPE = -3,       /* dtypes do not fit */
-    AG_ENOMEM = -4,       /* out of memory */
-    AG_ESTATE = -5,       /* graph freed, version mismatch, wrong use of a leaf ... */
-    AG_EUNSUPPORTED = -6, /* not supported (yet) */
-    AG_ERRNO_COUNT = 7
+#define AG__ERRNO_ENUM(name, code, msg) AG_##name = (code),
+    AG_ERRNO_MAP(AG__ERRNO_ENUM)
+#undef AG__ERRNO_ENUM
+        AG_ERRNO_COUNT = 7
 };
-
-#define AG_ERRNO_MAP(X)                                                                                                \
-    X(AG_EINVAL, "invalid argument")                                                                                   \
-    X(AG_ESHAPE, "shapes do not fit")                                                                                  \
-    X(AG_EDTYPE, "dtypes do not fit")                                                                                  \
-    X(AG_ENOMEM, "out of memory")                                                                                      \
-    X(AG_ESTATE, "wrong state (graph freed, version mismatch, leaf misuse)")                                           \
-    X(AG_EUNSUPPORTED, "not supported")
 
 typedef enum { AG_FLOAT32, AG_FLOAT64, AG_DTYPE_COUNT } ag_dtype;
 
