@@ -443,12 +443,17 @@ AG_EXPORT int ag_zero_grads(ag_tensor *const *params, int n);
 /* ---- Trace ------------------------------------------------------------------------
  * Records every backward node that runs (name, thread, start, end) until
  * stopped, and writes it as Chrome trace JSON, viewable in Perfetto or
- * chrome://tracing. Setting AG_TRACE=path in the environment traces the
- * whole process and writes the file at exit. Process-wide: any thread may
- * start or stop it; the backwards of every thread are recorded. Tracing
- * never fails a backward (events it has no memory for are dropped).
- * ag_trace_start starts afresh (0); ag_trace_stop writes what was recorded
- * to path and forgets it: 0, or AG_EINVAL when path cannot be written. */
+ * chrome://tracing. It is the trace of agrad's pool (ws.h's ws_trace_*):
+ * nodes that run as the pool's tasks appear on their worker's row under
+ * their node's name, next to the pool's other tasks (kernels split over
+ * it); nodes run elsewhere (on the calling thread, by OpenMP's threads) on
+ * a row per thread. Setting AG_TRACE=path in the environment traces the
+ * whole process and writes the file at exit. Process-wide: the backwards
+ * of every thread are recorded. Tracing never fails a backward (events it
+ * has no memory for are dropped). ag_trace_start starts afresh: any
+ * thread. ag_trace_stop writes what was recorded to path (NULL: nothing):
+ * call it while no backward runs. Errors: AG_EINVAL when path cannot be
+ * written, AG_ENOMEM when the pool cannot be started. */
 AG_EXPORT int ag_trace_start(void);
 AG_EXPORT int ag_trace_stop(const char *path); /* writes the JSON; NULL: discard */
 
