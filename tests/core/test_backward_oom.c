@@ -4,7 +4,7 @@
  * (aligned_alloc; mallocx with jemalloc) and for pthread_create, so a
  * test can make the Nth allocation of its own thread fail, or the
  * allocation of a participant entering the pool, or the next thread. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

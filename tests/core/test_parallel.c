@@ -8,7 +8,7 @@
  * on the calling thread is lowered to 0: every forking graph runs on the
  * pool. Sums use small integers (exact in float) wherever a lost or doubled
  * contribution must show. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

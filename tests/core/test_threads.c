@@ -2,7 +2,7 @@
  * contexts over shared leaves must sum exactly into .grad; grad mode and the
  * error state are per thread. cmocka is not thread-safe, so workers record
  * results and the main thread asserts after joining. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <pthread.h>
 #include <stdlib.h>
