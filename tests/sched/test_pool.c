@@ -1,7 +1,7 @@
 /* Pools: creation with every kind of thread count, bad arguments and
  * thread-creation failure as error codes, the default count, destruction
  * rules, fire-and-forget submission from outside, counters and the trace. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -255,6 +255,21 @@ static void named_fn(ws_task *t) {
     (void)t;
 }
 
+/* p's trace as ws_trace_write writes it, NUL-terminated in buf. */
+static void read_trace(ws_pool *p, char *buf, size_t cap) {
+    char path[] = "/tmp/ws-trace-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(ws_trace_write(p, path), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t len = fread(buf, 1, cap - 1, f);
+    buf[len] = '\0';
+    fclose(f);
+    unlink(path);
+}
+
 static void test_trace(void **state) {
     (void)state;
     ws_pool *p = test_pool(2);
@@ -270,18 +285,8 @@ static void test_trace(void **state) {
     }
     assert_int_equal(ws_group_wait(&g), 0);
     assert_int_equal(ws_trace_enable(p, false), 0);
-    char path[] = "/tmp/ws-trace-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(ws_trace_write(p, path), 0);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
     static char buf[1 << 20];
-    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[len] = '\0';
-    fclose(f);
-    unlink(path);
+    read_trace(p, buf, sizeof buf);
     assert_true(strncmp(buf, "{\"traceEvents\":[", 16) == 0);
     int events = 0, odd = 0, braces = 0;
     for (char *s = buf; (s = strstr(s, "\"ph\":\"X\"")); s++)
@@ -298,12 +303,7 @@ static void test_trace(void **state) {
     /* A new trace starts empty. */
     assert_int_equal(ws_trace_enable(p, true), 0);
     assert_int_equal(ws_trace_enable(p, false), 0);
-    assert_int_equal(ws_trace_write(p, path), 0);
-    f = fopen(path, "r");
-    len = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[len] = '\0';
-    fclose(f);
-    unlink(path);
+    read_trace(p, buf, sizeof buf);
     assert_null(strstr(buf, "\"ph\":\"X\""));
     assert_int_equal(ws_pool_destroy(p), 0);
 }
@@ -326,18 +326,8 @@ static void test_trace_event(void **state) {
     assert_int_equal(ws_trace_event(p, "loose \"one\"", t0, ws_now_ns()), 0);
     assert_int_equal(ws_run(p, event_fn, (void *)"in a task"), 0);
     assert_int_equal(ws_trace_enable(p, false), 0);
-    char path[] = "/tmp/ws-trace-event-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(ws_trace_write(p, path), 0);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
     static char buf[1 << 16];
-    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[len] = '\0';
-    fclose(f);
-    unlink(path);
+    read_trace(p, buf, sizeof buf);
     assert_null(strstr(buf, "before"));
     const char *loose = strstr(buf, "{\"name\":\"loose \\\"one\\\"\",\"ph\":\"X\"");
     assert_non_null(loose);
