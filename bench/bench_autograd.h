@@ -46,6 +46,10 @@ void bench_autograd_list(void);
 int bench_optim_run(const ab_options *o);
 void bench_optim_list(void);
 
+/* Whether the comma-separated list holds name; a NULL list holds every
+ * name (main.c). */
+bool ab_in_list(const char *list, const char *name);
+
 /* agrad-bench built against the installed library (bench_autograd.c), or
  * NULL when it cannot be built. */
 const char *ab_installed_path(void);
