@@ -4,7 +4,7 @@
 # gnuplot, and the serial OpenBLAS and threaded BLIS that the GEMM benchmark
 # calls directly for comparison).
 set -euo pipefail
-pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev libc6-dev libcmocka-dev libjemalloc-dev libomp-14-dev zlib1g-dev libblis-serial-dev)
+pkgs=(meson ninja-build pkg-config gcc g++ clang clang-format python3 libclang-rt-14-dev libc6-dev libcmocka-dev libjemalloc-dev libomp-14-dev zlib1g-dev libblis-serial-dev)
 if [ "${1:-build}" = bench ]; then
     pkgs+=(python3 python3-torch libopenblas0-openmp libopenblas0-serial libblis4-pthread gnuplot-nox)
 fi

@@ -441,22 +441,6 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static bool in_list(const char *list, const char *name) {
-    if (!list)
-        return true;
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && strncmp(p, name, n) == 0)
-            return true;
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return false;
-}
-
 static void set_impl(int impl) {
     ag_set_deterministic(impl == 1);
     ag_set_executor(impl == 2 ? AG_EXECUTOR_OPENMP : AG_EXECUTOR_WS);
@@ -551,7 +535,7 @@ static void peer_args(const ab_options *o, char *names, size_t nn, char *sizes, 
     for (int t = 0; t < o->nthreads; t++)
         snprintf(threads + strlen(threads), nt - strlen(threads), "%s%d", t ? "," : "", o->threads[t]);
     for (int i = 0; i < NWORKLOADS; i++) {
-        if (!in_list(o->workloads, workloads[i].name))
+        if (!ab_in_list(o->workloads, workloads[i].name))
             continue;
         snprintf(names + strlen(names), nn - strlen(names), "%s%s", names[0] ? "," : "", workloads[i].name);
         snprintf(sizes + strlen(sizes), ns - strlen(sizes), "%s%s=%lld", sizes[0] ? "," : "", workloads[i].name,
@@ -1097,13 +1081,13 @@ int bench_autograd_run(const ab_options *o) {
 
     int total = 0, done = 0;
     for (int w = 0; w < NWORKLOADS; w++)
-        if (in_list(o->workloads, workloads[w].name))
+        if (ab_in_list(o->workloads, workloads[w].name))
             for (int i = 0; i < NIMPLS; i++)
-                total += in_list(o->impls, impls[i]) && (i != 2 || have_omp) ? o->nthreads : 0;
+                total += ab_in_list(o->impls, impls[i]) && (i != 2 || have_omp) ? o->nthreads : 0;
 
     for (int w = 0; w < NWORKLOADS; w++) {
         const ab_workload *wl = &workloads[w];
-        if (!in_list(o->workloads, wl->name))
+        if (!ab_in_list(o->workloads, wl->name))
             continue;
         selected++;
         /* what the machine gives right now, and memory from here on */
@@ -1125,7 +1109,7 @@ int bench_autograd_run(const ab_options *o) {
         /* configurations of this workload, each measured warm */
         int first = nres;
         for (int i = 0; i < NIMPLS; i++) {
-            if (!in_list(o->impls, impls[i]) || (i == 2 && !have_omp))
+            if (!ab_in_list(o->impls, impls[i]) || (i == 2 && !have_omp))
                 continue;
             for (int t = 0; t < o->nthreads; t++)
                 res[nres++] = (ab_result){.workload = wl->name,
@@ -1192,7 +1176,7 @@ int bench_autograd_run(const ab_options *o) {
     if (isatty(2))
         fputs("\r\033[K", stderr);
     if (o->peer) {
-        int rc = in_list(o->workloads, "optim") ? bench_optim_run(o) : 0;
+        int rc = ab_in_list(o->workloads, "optim") ? bench_optim_run(o) : 0;
         free(res);
         free(tf);
         free(tb);
@@ -1205,7 +1189,7 @@ int bench_autograd_run(const ab_options *o) {
         if (isatty(2))
             fputs("\r\033[K", stderr);
     }
-    if (selected && o->pytorch && in_list(o->impls, "pytorch")) {
+    if (selected && o->pytorch && ab_in_list(o->impls, "pytorch")) {
         if (torch_available()) {
             fprintf(stderr, "pytorch: running bench/pytorch/autograd.py\n");
             nres += run_pytorch(o, res + nres, maxr - nres, mem, &nmem);
@@ -1226,7 +1210,7 @@ int bench_autograd_run(const ab_options *o) {
             write_plots(o, res, nres);
         }
     }
-    if (in_list(o->workloads, "optim"))
+    if (ab_in_list(o->workloads, "optim"))
         failures += bench_optim_run(o);
     /* the per-workload stretches above reset the process's own peak */
     struct rusage ru;

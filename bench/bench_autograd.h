@@ -46,6 +46,14 @@ void bench_autograd_list(void);
 int bench_optim_run(const ab_options *o);
 void bench_optim_list(void);
 
+/* Whether the comma-separated list holds name; a NULL list holds every
+ * name (main.c). */
+bool ab_in_list(const char *list, const char *name);
+
+/* agrad-bench built against the installed library (bench_autograd.c), or
+ * NULL when it cannot be built. */
+const char *ab_installed_path(void);
+
 /* The machine (bench_machine.c). ab_ceiling: how much faster two plain
  * threads finish a compute-bound loop than one (median of reps rounds of
  * about 15 ms); under 1.8 the second core was not there to be had, and

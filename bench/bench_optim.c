@@ -21,8 +21,6 @@
 #define AGRAD_SOURCE_ROOT "."
 #endif
 
-const char *ab_installed_path(void); /* bench_autograd.c */
-
 /* A set of parameters: the MLP's (size = its hidden width) or one
  * parameter of size elements. */
 typedef struct {

@@ -59,7 +59,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* "a,b,c" contains name? NULL means everything. */
-static bool in_list(const char *list, const char *name) {
+bool ab_in_list(const char *list, const char *name) {
     if (!list)
         return true;
     size_t n = strlen(name);
@@ -514,12 +514,12 @@ int main(int argc, char **argv) {
         bool seen = false;
         for (int j = 0; j < i; j++)
             seen |= !strcmp(all[j]->name, all[i]->name);
-        if (seen || (o.workloads && !in_list(o.workloads, all[i]->name)))
+        if (seen || (o.workloads && !ab_in_list(o.workloads, all[i]->name)))
             continue;
         int nc = 0;
         for (int j = i; j < nall; j++) {
             const bench_workload *w = all[j];
-            if (strcmp(w->name, all[i]->name) != 0 || !in_list(o.impls, w->impl))
+            if (strcmp(w->name, all[i]->name) != 0 || !ab_in_list(o.impls, w->impl))
                 continue;
             for (int t = 0; t < (w->serial ? 1 : o.nthreads); t++)
                 cs[nc++] = (config){.w = w,

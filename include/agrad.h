@@ -2,7 +2,24 @@
  *
  * Every public name starts with ag_ / AG_. Functions that return a tensor
  * return NULL on error; functions that return int return 0 (or a handle) on
- * success and a negative AG_E... code on error. ag_last_error() tells why. */
+ * success and a negative AG_E... code on error. ag_last_error() tells why.
+ * Nothing aborts on bad input.
+ *
+ * The rules each declaration below relies on, unless it says otherwise:
+ * - Ownership: a tensor lives in the context it was made in (the ctx
+ *   argument, or for functions without one the context of the tensor they
+ *   are given) until that context is reset or freed; never free a tensor.
+ *   Arrays and strings passed in are only read during the call.
+ * - Threads: a context, and the tensors made in it, are used by one thread
+ *   at a time; any number of threads may work at once in their own
+ *   contexts, reading tensors of other contexts (shared parameters, say)
+ *   that no one writes meanwhile. Settings marked "process-wide" may be
+ *   changed from any thread; "thread-local" ones affect the calling thread.
+ * - Errors: a NULL tensor argument (the result of an earlier failed call)
+ *   returns NULL or a negative code and keeps the first error, so a chain of
+ *   calls is checked once at its end. AG_EINVAL: a bad argument (NULL ctx,
+ *   dim out of range, ...); AG_ESHAPE, AG_EDTYPE: operands that do not fit;
+ *   AG_ENOMEM: out of memory or over ag_get_max_tensor_bytes(). */
 #ifndef AGRAD_H
 #define AGRAD_H
 
@@ -25,25 +42,28 @@ extern "C" {
 
 #define AG_MAX_DIMS 8
 
-/* Error codes. AG_ERRNO_MAP pairs each with its text for ag_strerror(). */
+/* Error codes: one table drives the enum and ag_strerror(), and error.c
+ * checks at compile time that the codes are -1, -2, ... in table order and
+ * that AG_ERRNO_COUNT counts them (with AG_OK). X(name, code, text):
+ * AG_EINVAL a bad argument; AG_ESHAPE shapes that do not fit; AG_EDTYPE
+ * dtypes that do not fit; AG_ENOMEM out of memory (or over a limit);
+ * AG_ESTATE graph freed, version mismatch, wrong use of a leaf ...;
+ * AG_EUNSUPPORTED not supported (yet). */
+#define AG_ERRNO_MAP(X)                                                                                                \
+    X(EINVAL, -1, "invalid argument")                                                                                  \
+    X(ESHAPE, -2, "shapes do not fit")                                                                                 \
+    X(EDTYPE, -3, "dtypes do not fit")                                                                                 \
+    X(ENOMEM, -4, "out of memory")                                                                                     \
+    X(ESTATE, -5, "wrong state (graph freed, version mismatch, leaf misuse)")                                          \
+    X(EUNSUPPORTED, -6, "not supported")
+
 enum {
     AG_OK = 0,
-    AG_EINVAL = -1,       /* bad argument */
-    AG_ESHAPE = -2,       /* shapes do not fit */
-    AG_EDTYPE = -3,       /* dtypes do not fit */
-    AG_ENOMEM = -4,       /* out of memory */
-    AG_ESTATE = -5,       /* graph freed, version mismatch, wrong use of a leaf ... */
-    AG_EUNSUPPORTED = -6, /* not supported (yet) */
-    AG_ERRNO_COUNT = 7
+#define AG__ERRNO_ENUM(name, code, msg) AG_##name = (code),
+    AG_ERRNO_MAP(AG__ERRNO_ENUM)
+#undef AG__ERRNO_ENUM
+        AG_ERRNO_COUNT = 7
 };
-
-#define AG_ERRNO_MAP(X)                                                                                                \
-    X(AG_EINVAL, "invalid argument")                                                                                   \
-    X(AG_ESHAPE, "shapes do not fit")                                                                                  \
-    X(AG_EDTYPE, "dtypes do not fit")                                                                                  \
-    X(AG_ENOMEM, "out of memory")                                                                                      \
-    X(AG_ESTATE, "wrong state (graph freed, version mismatch, leaf misuse)")                                           \
-    X(AG_EUNSUPPORTED, "not supported")
 
 typedef enum { AG_FLOAT32, AG_FLOAT64, AG_DTYPE_COUNT } ag_dtype;
 
@@ -53,20 +73,42 @@ typedef struct ag_node ag_node;
 
 /* ---- Errors ------------------------------------------------------------ */
 
+/* The message of the calling thread's last error, in PyTorch's wording
+ * where PyTorch has one; "" when none. Thread-local storage, valid until
+ * the thread's next failing call: copy it to keep it. Never fails. */
 AG_EXPORT const char *ag_last_error(void); /* thread-local; "" when none */
-AG_EXPORT int ag_last_status(void);        /* code of the last error, or AG_OK */
+/* The code of the calling thread's last error, or AG_OK. Never fails. */
+AG_EXPORT int ag_last_status(void); /* code of the last error, or AG_OK */
+/* Forgets the calling thread's last error (a successful call does not). */
 AG_EXPORT void ag_clear_error(void);
+/* The text for a code ("success" for AG_OK, "unknown error" for a code not
+ * in the table). Static storage: never free it. Any thread. */
 AG_EXPORT const char *ag_strerror(int code); /* static text for a code */
 
 /* ---- Contexts (arenas) --------------------------------------------------- */
 
+/* A new, empty context: an arena that every tensor, node and optimizer
+ * made in it lives in. The caller owns it: ag_ctx_free it. Any thread; then
+ * one thread at a time uses it. NULL with AG_ENOMEM. */
 AG_EXPORT ag_ctx *ag_ctx_new(void);
+/* Frees everything made in ctx at once (its memory is kept for reuse):
+ * every pointer to its tensors is dangling after. Not while a backward or
+ * another call uses them. NULL: does nothing. */
 AG_EXPORT void ag_ctx_reset(ag_ctx *ctx); /* frees every tensor created in ctx at once */
+/* ag_ctx_reset, then gives the context's memory back. NULL: does nothing. */
 AG_EXPORT void ag_ctx_free(ag_ctx *ctx);
+/* Bytes handed out by ctx since it was made or last reset (0 for NULL). */
 AG_EXPORT size_t ag_ctx_bytes(const ag_ctx *ctx); /* bytes handed out since the last reset */
 
 /* ---- Creating and reading tensors ---------------------------------------- */
 
+/* New tensors in ctx, not requiring grad, of ndim (0 to AG_MAX_DIMS) sizes
+ * >= 0 (shape may be NULL when ndim is 0). ag_tensor_from copies numel
+ * elements of the dtype from data (row-major; NULL only when empty);
+ * ag_rand and ag_randn draw from the calling thread's generator
+ * (ag_manual_seed). Errors: AG_EINVAL (NULL ctx, bad ndim or size, NULL
+ * data), AG_EDTYPE, AG_ENOMEM (also "Storage size calculation overflowed"
+ * and over ag_get_max_tensor_bytes()); nothing is allocated on error. */
 AG_EXPORT ag_tensor *ag_tensor_from(ag_ctx *, ag_dtype, int ndim, const int64_t *shape, const void *data); /* copies */
 AG_EXPORT ag_tensor *ag_zeros(ag_ctx *, ag_dtype, int ndim, const int64_t *shape);
 AG_EXPORT ag_tensor *ag_ones(ag_ctx *, ag_dtype, int ndim, const int64_t *shape);
@@ -76,6 +118,14 @@ AG_EXPORT ag_tensor *ag_randn(ag_ctx *, ag_dtype, int ndim, const int64_t *shape
 AG_EXPORT ag_tensor *ag_scalar(ag_ctx *, ag_dtype, double value);                  /* 0-dim */
 AG_EXPORT void ag_manual_seed(uint64_t seed);                                      /* seeds this thread's generator */
 
+/* Reading a tensor: any thread, as long as no one writes it meanwhile.
+ * ag_ndim, ag_size and ag_numel of NULL: a negative code (the first
+ * error's); ag_tensor_dtype of NULL: AG_DTYPE_COUNT; ag_size: AG_EINVAL for
+ * a dim out of range ("Dimension out of range ..."). ag_item, ag_get: NAN
+ * and AG_EINVAL when t has more than one element, or the index is out of
+ * bounds. The
+ * data pointers point into t's storage (owned by its context; NULL for
+ * NULL t). ag_copy_to writes numel elements converted to out_dtype. */
 AG_EXPORT int ag_ndim(const ag_tensor *);
 AG_EXPORT int64_t ag_size(const ag_tensor *, int dim); /* negative dim counts from the end */
 AG_EXPORT int64_t ag_numel(const ag_tensor *);
@@ -88,22 +138,42 @@ AG_EXPORT int ag_copy_to(const ag_tensor *, void *out, ag_dtype out_dtype); /* n
 
 /* ---- Printing, as PyTorch prints ----------------------------------------- */
 
+/* Writes t as PyTorch's print(t) does, newline included, to stdout or to a
+ * FILE; 0, or AG_EINVAL (NULL FILE, a failed write) or AG_ENOMEM. Reads t
+ * only: any thread. */
 AG_EXPORT int ag_print(const ag_tensor *); /* like print(t), with newline */
 AG_EXPORT int ag_fprint(FILE *, const ag_tensor *);
+/* The same text without the newline, malloc'd: the caller frees it. NULL
+ * with an error (NULL t, AG_ENOMEM). */
 AG_EXPORT char *ag_to_string(const ag_tensor *); /* malloc'd; caller frees */
 
 /* ---- Autograd state of a tensor ------------------------------------------ */
 
+/* The getters (ag_requires_grad, ag_is_leaf, ag_grad, ag_version, the
+ * node functions) only read: any thread, while no backward or setter runs
+ * on that tensor. For NULL they return false, NULL, 0 or a negative code. The setters
+ * change the tensor: the thread that uses its context, not during a
+ * backward that reaches it. */
 AG_EXPORT bool ag_requires_grad(const ag_tensor *);
+/* AG_ESTATE "you can only change requires_grad flags of leaf variables..."
+ * for false on a non-leaf; AG_ENOMEM (the leaf's AccumulateGrad node is
+ * made here, in its context). */
 AG_EXPORT int ag_requires_grad_(ag_tensor *, bool); /* leaves only may be set to false */
 AG_EXPORT bool ag_is_leaf(const ag_tensor *);
+/* t.grad: owned by t's context (PyTorch: .grad belongs to the leaf). */
 AG_EXPORT ag_tensor *ag_grad(const ag_tensor *); /* NULL when there is none */
 AG_EXPORT int ag_zero_grad(ag_tensor *);         /* t.grad.zero_(); no-op without grad */
+/* t.grad = grad (not copied: it must live as long as t). AG_EINVAL for t
+ * itself, AG_EDTYPE / AG_ESHAPE when it does not match t. */
 AG_EXPORT int ag_set_grad(ag_tensor *, ag_tensor *grad_or_null);
-AG_EXPORT int ag_retain_grad(ag_tensor *);        /* keep a non-leaf's grad */
+/* AG_ESTATE when t does not require grad; a no-op on a leaf. */
+AG_EXPORT int ag_retain_grad(ag_tensor *); /* keep a non-leaf's grad */
+/* A new tensor in t's context (so: the thread that uses that context). */
 AG_EXPORT ag_tensor *ag_detach(ag_tensor *);      /* a view: shares storage and version, no history */
 AG_EXPORT uint32_t ag_version(const ag_tensor *); /* t._version */
 
+/* Nodes belong to the context of the tensor whose grad_fn they are (an
+ * AccumulateGrad to its leaf's); pointers stay valid until it is reset. */
 AG_EXPORT const ag_node *ag_grad_fn(const ag_tensor *); /* NULL for leaves */
 AG_EXPORT const char *ag_node_name(const ag_node *);    /* "MulBackward0", "AccumulateGrad" ... */
 AG_EXPORT int ag_node_num_next(const ag_node *);
@@ -112,17 +182,29 @@ AG_EXPORT const ag_tensor *ag_node_variable(const ag_node *);  /* AccumulateGrad
 
 /* Writes the backward graph that ends in root as Graphviz DOT: one node per
  * backward node with its name and output shape, leaves (AccumulateGrad)
- * marked, edges from each node to the producers of its inputs. */
+ * marked, edges from each node to the producers of its inputs. Reads the
+ * graph only (any thread, while no backward frees it). AG_EINVAL (NULL
+ * FILE), AG_ENOMEM. */
 AG_EXPORT int ag_graph_dot(const ag_tensor *root, FILE *out);
 
 /* ---- Grad mode (torch.no_grad) ------------------------------------------- */
 
+/* Off, ops record no graph (torch.no_grad). Starts on in every thread;
+ * hooks and optimizer steps run with it off. Never fails. */
 AG_EXPORT bool ag_set_grad_enabled(bool enabled); /* thread-local; returns the previous value */
 AG_EXPORT bool ag_is_grad_enabled(void);
 
 /* ---- Ops ------------------------------------------------------------------
  * Binary ops broadcast as NumPy does; both operands must have the same dtype.
- * The result belongs to ctx; inputs may come from any context.
+ * The result belongs to ctx; inputs may come from any context. An op runs
+ * on the thread that uses ctx, reads its inputs and, when grad mode is on
+ * and an input requires grad, records a node (in ctx) that saves what its
+ * backward needs. Errors: NULL with AG_EINVAL (NULL ctx, a dim out of
+ * range: "Dimension out of range ..."), AG_ESHAPE ("The size of tensor a
+ * (3) must match the size of tensor b (4) at non-singleton dimension 0"),
+ * AG_EDTYPE (operands of different dtypes), AG_ENOMEM; a NULL input keeps
+ * the first error. Large ops split their work over agrad's pool and wait
+ * for it; callers see one call.
  *
  * Views and copies: agrad tensors are contiguous, so only ag_reshape and
  * ag_detach return views (sharing storage and version counter with their
@@ -131,6 +213,10 @@ AG_EXPORT bool ag_is_grad_enabled(void);
  * change the input nor bump its version, and the result takes memory of
  * its own. Each declaration below says which it is. */
 
+/* a + b, a - b, a * b, a / b (AddBackward0, SubBackward0, MulBackward0,
+ * DivBackward0); a + s, a * s, a ** s (AddBackward0, MulBackward0,
+ * PowBackward0); then -a, sqrt, exp, log, tanh, sigmoid and relu
+ * elementwise. Each result is a new tensor in ctx. */
 AG_EXPORT ag_tensor *ag_add(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_sub(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_mul(ag_ctx *, ag_tensor *a, ag_tensor *b);
@@ -155,6 +241,11 @@ AG_EXPORT ag_tensor *ag_log1p(ag_ctx *, ag_tensor *a);
  * 0 where b == 0, else b * a ** (b - 1); for b, 0 where a == 0 and b >= 0,
  * else a ** b * log(a) (nan for a negative a). */
 AG_EXPORT ag_tensor *ag_pow(ag_ctx *, ag_tensor *a, ag_tensor *b);
+/* Reductions, new tensors in ctx: the sum and mean of every element (0-dim;
+ * SumBackward0, MeanBackward0) or along dim (SumBackward1, MeanBackward1;
+ * keepdim keeps it with size 1), the largest element (MaxBackward1). Then
+ * the 2-D matrix product (MmBackward0), reshape (a view; -1 for one size
+ * worked out), transpose and clone. Node names are PyTorch's. */
 AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
@@ -165,8 +256,13 @@ AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t 
 AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);           /* a copy; PyTorch: a view */
 AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);                                   /* a copy, as in PyTorch */
 
-/* Neural-network ops. Index and target arrays are the caller's (copied
- * where backward needs them); class targets are in [0, C). */
+/* Neural-network ops, each a new tensor in ctx with PyTorch's node name
+ * (AbsBackward0, ClampBackward1, MaximumBackward0, SoftmaxBackward0,
+ * LogSoftmaxBackward0, NllLossBackward0, MseLossBackward0, ...). Index and
+ * target arrays are the caller's, only read during the call (copied where
+ * backward needs them); class targets are in [0, C) and indices in range
+ * (AG_EINVAL with PyTorch's "Target 5 is out of bounds." / "index out of
+ * range in self" otherwise). */
 AG_EXPORT ag_tensor *ag_abs(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_clamp(ag_ctx *, ag_tensor *a, double min, double max); /* NAN: no bound */
 AG_EXPORT ag_tensor *ag_maximum(ag_ctx *, ag_tensor *a, ag_tensor *b);         /* broadcasts */
@@ -188,9 +284,13 @@ AG_EXPORT ag_tensor *ag_narrow(ag_ctx *, ag_tensor *a, int dim, int64_t start, i
 AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
 
 /* In-place: bump the version counter. Refused on a leaf that requires grad
- * while grad mode is on, as in PyTorch; on a tensor with history while grad
- * mode is on they are not supported (AG_EUNSUPPORTED). other broadcasts to
- * t's shape. */
+ * while grad mode is on, as in PyTorch (AG_ESTATE "a leaf Variable that
+ * requires grad is being used in an in-place operation."); on a tensor with
+ * history while grad mode is on they are not supported (AG_EUNSUPPORTED).
+ * other broadcasts to t's shape (AG_ESHAPE otherwise) and has its dtype
+ * (AG_EDTYPE). They write t (and every view of its storage): the thread
+ * that uses t's context, while no backward reads t. 0 or a negative code;
+ * on error t is unchanged. */
 AG_EXPORT int ag_zero_(ag_tensor *t);
 AG_EXPORT int ag_fill_(ag_tensor *t, double value);
 AG_EXPORT int ag_add_(ag_tensor *t, const ag_tensor *other, double alpha); /* t += alpha * other */
@@ -241,10 +341,13 @@ typedef struct ag_backward_opts {
     int num_threads;   /* 0: the library's default */
 } ag_backward_opts;
 
-/* root.backward(grad): accumulates the gradient of root (weighted by grad,
- * which may be NULL only for a one-element root and is cast to root's
- * dtype) into the .grad of every leaf that requires grad, and of every
- * tensor that retains its grad. opts may be NULL (all defaults).
+/* Computes the gradient of root with respect to every leaf that requires
+ * grad and adds it into each leaf's .grad (made in the leaf's context when
+ * there is none), as root.backward(grad) does. grad: the gradient of root
+ * (its shape and dtype), NULL only for a one-element root (ones); opts:
+ * NULL for the defaults. Without retain_graph the saved tensors of the
+ * nodes it ran are released. All or nothing: on error no .grad and no
+ * retained grad changes (hooks that ran have run).
  *
  * create_graph records the backward itself: every node's gradient is made
  * by recorded ops, so the .grad fields it makes have history and can be
@@ -253,18 +356,26 @@ typedef struct ag_backward_opts {
  * context, and resetting or freeing it sets the .grad back to NULL. The
  * first such .grad is a copy (grad_fn CopyBackwards), later ones are the
  * sum old + new (AddBackward0), as in PyTorch. create_graph keeps the graph
- * (retain_graph is implied). Every op of this header records its
- * backward; a node kind that could not (none today) would fail the
- * backward with AG_EUNSUPPORTED naming it. README's "Differences from
- * PyTorch" lists the ops whose recorded backward has other nodes than
- * PyTorch's (the values are the same).
+ * (retain_graph is implied) and needs the calling thread to own root's
+ * context. README's "Differences from PyTorch" lists the ops whose
+ * recorded backward has other nodes than PyTorch's (the values are the
+ * same).
  *
- * All or nothing: a backward that fails changes no .grad. Runs on up to
- * num_threads threads of agrad's pool, the calling thread included; the
- * calling thread must own root's context (create_graph allocates in it).
- * Errors: AG_ESTATE (root needs no grad, graph freed, version mismatch,
- * NaN under anomaly mode), AG_ESHAPE (grad's shape), AG_EINVAL,
- * AG_ENOMEM, AG_EUNSUPPORTED; a hook's own negative code. */
+ * Threads: any thread, also several at once on graphs that share leaves
+ * (their sums into a shared .grad come out exact), and from inside a hook
+ * (at most 8 deep). The graph must not be changed, reset or backwarded by
+ * another thread meanwhile. The nodes run on the calling thread and on up
+ * to num_threads - 1 of agrad's pool (chains and small graphs on the
+ * calling thread alone); the call returns when all have run.
+ *
+ * Errors: AG_EINVAL (NULL root); AG_ESTATE ("element 0 of tensors does not
+ * require grad and does not have a grad_fn", "Trying to backward through
+ * the graph a second time ...", "one of the variables needed for gradient
+ * computation has been modified by an inplace operation ...", "grad can
+ * be implicitly created only for scalar outputs", backward nested too deep
+ * in hooks); AG_ESHAPE / AG_EDTYPE (a grad, or a hook's result, that does
+ * not match); AG_ENOMEM; AG_ESTATE for a NaN under anomaly mode; a
+ * hook's own negative code. */
 AG_EXPORT int ag_backward(ag_tensor *root, const ag_tensor *grad, const ag_backward_opts *opts);
 
 /* ---- Functional gradients and several roots -----------------------------------
@@ -440,14 +551,50 @@ AG_EXPORT bool ag_is_anomaly_enabled(void);
 
 /* ---- Hooks ------------------------------------------------------------------ */
 
+/* A tensor hook (tensor.register_hook): called once per backward with the
+ * fully accumulated gradient of that tensor, before it is used or added to
+ * .grad. It returns NULL to keep the gradient or a tensor to use instead,
+ * of the same shape and dtype (else the backward fails with AG_ESHAPE or
+ * AG_EDTYPE, PyTorch's "hook 'hook' has changed the size of value").
+ *
+ * Threading rules: a hook runs on whichever thread runs that part of the
+ * graph (a worker of agrad's pool, or the thread that called backward),
+ * with grad mode off, in registration order for one tensor but in no fixed
+ * order across tensors of a parallel graph; hooks of different tensors may
+ * run at the same time, so the hook must synchronise what it shares. grad
+ * lives until the backward ends (copy it to keep it, e.g. ag_clone into a
+ * context of the hook's own: a context used by no other thread then); a
+ * tensor it returns must live until then too. It may call ag_backward on
+ * another graph (it runs on the hook's thread). It must not reset or free
+ * a context the running backward uses. */
 typedef ag_tensor *(*ag_hook_fn)(ag_tensor *grad, void *user_data);
+/* Adds a hook to t (which must require grad: AG_ESTATE otherwise) and
+ * returns its handle (> 0). The hook's record lives in t's context: the
+ * thread that uses that context, not during a backward that reaches t.
+ * AG_EINVAL (NULL fn), AG_ENOMEM. */
 AG_EXPORT int ag_register_hook(ag_tensor *, ag_hook_fn, void *user_data); /* handle > 0 */
+/* Removes a hook by its handle (AG_EINVAL when t has no such hook); the
+ * same threads as ag_register_hook. */
 AG_EXPORT int ag_remove_hook(ag_tensor *, int handle);
 
 /* ---- Optimizers ----------------------------------------------------------------
  * Update parameters in place with grad mode off, as torch.optim does (the
  * same arithmetic, in the parameters' dtype). State lives in the context
- * given at creation. Parameters without a .grad are skipped. */
+ * given at creation. Parameters without a .grad are skipped.
+ *
+ * ag_sgd_new and ag_adam_new keep the list of n parameters (leaves; the
+ * array itself is copied) and return an optimizer owned by ctx (freed when
+ * it is reset; its parameters must outlive it). Errors: NULL with AG_EINVAL
+ * (NULL ctx or opts, an empty list, a non-leaf: "can't optimize a non-leaf
+ * Tensor", PyTorch's "Invalid learning rate: ..." and the like), AG_ENOMEM.
+ * All state is made here, so a step never fails for want of memory.
+ *
+ * Threads: one thread at a time uses an optimizer; a step writes the
+ * parameters and reads their .grad, so no backward that reaches them and no
+ * op that reads them may run meanwhile. A step splits its work over agrad's
+ * pool and returns when it is done, bumping the version of each parameter
+ * it updated. ag_optim_step and ag_optim_zero_grad fail only for a NULL
+ * optimizer (keeping the error of its failed creation). */
 
 typedef struct ag_optim ag_optim;
 
@@ -467,22 +614,42 @@ typedef struct ag_adam_opts {
     bool amsgrad;
 } ag_adam_opts;
 
+/* torch.optim.SGD and torch.optim.Adam over params[0..n); see above. */
 AG_EXPORT ag_optim *ag_sgd_new(ag_ctx *ctx, ag_tensor *const *params, int n, const ag_sgd_opts *opts);
 AG_EXPORT ag_optim *ag_adam_new(ag_ctx *ctx, ag_tensor *const *params, int n, const ag_adam_opts *opts);
+/* optimizer.step(): one update of every parameter that has a .grad. */
 AG_EXPORT int ag_optim_step(ag_optim *opt);
 AG_EXPORT int ag_optim_zero_grad(ag_optim *opt); /* zeroes every parameter's .grad */
+/* Zeroes the .grad of each of params[0..n) that has one (AG_EINVAL for a
+ * NULL list or entry, or n < 0). */
 AG_EXPORT int ag_zero_grads(ag_tensor *const *params, int n);
 
 /* ---- Trace ------------------------------------------------------------------------
  * Records every backward node that runs (name, thread, start, end) until
  * stopped, and writes it as Chrome trace JSON, viewable in Perfetto or
- * chrome://tracing. Setting AG_TRACE=path in the environment traces the
- * whole process and writes the file at exit. */
+ * chrome://tracing. It is the trace of agrad's pool (ws.h's ws_trace_*):
+ * nodes that run as the pool's tasks appear on their worker's row under
+ * their node's name, next to the pool's other tasks (kernels split over
+ * it); nodes run elsewhere (on the calling thread, by OpenMP's threads) on
+ * a row per thread. Setting AG_TRACE=path in the environment traces the
+ * whole process and writes the file at exit. Process-wide: the backwards
+ * of every thread are recorded. Tracing never fails a backward (events it
+ * has no memory for are dropped). ag_trace_start starts afresh: any
+ * thread. ag_trace_stop writes what was recorded to path (NULL: nothing):
+ * call it while no backward runs. Errors: AG_EINVAL when path cannot be
+ * written, AG_ENOMEM when the pool cannot be started. */
 AG_EXPORT int ag_trace_start(void);
 AG_EXPORT int ag_trace_stop(const char *path); /* writes the JSON; NULL: discard */
 
 /* ---- Threads and determinism ------------------------------------------------ */
 
+/* Process-wide settings, any thread; a backward reads them when it
+ * starts. ag_set_num_threads: threads a backward or a
+ * split kernel uses, the caller included, 0 to 1024 (AG_EINVAL outside);
+ * ag_get_num_threads: that number as it stands (the default resolved).
+ * ag_set_deterministic(true) (or AG_DETERMINISTIC=1): every sum in an
+ * order fixed by the graph, so gradients are bitwise the same at any
+ * thread count. */
 AG_EXPORT int ag_set_num_threads(int n); /* 0: AG_NUM_THREADS, else the CPUs this process may use */
 AG_EXPORT int ag_get_num_threads(void);
 AG_EXPORT void ag_set_deterministic(bool on);
@@ -493,8 +660,9 @@ AG_EXPORT bool ag_is_deterministic(void);
  * graph as OpenMP tasks with depend clauses, for comparison. The initial
  * value comes from the AG_EXECUTOR environment variable ("ws" or "openmp").
  * ag_set_executor returns AG_EUNSUPPORTED for OpenMP in a build without
- * OpenMP. */
+ * OpenMP, AG_EINVAL for an unknown value. Process-wide, any thread. */
 typedef enum ag_executor { AG_EXECUTOR_WS = 0, AG_EXECUTOR_OPENMP = 1 } ag_executor;
+/* Sets or reads the executor (see above). */
 AG_EXPORT int ag_set_executor(ag_executor e);
 AG_EXPORT ag_executor ag_get_executor(void);
 
@@ -504,7 +672,8 @@ AG_EXPORT ag_executor ag_get_executor(void);
  * address space allows (PTRDIFF_MAX, or the process's RLIMIT_AS when it has
  * one), unless AG_MAX_TENSOR_BYTES is set in the environment (bytes, or with
  * a k, M, G or T suffix). ag_set_max_tensor_bytes(0) goes back to that
- * default; it returns the previous limit. */
+ * default; it returns the previous limit. Process-wide, any thread; never
+ * fails. */
 AG_EXPORT size_t ag_set_max_tensor_bytes(size_t bytes);
 AG_EXPORT size_t ag_get_max_tensor_bytes(void);
 

@@ -399,11 +399,24 @@ WS_EXPORT int ws_pool_stats(ws_pool *pool, ws_stats *out, int cap);
  * may or may not be recorded, and each participant keeps at most 4M
  * events. WS_EINVAL for NULL. Any thread. */
 WS_EXPORT int ws_trace_enable(ws_pool *pool, bool on);
+/* Adds an event to pool's trace while it is on (0, nothing recorded, while
+ * it is off): name (static storage, or at least alive until the trace is
+ * written), start and end in ws_now_ns() time. It goes on the row of the
+ * calling thread's participant when that thread runs a task of pool,
+ * else on a row of the thread's own. So work that is not a task of the
+ * pool (a loop on the calling thread, another runtime's threads) shows in
+ * the same timeline. Best effort: an event there is no memory for is
+ * dropped. WS_EINVAL for NULL pool or name. Any thread. */
+WS_EXPORT int ws_trace_event(ws_pool *pool, const char *name, uint64_t start_ns, uint64_t end_ns);
+/* CLOCK_MONOTONIC in nanoseconds: the trace's clock. Any thread. */
+WS_EXPORT uint64_t ws_now_ns(void);
 /* Writes the recorded trace to path as Chrome trace JSON (chrome://tracing,
  * Perfetto): {"traceEvents":[{"name":..,"ph":"X","ts":..,"dur":..,"pid":1,
- * "tid":participant},..]}, times in microseconds. WS_EINVAL for NULL
- * arguments or when the file cannot be written. Call it while no task of
- * the pool is running. */
+ * "tid":row},..]}, times in microseconds since the pool was made; a row is
+ * a participant (named "worker N" or "outside N") or a thread that added
+ * events with ws_trace_event outside the pool's tasks ("thread N"). WS_EINVAL
+ * for NULL arguments or when the file cannot be written. Call it while no
+ * task of the pool runs and no thread adds events. */
 WS_EXPORT int ws_trace_write(ws_pool *pool, const char *path);
 
 #ifdef __cplusplus

@@ -112,6 +112,8 @@ static void ws__pool_free(ws_pool *p) {
     pthread_mutex_destroy(&p->sub_lock);
     pthread_mutex_destroy(&p->slot_lock);
     pthread_mutex_destroy(&p->grow_lock);
+    pthread_mutex_destroy(&p->trace_lock);
+    free(p->loose);
     pthread_cond_destroy(&p->slot_cond);
     free(p);
 }
@@ -220,6 +222,7 @@ int ws_pool_create(ws_pool **out, const ws_pool_opts *opts) {
     pthread_mutex_init(&p->sub_lock, NULL);
     pthread_mutex_init(&p->slot_lock, NULL);
     pthread_mutex_init(&p->grow_lock, NULL);
+    pthread_mutex_init(&p->trace_lock, NULL);
     pthread_cond_init(&p->slot_cond, NULL);
     p->t0_ns = ws__now_ns();
     p->parts = ws__calloc((size_t)p->cap_parts, sizeof(p->parts[0]));

@@ -50,6 +50,8 @@ enum { WS__PAUSES = 16 };
 
 /* ---- Time -------------------------------------------------------------------- */
 
+uint64_t ws_now_ns(void) { return ws__now_ns(); }
+
 uint64_t ws__now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

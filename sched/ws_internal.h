@@ -122,6 +122,13 @@ typedef struct ws__trace_ev {
     const char *name;
 } ws__trace_ev;
 
+/* An event of a thread that was not running a task of the pool
+ * (ws_trace_event): thread numbers its row. */
+typedef struct ws__loose_ev {
+    ws__trace_ev ev;
+    uint32_t thread;
+} ws__loose_ev;
+
 /* One per worker thread and one per outside slot. Everything but the deque,
  * `park` and the counters is touched by the thread that is the participant
  * (for an outside slot: the thread that holds it, handed over under the
@@ -210,6 +217,11 @@ struct ws_pool {
     _Atomic bool shutdown;
     _Atomic bool tracing;
     _Atomic uint32_t trace_gen;
+    /* Events of threads outside the pool's tasks (ws_trace_event); all
+     * four fields guarded by trace_lock. */
+    pthread_mutex_t trace_lock;
+    ws__loose_ev *loose;
+    uint32_t loose_len, loose_cap, loose_gen;
 
     /* Idle accounting. nspin: workers looking for work without sleeping;
      * a push wakes a sleeper only when nobody spins. nwait: participants
@@ -330,6 +342,10 @@ static inline void ws__dag_flush(ws__part *self) {
 }
 
 /* trace.c */
+/* cpus.c: the CPUs the cgroup named in cgroup_file (a /proc/self/cgroup) may
+ * use by its quota, 0 when unlimited or unknown; the files are parameters so
+ * that tests can hand in their own. */
+int ws__cgroup_cpu_limit(const char *cgroup_file, const char *mountinfo_file);
 void ws__trace_add(ws__part *self, uint64_t start, uint64_t end, const char *name);
 void ws__trace_free(ws__part *self);
 

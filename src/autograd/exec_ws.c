@@ -16,7 +16,9 @@ static void ag__ws_node_fn(ws_task *wt) {
         return;
     }
     bool prev = ag_set_grad_enabled(false);
-    ag__run_node_traced(t, idx, t->slots[seat]);
+    int rc = ag__run_node(t, idx, t->slots[seat]); /* the pool's trace records the task, by its node's name */
+    if (rc)
+        ag__fail(t, rc);
     ag_set_grad_enabled(prev);
 }
 

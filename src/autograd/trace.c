@@ -1,89 +1,56 @@
-/* Tracing backward passes: while on, every node run records its name, the
- * thread that ran it and its start and end time; ag_trace_stop writes Chrome
- * trace JSON. Off, the engine pays one relaxed atomic load per node. */
-#include "core/internal.h"
+/* Tracing backward passes, on the scheduler's one tracer: while on, every
+ * node run is an event (name, thread, start, end) in the trace of the
+ * process's pool. Nodes that run as tasks of the pool are recorded by the
+ * pool itself, under their node's name; the rest (a backward on the calling
+ * thread, the OpenMP executor, leaves) through ws_trace_event. ag_trace_stop
+ * writes the pool's Chrome trace JSON. Off, the engine pays one relaxed
+ * atomic load per node. */
+#include "autograd/engine.h"
 
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-typedef struct {
-    const char *name; /* a node kind's static name */
-    uint64_t start_ns, end_ns;
-    uint32_t tid;
-} ag__event;
 
 _Atomic bool ag__tracing;
-static pthread_mutex_t ag__trace_lock = PTHREAD_MUTEX_INITIALIZER;
-/* guarded by ag__trace_lock */
-static ag__event *ag__events;
-static size_t ag__nevents, ag__cap_events;
-static uint64_t ag__trace_t0;
-static _Atomic uint32_t ag__next_tid;
-static _Thread_local uint32_t ag__tid; /* 0: not numbered yet */
+static ws_pool *_Atomic ag__trace_pool; /* the process's pool, once a trace started */
 
-uint64_t ag__now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+uint64_t ag__now_ns(void) { return ws_now_ns(); }
 
 void ag__trace_record(const char *name, uint64_t start_ns, uint64_t end_ns) {
-    if (!ag__tid)
-        ag__tid = atomic_fetch_add(&ag__next_tid, 1) + 1;
-    pthread_mutex_lock(&ag__trace_lock);
-    if (ag__nevents == ag__cap_events) {
-        size_t cap = ag__cap_events ? 2 * ag__cap_events : 4096;
-        ag__event *e = ag__realloc(ag__events, cap * sizeof *e);
-        if (!e) { /* drop the event rather than fail the backward */
-            pthread_mutex_unlock(&ag__trace_lock);
-            return;
-        }
-        ag__events = e;
-        ag__cap_events = cap;
+    ws_pool *p = atomic_load_explicit(&ag__trace_pool, memory_order_acquire);
+    if (p)
+        ws_trace_event(p, name, start_ns, end_ns);
+}
+
+/* The pool whose trace is agrad's (made on first use, without workers if
+ * no backward has asked for any). */
+static ws_pool *ag__trace_pool_get(const char *fn) {
+    int wrc = 0;
+    ws_pool *p = ag__pool_get(1, &wrc);
+    if (!p) {
+        ag__ws_error(wrc, fn);
+        return NULL;
     }
-    ag__events[ag__nevents++] = (ag__event){name, start_ns, end_ns, ag__tid};
-    pthread_mutex_unlock(&ag__trace_lock);
+    atomic_store_explicit(&ag__trace_pool, p, memory_order_release);
+    return p;
 }
 
 int ag_trace_start(void) {
-    pthread_mutex_lock(&ag__trace_lock);
-    ag__nevents = 0;
-    ag__trace_t0 = ag__now_ns();
-    pthread_mutex_unlock(&ag__trace_lock);
+    ws_pool *p = ag__trace_pool_get("ag_trace_start");
+    if (!p)
+        return ag_last_status();
+    ws_trace_enable(p, true);
     atomic_store(&ag__tracing, true);
     return 0;
 }
 
 int ag_trace_stop(const char *path) {
     atomic_store(&ag__tracing, false);
-    int rc = 0;
-    pthread_mutex_lock(&ag__trace_lock);
-    if (path) {
-        FILE *f = fopen(path, "w");
-        if (!f) {
-            rc = ag__error(AG_EINVAL, "ag_trace_stop: cannot write %s", path);
-        } else {
-            fprintf(f, "{\"traceEvents\":[");
-            for (size_t i = 0; i < ag__nevents; i++) {
-                const ag__event *e = &ag__events[i];
-                fprintf(f,
-                        "%s\n{\"name\":\"%s\",\"cat\":\"backward\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,\"pid\":1,"
-                        "\"tid\":%u}",
-                        i ? "," : "", e->name, (double)(e->start_ns - ag__trace_t0) / 1e3,
-                        (double)(e->end_ns - e->start_ns) / 1e3, e->tid);
-            }
-            fprintf(f, "\n],\"displayTimeUnit\":\"ns\"}\n");
-            if (fclose(f) != 0)
-                rc = ag__error(AG_EINVAL, "ag_trace_stop: error writing %s", path);
-        }
-    }
-    free(ag__events);
-    ag__events = NULL;
-    ag__nevents = ag__cap_events = 0;
-    pthread_mutex_unlock(&ag__trace_lock);
-    return rc;
+    ws_pool *p = ag__trace_pool_get("ag_trace_stop");
+    if (!p)
+        return ag_last_status();
+    ws_trace_enable(p, false);
+    if (path && ws_trace_write(p, path) != 0)
+        return ag__error(AG_EINVAL, "ag_trace_stop: cannot write %s", path);
+    return 0;
 }
 
 /* AG_TRACE=path: trace the whole process, write at exit. */

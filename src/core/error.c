@@ -56,18 +56,31 @@ void ag_clear_error(void) {
     ag__last_msg[0] = '\0';
 }
 
+/* The texts, indexed by -code, from the one table in agrad.h. */
+static const char *const ag__errstr[] = {"success",
+#define AG__ERRNO_STR(name, code, msg) msg,
+                                         AG_ERRNO_MAP(AG__ERRNO_STR)
+#undef AG__ERRNO_STR
+};
+_Static_assert(sizeof(ag__errstr) / sizeof(ag__errstr[0]) == AG_ERRNO_COUNT,
+               "AG_ERRNO_COUNT must count AG_OK and every code of AG_ERRNO_MAP");
+/* The index of each code in the table above is its position: the codes
+ * must be -1, -2, ... in table order. */
+enum {
+    AG__ERRNO_POS_OK,
+#define AG__ERRNO_POS(name, code, msg) AG__ERRNO_POS_##name,
+    AG_ERRNO_MAP(AG__ERRNO_POS)
+#undef AG__ERRNO_POS
+};
+#define AG__ERRNO_CHECK(name, code, msg)                                                                               \
+    _Static_assert(AG_##name == -AG__ERRNO_POS_##name, "AG_" #name " must be minus its position in AG_ERRNO_MAP");
+AG_ERRNO_MAP(AG__ERRNO_CHECK)
+#undef AG__ERRNO_CHECK
+
 const char *ag_strerror(int code) {
-    switch (code) {
-    case AG_OK:
-        return "success";
-#define AG__ERRNO_CASE(code, msg)                                                                                      \
-    case code:                                                                                                         \
-        return msg;
-        AG_ERRNO_MAP(AG__ERRNO_CASE)
-#undef AG__ERRNO_CASE
-    default:
+    if (code > 0 || code <= -AG_ERRNO_COUNT)
         return "unknown error";
-    }
+    return ag__errstr[-code];
 }
 
 const char *ag__dtype_torch_name(ag_dtype dt) { return dt == AG_FLOAT64 ? "torch.DoubleTensor" : "torch.FloatTensor"; }

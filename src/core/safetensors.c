@@ -214,6 +214,71 @@ static int ag__json_hex4(ag__json *j, unsigned *out) {
     return 0;
 }
 
+/* cp as UTF-8 at *out, advancing it (at most 4 bytes). */
+static void ag__utf8_put(char **out, unsigned cp) {
+    char *o = *out;
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xc0 | cp >> 6);
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xe0 | cp >> 12);
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    } else {
+        *o++ = (char)(0xf0 | cp >> 18);
+        *o++ = (char)(0x80 | (cp >> 12 & 0x3f));
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    }
+    *out = o;
+}
+
+/* The code point of a \u escape whose "\u" was read: one, or a surrogate
+ * pair written as two escapes. */
+static int ag__json_unicode(ag__json *j, unsigned *cp) {
+    *cp = 0; /* set by ag__json_hex4 unless it fails */
+    if (ag__json_hex4(j, cp))
+        return AG_EINVAL;
+    if (*cp >= 0xdc00 && *cp <= 0xdfff)
+        return ag__json_fail(j, "lone low surrogate in a \\u escape");
+    if (*cp >= 0xd800 && *cp <= 0xdbff) {
+        unsigned lo = 0;
+        if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
+            return ag__json_fail(j, "lone high surrogate in a \\u escape");
+        j->p += 2;
+        if (ag__json_hex4(j, &lo))
+            return AG_EINVAL;
+        if (lo < 0xdc00 || lo > 0xdfff)
+            return ag__json_fail(j, "high surrogate not followed by a low one");
+        *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00);
+    }
+    return 0;
+}
+
+/* The escape after a backslash, its bytes written at *out (advancing it). */
+static int ag__json_escape(ag__json *j, char **out) {
+    if (j->p >= j->end)
+        return ag__json_fail(j, "unterminated escape");
+    char e = *j->p++;
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    const char *at = strchr(from, e);
+    if (e && at) {
+        *(*out)++ = to[at - from];
+        return 0;
+    }
+    if (e != 'u') {
+        j->p--;
+        return ag__json_fail(j, "unknown escape in a string");
+    }
+    unsigned cp;
+    if (ag__json_unicode(j, &cp))
+        return AG_EINVAL;
+    ag__utf8_put(out, cp);
+    return 0;
+}
+
 /* A string (after whitespace), unescaped in place: its bytes are *s..*s+*len
  * inside the header (not NUL-terminated). Escapes only ever shrink, so the
  * result fits where the text was. The header was checked to be UTF-8. */
@@ -233,74 +298,11 @@ static int ag__json_string(ag__json *j, char **s, size_t *len) {
         }
         if (c < 0x20)
             return ag__json_fail(j, "control character in a string");
-        if (c != '\\') {
-            *out++ = (char)c;
-            j->p++;
-            continue;
-        }
         j->p++;
-        if (j->p >= j->end)
-            return ag__json_fail(j, "unterminated escape");
-        char e = *j->p++;
-        switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-            *out++ = e;
-            break;
-        case 'b':
-            *out++ = '\b';
-            break;
-        case 'f':
-            *out++ = '\f';
-            break;
-        case 'n':
-            *out++ = '\n';
-            break;
-        case 'r':
-            *out++ = '\r';
-            break;
-        case 't':
-            *out++ = '\t';
-            break;
-        case 'u': {
-            unsigned cp = 0; /* set by ag__json_hex4 unless it fails */
-            if (ag__json_hex4(j, &cp))
-                return AG_EINVAL;
-            if (cp >= 0xdc00 && cp <= 0xdfff)
-                return ag__json_fail(j, "lone low surrogate in a \\u escape");
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                unsigned lo = 0;
-                if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
-                    return ag__json_fail(j, "lone high surrogate in a \\u escape");
-                j->p += 2;
-                if (ag__json_hex4(j, &lo))
-                    return AG_EINVAL;
-                if (lo < 0xdc00 || lo > 0xdfff)
-                    return ag__json_fail(j, "high surrogate not followed by a low one");
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            }
-            if (cp < 0x80) {
-                *out++ = (char)cp;
-            } else if (cp < 0x800) {
-                *out++ = (char)(0xc0 | cp >> 6);
-                *out++ = (char)(0x80 | (cp & 0x3f));
-            } else if (cp < 0x10000) {
-                *out++ = (char)(0xe0 | cp >> 12);
-                *out++ = (char)(0x80 | (cp >> 6 & 0x3f));
-                *out++ = (char)(0x80 | (cp & 0x3f));
-            } else {
-                *out++ = (char)(0xf0 | cp >> 18);
-                *out++ = (char)(0x80 | (cp >> 12 & 0x3f));
-                *out++ = (char)(0x80 | (cp >> 6 & 0x3f));
-                *out++ = (char)(0x80 | (cp & 0x3f));
-            }
-            break;
-        }
-        default:
-            j->p--;
-            return ag__json_fail(j, "unknown escape in a string");
-        }
+        if (c != '\\')
+            *out++ = (char)c;
+        else if (ag__json_escape(j, &out))
+            return AG_EINVAL;
     }
     *s = start;
     *len = (size_t)(out - start);
@@ -795,29 +797,84 @@ static void ag__st_bswap(void *data, size_t nbytes, size_t width) {
 #endif
 }
 
-static int ag__st_load(ag_ctx *ctx, const ag__st_src *src, const char *const *names, ag_tensor **out, int n) {
-    char shown[AG__ST_SHOWN_SIZE];
+/* The header's length from the file's first 8 bytes (little-endian), checked
+ * against the format's limit and the file's size. */
+static int ag__st_header_len(const ag__st_src *src, uint64_t *hlen) {
     if (src->size < 8)
         return ag__error(AG_EINVAL, "ag_load: %s: the file is %" PRIu64 " bytes, too short for a safetensors header",
                          src->what, src->size);
     unsigned char lenbuf[8];
     if (ag__st_read(src, 0, lenbuf, 8))
         return ag_last_status();
-    uint64_t hlen = 0;
+    *hlen = 0;
     for (int k = 7; k >= 0; k--)
-        hlen = hlen << 8 | lenbuf[k];
-    if (hlen > AG__ST_MAX_HEADER)
+        *hlen = *hlen << 8 | lenbuf[k];
+    if (*hlen > AG__ST_MAX_HEADER)
         return ag__error(AG_EINVAL,
                          "ag_load: %s: header length %" PRIu64 " is more than the format's limit of %" PRIu64,
-                         src->what, hlen, AG__ST_MAX_HEADER);
-    if (hlen > src->size - 8)
+                         src->what, *hlen, AG__ST_MAX_HEADER);
+    if (*hlen > src->size - 8)
         return ag__error(AG_EINVAL,
                          "ag_load: %s: header length %" PRIu64 " is past the end of the file (%" PRIu64 " bytes)",
-                         src->what, hlen, src->size);
-    if (hlen == 0)
+                         src->what, *hlen, src->size);
+    if (*hlen == 0)
         return ag__error(AG_EINVAL, "ag_load: %s: the header is empty", src->what);
+    return 0;
+}
 
-    int rc = 0;
+/* Every name asked for exists, as F32 or F64 with at most 8 dims; the error
+ * names the first one, in the caller's order, that does not. */
+static int ag__st_check_requests(const ag__st_reader *r, const ag__st_src *src) {
+    char shown[AG__ST_SHOWN_SIZE];
+    const ag__st_request *bad = NULL;
+    for (int k = 0; k < r->n_req; k++) {
+        const ag__st_request *q = &r->req[k];
+        bool ok =
+            q->found && (q->info.dtype == AG__ST_F32 || q->info.dtype == AG__ST_F64) && q->info.ndim <= AG_MAX_DIMS;
+        if (!ok && (!bad || q->index < bad->index))
+            bad = q;
+    }
+    if (!bad)
+        return 0;
+    ag__st_shown(shown, bad->name, bad->len);
+    if (!bad->found)
+        return ag__error(AG_EINVAL, "ag_load: %s: file does not contain tensor '%s'", src->what, shown);
+    if (bad->info.dtype != AG__ST_F32 && bad->info.dtype != AG__ST_F64)
+        return ag__error(AG_EDTYPE, "ag_load: %s: tensor '%s' has dtype %s; agrad reads F32 and F64", src->what, shown,
+                         ag__st_dtypes[bad->info.dtype].name);
+    return ag__error(AG_ESHAPE, "ag_load: %s: tensor '%s' has %d dimensions; agrad has at most %d", src->what, shown,
+                     bad->info.ndim, AG_MAX_DIMS);
+}
+
+/* The checked requests' tensors, made in ctx and filled from the data that
+ * starts at byte 8 + hlen; out[] in the caller's order. */
+static int ag__st_make(ag_ctx *ctx, const ag__st_src *src, uint64_t hlen, const ag__st_reader *r, ag_tensor **out) {
+    char shown[AG__ST_SHOWN_SIZE];
+    for (int k = 0; k < r->n_req; k++) {
+        const ag__st_request *q = &r->req[k];
+        ag_dtype dt = q->info.dtype == AG__ST_F64 ? AG_FLOAT64 : AG_FLOAT32;
+        if (q->info.end - q->info.start > SIZE_MAX / 2) /* 32-bit hosts */
+            return ag__error(AG_ENOMEM, "ag_load: %s: tensor '%s' is too large for this machine", src->what,
+                             ag__st_shown(shown, q->name, q->len));
+        ag__st_note_alloc((size_t)(q->info.end - q->info.start));
+        ag_tensor *t = ag__tensor_new(ctx, dt, q->info.ndim, q->info.shape);
+        if (!t)
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+        size_t nbytes = (size_t)(q->info.end - q->info.start);
+        int rc = ag__st_read(src, 8 + hlen + q->info.start, t->data, nbytes);
+        if (rc)
+            return rc;
+        ag__st_bswap(t->data, nbytes, ag__dtype_size(dt));
+        out[q->index] = t;
+    }
+    return 0;
+}
+
+static int ag__st_load(ag_ctx *ctx, const ag__st_src *src, const char *const *names, ag_tensor **out, int n) {
+    uint64_t hlen = 0;
+    int rc = ag__st_header_len(src, &hlen);
+    if (rc)
+        return rc;
     ag__st_reader r = {.data_size = src->size - 8 - hlen, .max_entries = (size_t)((hlen - 1) / AG__ST_MIN_ENTRY)};
     char *header = ag__st_malloc((size_t)hlen);
     /* Sized by the caller, not by the file: not counted in the peak. */
@@ -839,52 +896,9 @@ static int ag__st_load(ag_ctx *ctx, const ag__st_src *src, const char *const *na
         qsort(r.req, (size_t)n, sizeof(ag__st_request), ag__st_req_cmp);
     r.n_req = n;
     r.j = (ag__json){.p = header, .end = header + hlen, .base = header, .what = src->what};
-    if ((rc = ag__st_parse_header(&r)) || (rc = ag__st_check_entries(&r)))
-        goto done;
-
-    /* Every name asked for exists, as F32 or F64 with at most 8 dims (the
-     * error names the first one, in the caller's order, that does not)... */
-    const ag__st_request *bad = NULL;
-    for (int k = 0; k < n; k++) {
-        const ag__st_request *q = &r.req[k];
-        bool ok =
-            q->found && (q->info.dtype == AG__ST_F32 || q->info.dtype == AG__ST_F64) && q->info.ndim <= AG_MAX_DIMS;
-        if (!ok && (!bad || q->index < bad->index))
-            bad = q;
-    }
-    if (bad) {
-        ag__st_shown(shown, bad->name, bad->len);
-        if (!bad->found)
-            rc = ag__error(AG_EINVAL, "ag_load: %s: file does not contain tensor '%s'", src->what, shown);
-        else if (bad->info.dtype != AG__ST_F32 && bad->info.dtype != AG__ST_F64)
-            rc = ag__error(AG_EDTYPE, "ag_load: %s: tensor '%s' has dtype %s; agrad reads F32 and F64", src->what,
-                           shown, ag__st_dtypes[bad->info.dtype].name);
-        else
-            rc = ag__error(AG_ESHAPE, "ag_load: %s: tensor '%s' has %d dimensions; agrad has at most %d", src->what,
-                           shown, bad->info.ndim, AG_MAX_DIMS);
-        goto done;
-    }
-    /* ... then the tensors are made, and only then filled. */
-    for (int k = 0; k < n; k++) {
-        const ag__st_request *q = &r.req[k];
-        ag_dtype dt = q->info.dtype == AG__ST_F64 ? AG_FLOAT64 : AG_FLOAT32;
-        if (q->info.end - q->info.start > SIZE_MAX / 2) { /* 32-bit hosts */
-            rc = ag__error(AG_ENOMEM, "ag_load: %s: tensor '%s' is too large for this machine", src->what,
-                           ag__st_shown(shown, q->name, q->len));
-            goto done;
-        }
-        ag__st_note_alloc((size_t)(q->info.end - q->info.start));
-        ag_tensor *t = ag__tensor_new(ctx, dt, q->info.ndim, q->info.shape);
-        if (!t) {
-            rc = ag_last_status() ? ag_last_status() : AG_ENOMEM;
-            goto done;
-        }
-        size_t nbytes = (size_t)(q->info.end - q->info.start);
-        if ((rc = ag__st_read(src, 8 + hlen + q->info.start, t->data, nbytes)))
-            goto done;
-        ag__st_bswap(t->data, nbytes, ag__dtype_size(dt));
-        out[q->index] = t;
-    }
+    /* Every request is checked before any tensor is made. */
+    if (!(rc = ag__st_parse_header(&r)) && !(rc = ag__st_check_entries(&r)) && !(rc = ag__st_check_requests(&r, src)))
+        rc = ag__st_make(ctx, src, hlen, &r, out);
 done:
     if (rc)
         for (int i = 0; i < n; i++)
@@ -1140,74 +1154,90 @@ static int ag__st_check_save_args(const char *path, const char *const *names, ag
     return 0;
 }
 
+/* The tensors to save, sorted as the file lists them; a name given twice is
+ * an error. *outs is the caller's to free. */
+static int ag__st_outs(const char *const *names, ag_tensor *const *tensors, int n, ag__st_out **outs) {
+    char shown[AG__ST_SHOWN_SIZE];
+    ag__st_out *o = malloc((n > 0 ? (size_t)n : 1) * sizeof(ag__st_out));
+    if (!o)
+        return ag__error(AG_ENOMEM, "ag_save: out of memory");
+    for (int i = 0; i < n; i++)
+        o[i] = (ag__st_out){.name = names[i],
+                            .len = strlen(names[i]),
+                            .t = tensors[i],
+                            .nbytes = (uint64_t)tensors[i]->numel * ag__dtype_size(tensors[i]->dtype)};
+    qsort(o, (size_t)n, sizeof(ag__st_out), ag__st_name_order);
+    for (int i = 1; i < n; i++)
+        if (!ag__st_name_cmp(o[i - 1].name, o[i - 1].len, o[i].name, o[i].len)) {
+            int rc =
+                ag__error(AG_EINVAL, "ag_save: the name '%s' is given twice", ag__st_shown(shown, o[i].name, o[i].len));
+            free(o);
+            return rc;
+        }
+    qsort(o, (size_t)n, sizeof(ag__st_out), ag__st_out_cmp);
+    *outs = o;
+    return 0;
+}
+
+/* A fresh file next to path, open for writing: *tmp (the caller's to free)
+ * is its name. Written there, then renamed over path, the file is seen by a
+ * reader as the old one or the whole new one, never a part. */
+static int ag__st_open_tmp(const char *path, char **tmp, int *fd) {
+    static _Atomic unsigned ag__st_tmp_counter;
+    size_t plen = strlen(path);
+    char *name = malloc(plen + 48);
+    if (!name)
+        return ag__error(AG_ENOMEM, "ag_save: out of memory");
+    *fd = -1;
+    for (int attempt = 0; *fd < 0 && attempt < 100; attempt++) {
+        snprintf(name, plen + 48, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&ag__st_tmp_counter, 1));
+        *fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (*fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (*fd < 0) {
+        int rc = ag__error(AG_EINVAL, "ag_save: cannot create %s: %s", name, strerror(errno));
+        free(name);
+        return rc;
+    }
+    *tmp = name;
+    return 0;
+}
+
+/* The header's length, the header and the tensors' bytes, synced and
+ * closed (*fd is -1 after, whatever happened to the close). */
+static int ag__st_write_file(int *fd, const ag__st_buf *hdr, const ag__st_out *outs, int n, const char *tmp) {
+    unsigned char lenbuf[8];
+    for (int k = 0; k < 8; k++)
+        lenbuf[k] = (unsigned char)((uint64_t)hdr->len >> (8 * k));
+    int rc;
+    if ((rc = ag__st_write_all(*fd, lenbuf, 8, tmp)) || (rc = ag__st_write_all(*fd, hdr->p, hdr->len, tmp)))
+        return rc;
+    for (int i = 0; i < n; i++)
+        if ((rc = ag__st_write_tensor(*fd, outs[i].t, outs[i].nbytes, tmp)))
+            return rc;
+    if (fsync(*fd) != 0)
+        return ag__error(AG_EINVAL, "ag_save: writing %s failed: %s", tmp, strerror(errno));
+    int cfd = *fd;
+    *fd = -1;
+    if (close(cfd) != 0)
+        return ag__error(AG_EINVAL, "ag_save: writing %s failed: %s", tmp, strerror(errno));
+    return 0;
+}
+
 int ag_save(const char *path, const char *const *names, ag_tensor *const *tensors, int n) {
     int rc = ag__st_check_save_args(path, names, tensors, n);
     if (rc)
         return rc;
-    char shown[AG__ST_SHOWN_SIZE];
-    ag__st_out *outs = malloc((n > 0 ? (size_t)n : 1) * sizeof(ag__st_out));
-    if (!outs)
-        return ag__error(AG_ENOMEM, "ag_save: out of memory");
-    for (int i = 0; i < n; i++)
-        outs[i] = (ag__st_out){.name = names[i],
-                               .len = strlen(names[i]),
-                               .t = tensors[i],
-                               .nbytes = (uint64_t)tensors[i]->numel * ag__dtype_size(tensors[i]->dtype)};
-    qsort(outs, (size_t)n, sizeof(ag__st_out), ag__st_name_order);
-    for (int i = 1; i < n; i++)
-        if (!ag__st_name_cmp(outs[i - 1].name, outs[i - 1].len, outs[i].name, outs[i].len)) {
-            rc = ag__error(AG_EINVAL, "ag_save: the name '%s' is given twice",
-                           ag__st_shown(shown, outs[i].name, outs[i].len));
-            free(outs);
-            return rc;
-        }
-    qsort(outs, (size_t)n, sizeof(ag__st_out), ag__st_out_cmp);
-
+    ag__st_out *outs = NULL;
+    if ((rc = ag__st_outs(names, tensors, n, &outs)))
+        return rc;
     ag__st_buf hdr = {0};
     char *tmp = NULL;
     int fd = -1;
-    if ((rc = ag__st_header(&hdr, outs, n)))
+    if ((rc = ag__st_header(&hdr, outs, n)) || (rc = ag__st_open_tmp(path, &tmp, &fd)) ||
+        (rc = ag__st_write_file(&fd, &hdr, outs, n, tmp)))
         goto done;
-
-    /* Written next to the destination under a fresh name, then renamed over
-     * it: a reader sees the old file or the whole new one, never a part. */
-    static _Atomic unsigned ag__st_tmp_counter;
-    size_t plen = strlen(path);
-    tmp = malloc(plen + 48);
-    if (!tmp) {
-        rc = ag__error(AG_ENOMEM, "ag_save: out of memory");
-        goto done;
-    }
-    for (int attempt = 0; fd < 0 && attempt < 100; attempt++) {
-        snprintf(tmp, plen + 48, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&ag__st_tmp_counter, 1));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0) {
-        rc = ag__error(AG_EINVAL, "ag_save: cannot create %s: %s", tmp, strerror(errno));
-        free(tmp);
-        tmp = NULL;
-        goto done;
-    }
-    unsigned char lenbuf[8];
-    for (int k = 0; k < 8; k++)
-        lenbuf[k] = (unsigned char)((uint64_t)hdr.len >> (8 * k));
-    if ((rc = ag__st_write_all(fd, lenbuf, 8, tmp)) || (rc = ag__st_write_all(fd, hdr.p, hdr.len, tmp)))
-        goto done;
-    for (int i = 0; i < n; i++)
-        if ((rc = ag__st_write_tensor(fd, outs[i].t, outs[i].nbytes, tmp)))
-            goto done;
-    if (fsync(fd) != 0) {
-        rc = ag__error(AG_EINVAL, "ag_save: writing %s failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    int cfd = fd;
-    fd = -1;
-    if (close(cfd) != 0) {
-        rc = ag__error(AG_EINVAL, "ag_save: writing %s failed: %s", tmp, strerror(errno));
-        goto done;
-    }
     if (rename(tmp, path) != 0) {
         rc = ag__error(AG_EINVAL, "ag_save: cannot replace %s: %s", path, strerror(errno));
         goto done;

@@ -87,6 +87,41 @@ int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const 
     return ag__op_begin(&o, op, ctx, 2, (ag_tensor *const[]){(ag_tensor *)a, (ag_tensor *)b});
 }
 
+/* Drop size-1 dimensions; merge dimension d into the kept one before it
+ * when every operand steps through that one as a continuation of d.
+ * st holds each operand's full strides over shape. */
+static void ag__iter_compress(ag__iter *it, int ndim, const int64_t *shape, int64_t st[][AG_MAX_DIMS]) {
+    int nops = it->nops;
+    int n = 0;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] == 1)
+            continue;
+        if (n > 0) {
+            bool merge = true;
+            for (int k = 0; k < nops; k++)
+                if (it->stride[k][n - 1] != st[k][d] * shape[d])
+                    merge = false;
+            if (merge) {
+                it->shape[n - 1] *= shape[d];
+                for (int k = 0; k < nops; k++)
+                    it->stride[k][n - 1] = st[k][d];
+                continue;
+            }
+        }
+        it->shape[n] = shape[d];
+        for (int k = 0; k < nops; k++)
+            it->stride[k][n] = st[k][d];
+        n++;
+    }
+    if (n == 0) {
+        it->shape[0] = 1;
+        for (int k = 0; k < nops; k++)
+            it->stride[k][0] = 0;
+        n = 1;
+    }
+    it->ndim = n;
+}
+
 void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const ag_tensor *const *ops) {
     it->nops = nops;
     /* Every operand full-size or a single element (same shapes, a scalar
@@ -121,36 +156,7 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
             s *= size;
         }
     }
-    /* Drop size-1 dimensions; merge dimension d into the kept one before it
-     * when every operand steps through that one as a continuation of d. */
-    int n = 0;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] == 1)
-            continue;
-        if (n > 0) {
-            bool merge = true;
-            for (int k = 0; k < nops; k++)
-                if (it->stride[k][n - 1] != st[k][d] * shape[d])
-                    merge = false;
-            if (merge) {
-                it->shape[n - 1] *= shape[d];
-                for (int k = 0; k < nops; k++)
-                    it->stride[k][n - 1] = st[k][d];
-                continue;
-            }
-        }
-        it->shape[n] = shape[d];
-        for (int k = 0; k < nops; k++)
-            it->stride[k][n] = st[k][d];
-        n++;
-    }
-    if (n == 0) {
-        it->shape[0] = 1;
-        for (int k = 0; k < nops; k++)
-            it->stride[k][0] = 0;
-        n = 1;
-    }
-    it->ndim = n;
+    ag__iter_compress(it, ndim, shape, st);
 }
 
 #define AG__KERNELS "ops/common_kernels.inc"

@@ -171,6 +171,31 @@ static bool ag__optim_grads_alias(const ag_optim *o) {
     return false;
 }
 
+/* Parameter i's state: its own buffers, or those of an earlier entry of
+ * the same tensor (a parameter listed twice has one state). */
+static bool ag__optim_param_state(ag_optim *o, ag_ctx *ctx, ag_tensor *const *params, int i) {
+    ag_tensor *p = params[i];
+    o->params[i] = p;
+    o->steps[i] = 0;
+    o->state_of[i] = i;
+    for (int j = 0; o->shared && j < i && o->state_of[i] == i; j++)
+        if (params[j] == p)
+            o->state_of[i] = j;
+    if (o->state_of[i] != i) {
+        o->buf1[i] = o->buf1[o->state_of[i]];
+        o->buf2[i] = o->buf2[o->state_of[i]];
+        o->buf3[i] = o->buf3[o->state_of[i]];
+        return true;
+    }
+    o->buf1[i] = o->buf2[i] = o->buf3[i] = NULL;
+    if (o->kind == AG__SGD)
+        return o->sgd.momentum == 0 || (o->buf1[i] = ag__tensor_like(ctx, p));
+    if (!(o->buf1[i] = ag_zeros(ctx, p->dtype, p->ndim, p->shape)) ||
+        !(o->buf2[i] = ag_zeros(ctx, p->dtype, p->ndim, p->shape)))
+        return false;
+    return !o->adam.amsgrad || (o->buf3[i] = ag_zeros(ctx, p->dtype, p->ndim, p->shape));
+}
+
 /* State is made here, not on a parameter's first step as torch.optim does
  * (same values: zeros, or a momentum buffer the first step writes whole),
  * so that a step cannot fail half-way for want of memory. */
@@ -219,32 +244,9 @@ static ag_optim *ag__optim_new(ag_ctx *ctx, ag_tensor *const *params, int n, ag_
     qsort(o->stores, (size_t)n, sizeof *o->stores, ag__cmp_ptr);
     for (int i = 1; i < n; i++)
         o->shared |= o->stores[i] == o->stores[i - 1];
-    for (int i = 0; i < n; i++) {
-        ag_tensor *p = params[i];
-        o->params[i] = p;
-        o->steps[i] = 0;
-        o->state_of[i] = i;
-        for (int j = 0; o->shared && j < i && o->state_of[i] == i; j++)
-            if (params[j] == p)
-                o->state_of[i] = j;
-        if (o->state_of[i] != i) {
-            o->buf1[i] = o->buf1[o->state_of[i]];
-            o->buf2[i] = o->buf2[o->state_of[i]];
-            o->buf3[i] = o->buf3[o->state_of[i]];
-            continue;
-        }
-        o->buf1[i] = o->buf2[i] = o->buf3[i] = NULL;
-        if (kind == AG__SGD) {
-            if (o->sgd.momentum != 0 && !(o->buf1[i] = ag__tensor_like(ctx, p)))
-                return NULL;
-        } else {
-            if (!(o->buf1[i] = ag_zeros(ctx, p->dtype, p->ndim, p->shape)) ||
-                !(o->buf2[i] = ag_zeros(ctx, p->dtype, p->ndim, p->shape)))
-                return NULL;
-            if (o->adam.amsgrad && !(o->buf3[i] = ag_zeros(ctx, p->dtype, p->ndim, p->shape)))
-                return NULL;
-        }
-    }
+    for (int i = 0; i < n; i++)
+        if (!ag__optim_param_state(o, ctx, params, i))
+            return NULL;
     return o;
 }
 

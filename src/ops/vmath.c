@@ -34,22 +34,18 @@ static float ag__vm_sigmoid_f32_wide(float x) {
 #define VM_SUFFIX f32_libm
 #define VM_FN ag__vm_f32
 #include "ops/vmath_level.inc"
-#undef T
-#undef V
-#undef VL
-#undef VSIGMOID
-#undef VSET1
-#undef VSQRT
-#undef VABS
-#undef VM_SUFFIX
-#undef VM_FN
 
 #define T double
 #define V double
+#define VN 1
 #define VL(f) f
+#define VLOAD(p) (*(p))
+#define VSTORE(p, v) (*(p) = (v))
 #define VSET1(t) ((double)(t))
 #define VSQRT sqrt
 #define VABS fabs
+#define VSEL_NONNEG(x, a, b) ((x) >= 0 ? (a) : (b))
+#define VANY_GE(x, c) ((x) >= (c))
 #define VM_SUFFIX f64_libm
 #define VM_FN ag__vm_f64
 #include "ops/vmath_level.inc"

@@ -26,19 +26,6 @@
 #define VM_SUFFIX f32_avx2
 #define VM_FN ag__vm_f32
 #include "ops/vmath_level.inc"
-#undef T
-#undef V
-#undef VN
-#undef VL
-#undef VLOAD
-#undef VSTORE
-#undef VSET1
-#undef VSQRT
-#undef VABS
-#undef VSEL_NONNEG
-#undef VANY_GE
-#undef VM_SUFFIX
-#undef VM_FN
 
 #define T double
 #define V __m256d

@@ -4,7 +4,7 @@
 #ifndef AG_TESTS_AUTOGRAD_CHECK_H
 #define AG_TESTS_AUTOGRAD_CHECK_H
 
-#include "../core/core_check.h"
+#include "../common/check.h"
 
 #include <stdlib.h>
 

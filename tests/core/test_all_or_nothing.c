@@ -4,7 +4,7 @@
  * and 8 threads, on both executors, with and without determinism; every
  * leaf's .grad and every retained grad must come out bitwise as it was,
  * and the same graph without the failure must then run and change them. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * (aligned_alloc; mallocx with jemalloc) and for pthread_create, so a
  * test can make the Nth allocation of its own thread fail, or the
  * allocation of a participant entering the pool, or the next thread. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,16 +27,19 @@ static bool should_fail(size_t size) {
 }
 
 void *__real_aligned_alloc(size_t align, size_t size);
+void *__wrap_aligned_alloc(size_t align, size_t size);
 void *__wrap_aligned_alloc(size_t align, size_t size) {
     return should_fail(size) ? NULL : __real_aligned_alloc(align, size);
 }
 
 #ifdef AG_TEST_JEMALLOC
 void *__real_mallocx(size_t size, int flags);
+void *__wrap_mallocx(size_t size, int flags);
 void *__wrap_mallocx(size_t size, int flags) { return should_fail(size) ? NULL : __real_mallocx(size, flags); }
 #endif
 
 int __real_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 int __wrap_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
     if (atomic_load(&fail_threads))
         return 11; /* EAGAIN */

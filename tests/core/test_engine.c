@@ -1,7 +1,7 @@
 /* The engine's PyTorch semantics on the calling thread: accumulation across
  * calls, retain_graph, hooks, retain_grad, version counters, requires_grad_
  * rules, grad mode, detach, execution order and dead branches. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <pthread.h>
 #include <stdlib.h>

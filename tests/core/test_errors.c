@@ -1,6 +1,6 @@
 /* Every error API.md names, triggered through the public API, with its code
  * and PyTorch's wording checked. */
-#include "core_check.h"
+#include "../common/check.h"
 
 static ag_ctx *ctx;
 

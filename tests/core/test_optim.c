@@ -3,7 +3,7 @@
  * gen_optim.py, in float32 and float64, bit for bit with both kernel sets;
  * large parameters in chunks on several threads against a plain loop; and
  * the argument checks. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <stdlib.h>
 
@@ -12,33 +12,12 @@ void ag__optim_use_base_kernels(bool on);
 
 #define N 37
 
-static int read_vals(FILE *f, const char *tag, double *v) {
-    char word[16];
-    if (fscanf(f, "%15s", word) != 1 || strcmp(word, tag) != 0)
-        return -1;
-    for (int i = 0; i < N; i++) {
-        char num[64];
-        if (fscanf(f, "%63s", num) != 1)
-            return -1;
-        v[i] = strtod(num, NULL); /* hex floats, exactly */
-    }
-    return 0;
-}
-
 /* The kernels do PyTorch's roundings (optim_kernels.inc), so every value
  * must come out bit for bit as torch.optim's on the CPU that recorded them
  * (x86-64 with AVX2, where PyTorch's add_ with alpha and addcmul_ use FMA). */
 static void against_torch(bool base_kernels) {
     ag__optim_use_base_kernels(base_kernels);
-    const char *root = getenv("AGRAD_SOURCE_ROOT");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/core/optim_golden.txt", root ? root : ".");
-    FILE *f = fopen(path, "r");
-    if (!f)
-        print_error("cannot open %s\n", path);
-    assert_non_null(f);
-    char line[512];
-    assert_non_null(fgets(line, sizeof line, f)); /* header */
+    FILE *f = golden_open("tests/core/optim_golden.txt");
     int cases = 0;
     char kind[8], dt[8];
     double lr, mom, damp, wd, b1, b2, eps;
@@ -48,7 +27,7 @@ static void against_torch(bool base_kernels) {
         ag_ctx *ctx = ag_ctx_new();
         ag_dtype dtype = strcmp(dt, "f32") == 0 ? AG_FLOAT32 : AG_FLOAT64;
         double v[N];
-        assert_int_equal(read_vals(f, "init", v), 0);
+        assert_int_equal(golden_read_values(f, "init", v, N), 0);
         ag_tensor *p = mk(ctx, dtype, 1, (int64_t[]){N}, v);
         assert_ok(ag_requires_grad_(p, true));
         ag_optim *opt;
@@ -63,8 +42,8 @@ static void against_torch(bool base_kernels) {
         assert_nonnull_ag(opt);
         for (int s = 0; s < 5; s++) {
             double g[N], want[N];
-            assert_int_equal(read_vals(f, "grad", g), 0);
-            assert_int_equal(read_vals(f, "after", want), 0);
+            assert_int_equal(golden_read_values(f, "grad", g, N), 0);
+            assert_int_equal(golden_read_values(f, "after", want, N), 0);
             assert_ok(ag_set_grad(p, mk(ctx, dtype, 1, (int64_t[]){N}, g)));
             uint32_t version = ag_version(p);
             assert_ok(ag_optim_step(opt));

@@ -8,7 +8,7 @@
  * on the calling thread is lowered to 0: every forking graph runs on the
  * pool. Sums use small integers (exact in float) wherever a lost or doubled
  * contribution must show. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -291,6 +291,51 @@ static void test_openmp_executor(void **state) {
     ag_set_executor(AG_EXECUTOR_WS);
 }
 #endif
+
+/* ---- Trace ------------------------------------------------------------------------------ */
+
+/* How many complete events named name the Chrome JSON at path holds. */
+static int trace_count(const char *path, const char *name) {
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512], want[128];
+    snprintf(want, sizeof want, "{\"name\":\"%s\",\"ph\":\"X\"", name);
+    int n = 0;
+    while (fgets(line, sizeof line, f)) /* one record a line */
+        n += strncmp(line, want, strlen(want)) == 0;
+    fclose(f);
+    return n;
+}
+
+/* A backward that runs on the pool is traced by the pool's tracer: each
+ * node once, as a task carrying its node's name, with each executor. */
+static void test_trace_names_pool_tasks(void **state) {
+    ag_ctx *ctx = *state;
+    ag_tensor *x = leaf_full(ctx, 16, 0.5);
+    char path[] = "/tmp/agrad_parallel_trace_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    ag_executor execs[] = {AG_EXECUTOR_WS, AG_EXECUTOR_OPENMP};
+    for (int e = 0; e < 2; e++) {
+        if (ag_set_executor(execs[e]) != 0) { /* a build without OpenMP */
+            ag_clear_error();
+            continue;
+        }
+        ag_tensor *y = ag_add(ctx, ag_sum(ctx, ag_exp(ctx, x)), ag_sum(ctx, ag_tanh(ctx, x)));
+        assert_ok(ag_trace_start());
+        ag_backward_opts o = threads(2);
+        assert_ok(ag_backward(y, NULL, &o));
+        assert_ok(ag_trace_stop(path));
+        assert_int_equal(trace_count(path, "AddBackward0"), 1);
+        assert_int_equal(trace_count(path, "SumBackward0"), 2);
+        assert_int_equal(trace_count(path, "ExpBackward0"), 1);
+        assert_int_equal(trace_count(path, "TanhBackward0"), 1);
+        assert_int_equal(trace_count(path, "AccumulateGrad"), 1);
+    }
+    unlink(path);
+    ag_set_executor(AG_EXECUTOR_WS);
+}
 
 /* ---- Application threads at once ------------------------------------------------------- */
 
@@ -666,6 +711,7 @@ int main(void) {
 #ifdef AG_TEST_OPENMP
         cmocka_unit_test_setup_teardown(test_openmp_executor, setup, teardown),
 #endif
+        cmocka_unit_test_setup_teardown(test_trace_names_pool_tasks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_application_threads_shared_leaves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hooks_once_with_full_gradient, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leaf_hooks_without_grad_mode, setup, teardown),

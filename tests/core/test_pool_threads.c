@@ -7,7 +7,7 @@
  *     num_threads (interior hooks count who is inside);
  *   - every gradient is exact (small integers).
  * A program of its own, so that the pool starts empty. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <dirent.h>
 #include <pthread.h>

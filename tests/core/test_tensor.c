@@ -1,6 +1,6 @@
 /* Tensors and contexts: creation, shapes, element access, arena reset,
  * random generators and the thread-local error state. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include "core/internal.h"
 

@@ -2,7 +2,7 @@
  * contexts over shared leaves must sum exactly into .grad; grad mode and the
  * error state are per thread. cmocka is not thread-safe, so workers record
  * results and the main thread asserts after joining. */
-#include "core_check.h"
+#include "../common/check.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -66,10 +66,16 @@ static void test_shared_leaves_exact_sums(void **state) {
     close(fd);
     assert_int_equal(ag_trace_stop(path), 0);
     FILE *f = fopen(path, "r");
-    long events = 0;
-    for (int c, prev = 0; (c = fgetc(f)) != EOF; prev = c)
-        events += prev == '\n' && c == '{';
+    assert_non_null(f);
+    long events = 0, rows = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) { /* one record a line */
+        bool node = strstr(line, "Backward") || strstr(line, "\"AccumulateGrad\"");
+        events += node && strstr(line, "\"ph\":\"X\"");
+        rows += strstr(line, "\"name\":\"thread_name\"") != NULL;
+    }
     fclose(f);
+    assert_true(rows >= NTHREADS); /* each application thread has its own row */
     unlink(path);
     /* per backward: Add, Sum, MulScalar(w), AccumulateGrad(w), MulScalar, Sum,
      * MulScalar, Mul, AccumulateGrad(v) = 9 nodes */

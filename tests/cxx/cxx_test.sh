@@ -1,7 +1,7 @@
 #!/bin/sh
 # usage: cxx_test.sh PROGRAM.cpp "CFLAGS" "LIBS" [LIBDIR]
 # Builds PROGRAM.cpp with every C++ compiler found (g++, clang++, and $CXX)
-# at -std=c++11 and -std=c++20 with -Wall -Wextra -Werror, then runs each
+# at -std=c++11, c++14, c++17 and c++20 with -Wall -Wextra -Werror, then runs each
 # build (with LIBDIR on the library path). CFLAGS and LIBS say where the
 # headers and the library are: the build tree, or pkg-config's answer for
 # an installed agrad. Exits 77 (skipped) when there is no C++ compiler.
@@ -25,7 +25,7 @@ if [ -z "$compilers" ]; then
 fi
 
 for c in $compilers; do
-    for std in c++11 c++20; do
+    for std in c++11 c++14 c++17 c++20; do
         exe="$tmp/headers-$(basename "$c")-$std"
         # shellcheck disable=SC2086
         "$c" -std=$std -Wall -Wextra -Werror $cflags "$src" -o "$exe" $libs

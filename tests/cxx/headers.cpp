@@ -10,6 +10,8 @@
 
 namespace {
 
+static_assert(AG_EUNSUPPORTED == -(AG_ERRNO_COUNT - 1), "the error table's codes are -1 .. -(AG_ERRNO_COUNT - 1)");
+
 int failures = 0;
 
 void check(bool ok, const char *what) {
@@ -127,7 +129,11 @@ void test_agrad() {
     check(y != NULL && ag_backward(y, NULL, &opts) == 0, "ag_backward");
     const ag_tensor *g = ag_grad(x);
     check(g != NULL && ag_get(g, 3) == 8.0, "gradient");
-    check(ag_strerror(AG_EINVAL) != NULL, "ag_strerror");
+    check(std::strcmp(ag_strerror(AG_EINVAL), "invalid argument") == 0, "ag_strerror");
+    check(std::strcmp(ag_strerror(AG_EUNSUPPORTED), "not supported") == 0, "ag_strerror, last code");
+    check(std::strcmp(ag_strerror(-AG_ERRNO_COUNT), "unknown error") == 0, "ag_strerror, past the table");
+    check(ag_tensor_from(ctx, AG_FLOAT32, 1, NULL, data) == NULL && ag_last_status() == AG_EINVAL,
+          "an error, from C++");
     ag_ctx_free(ctx);
 }
 

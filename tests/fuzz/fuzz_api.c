@@ -720,10 +720,10 @@ static void op_backward(reader *r) {
     ag_tensor *root = tensor_at(slot_arg(r));
     ag_tensor *grad = tensor_at(slot_arg(r));
     uint8_t o = u8(r);
-    ag_backward_opts opts = {.retain_graph = o & 1, .create_graph = (o & 0x30) == 0x30, .num_threads = (o >> 1) % 4};
+    ag_backward_opts bo = {.retain_graph = o & 1, .create_graph = (o & 0x30) == 0x30, .num_threads = (o >> 1) % 4};
     if ((o & 0xc0) == 0xc0)
-        opts.num_threads = -1;
-    int64_t rc = CHECK_RC(ag_backward(root, (o & 8) ? grad : NULL, (o & 0x40) && !(o & 0x80) ? NULL : &opts));
+        bo.num_threads = -1;
+    int64_t rc = CHECK_RC(ag_backward(root, (o & 8) ? grad : NULL, (o & 0x40) && !(o & 0x80) ? NULL : &bo));
     ag_ctx_reset(hook_ctx);
     /* every .grad there is has its tensor's shape and dtype */
     for (int i = 0; rc == 0 && i < NSLOT; i++) {
@@ -1034,6 +1034,7 @@ static void reset_state(void) {
     ag_clear_error();
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!devnull)
         devnull = fopen("/dev/null", "w");

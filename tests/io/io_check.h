@@ -1,5 +1,5 @@
-/* Helpers for the file tests: a scratch folder, whole-file reads and
- * writes, and assertions that report the caller's line. */
+/* Helpers for the file tests beyond tests/common: a scratch folder and
+ * whole-file reads and writes. */
 #ifndef IO_CHECK_H
 #define IO_CHECK_H
 
@@ -16,25 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agrad.h"
-
-#define assert_ok(rc)                                                                                                  \
-    do {                                                                                                               \
-        int rc_ = (rc);                                                                                                \
-        if (rc_ != 0)                                                                                                  \
-            print_error("%s -> %d: %s\n", #rc, rc_, ag_last_error());                                                  \
-        assert_int_equal(rc_, 0);                                                                                      \
-    } while (0)
-
-/* rc is `code`, the last error too, and its message contains `part`. */
-static inline void check_error(int rc, int code, const char *part, const char *file, int line) {
-    if (rc != code || ag_last_status() != code || !strstr(ag_last_error(), part)) {
-        print_error("got %d (last status %d) \"%s\"\nexpected %d with \"%s\"\n", rc, ag_last_status(), ag_last_error(),
-                    code, part);
-        _fail(file, line);
-    }
-}
-#define assert_error_rc(rc, code, part) check_error((rc), (code), (part), __FILE__, __LINE__)
+#include "../common/check.h"
 
 /* A fresh folder under $TMPDIR (or /tmp); path written to dir. */
 static inline void make_scratch(char *dir, size_t n) {
@@ -95,34 +77,5 @@ static inline unsigned char *read_bytes(const char *path, size_t *n) {
     *n = len;
     return buf;
 }
-
-/* a and b have the same dtype, shape and bits in every element. */
-static inline void check_same_tensor(const ag_tensor *a, const ag_tensor *b, const char *file, int line) {
-    if (!a || !b) {
-        print_error("NULL tensor: %s\n", ag_last_error());
-        _fail(file, line);
-    }
-    if (ag_tensor_dtype(a) != ag_tensor_dtype(b) || ag_ndim(a) != ag_ndim(b)) {
-        print_error("dtype %d/%d, ndim %d/%d\n", ag_tensor_dtype(a), ag_tensor_dtype(b), ag_ndim(a), ag_ndim(b));
-        _fail(file, line);
-    }
-    for (int d = 0; d < ag_ndim(a); d++)
-        if (ag_size(a, d) != ag_size(b, d)) {
-            print_error("size %d: %lld vs %lld\n", d, (long long)ag_size(a, d), (long long)ag_size(b, d));
-            _fail(file, line);
-        }
-    size_t es = ag_tensor_dtype(a) == AG_FLOAT64 ? 8 : 4, n = (size_t)ag_numel(a) * es;
-    unsigned char *x = malloc(n ? n : 1), *y = malloc(n ? n : 1);
-    assert_ok(ag_copy_to(a, x, ag_tensor_dtype(a)));
-    assert_ok(ag_copy_to(b, y, ag_tensor_dtype(b)));
-    int same = memcmp(x, y, n) == 0;
-    free(x);
-    free(y);
-    if (!same) {
-        print_error("the elements differ\n");
-        _fail(file, line);
-    }
-}
-#define assert_same_tensor(a, b) check_same_tensor((a), (b), __FILE__, __LINE__)
 
 #endif

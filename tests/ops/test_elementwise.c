@@ -4,7 +4,7 @@
  * few long rows summed into a column, a mix the walk cannot merge), and the
  * unary ops, at 1, 2 and 3 threads. Results must be the same bits at every
  * thread count and close to plain loops in double precision. */
-#include "check.h"
+#include "../common/check.h"
 
 #include <stdlib.h>
 

@@ -4,11 +4,9 @@
  * gradients of (out * w).sum() for each input, the node's name and edges,
  * and whether PyTorch lets that node run a second time without
  * retain_graph. The file is found through AGRAD_SOURCE_ROOT. */
-#include "check.h"
+#include "../common/check.h"
 
 #include <stdlib.h>
-
-#define MAX_VALS 4096
 
 typedef struct {
     char name[64], op[32], dtype[8];
@@ -17,54 +15,12 @@ typedef struct {
     double a0, a1;
 } golden_case;
 
-static FILE *open_golden(const char *name) {
-    const char *root = getenv("AGRAD_SOURCE_ROOT");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/ops/%s", root ? root : ".", name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot open %s (is AGRAD_SOURCE_ROOT set?)", path);
-    char line[256];
-    assert_non_null(fgets(line, sizeof line, f)); /* the header comment */
-    return f;
-}
-
 static bool read_case(FILE *f, golden_case *c) {
     int shared;
     if (fscanf(f, " case %63s %31s %7s %d %d %lf %lf", c->name, c->op, c->dtype, &c->nin, &shared, &c->a0, &c->a1) != 7)
         return false;
     c->shared = shared != 0;
     return true;
-}
-
-/* Reads `tag ndim shape... values...` into a tensor of dtype dt in ctx. */
-static ag_tensor *read_tensor(FILE *f, const char *tag, ag_ctx *ctx, ag_dtype dt) {
-    char word[16] = "";
-    int ndim;
-    if (fscanf(f, "%15s %d", word, &ndim) != 2 || strcmp(word, tag) != 0)
-        fail_msg("expected a '%s' line, got '%s'", tag, word);
-    assert_true(ndim >= 0 && ndim <= AG_MAX_DIMS);
-    int64_t shape[AG_MAX_DIMS], n = 1;
-    for (int d = 0; d < ndim; d++) {
-        long long s;
-        if (fscanf(f, "%lld", &s) != 1)
-            fail_msg("bad shape in a '%s' line", tag);
-        shape[d] = s;
-        n *= s;
-    }
-    static double vals[MAX_VALS];
-    static float fvals[MAX_VALS];
-    assert_true(n <= MAX_VALS);
-    for (int64_t i = 0; i < n; i++) {
-        char num[64];
-        if (fscanf(f, "%63s", num) != 1)
-            fail_msg("missing values in a '%s' line", tag);
-        vals[i] = strtod(num, NULL); /* hex floats and nan: exact */
-        fvals[i] = (float)vals[i];
-    }
-    ag_tensor *t = ag_tensor_from(ctx, dt, ndim, shape, dt == AG_FLOAT64 ? (void *)vals : (void *)fvals);
-    assert_non_null(t);
-    return t;
 }
 
 static void check_case(FILE *f, const golden_case *c) {
@@ -75,13 +31,13 @@ static void check_case(FILE *f, const golden_case *c) {
     ag_ctx *ctx = ag_ctx_new();
     ag_tensor *in[2] = {NULL, NULL};
     for (int i = 0; i < c->nin; i++) {
-        in[i] = read_tensor(f, "in", ctx, dt);
+        in[i] = golden_read_tensor(f, "in", ctx, dt);
         assert_int_equal(ag_requires_grad_(in[i], true), 0);
     }
     if (c->shared)
         in[1] = in[0];
-    ag_tensor *want = read_tensor(f, "out", ctx, dt);
-    ag_tensor *w = read_tensor(f, "w", ctx, dt);
+    ag_tensor *want = golden_read_tensor(f, "out", ctx, dt);
+    ag_tensor *w = golden_read_tensor(f, "w", ctx, dt);
     char what[160];
 
     ag_tensor *out = run_op(ctx, c->op, in, c->a0, c->a1);
@@ -91,7 +47,7 @@ static void check_case(FILE *f, const golden_case *c) {
     if (ag_backward(ag_sum(ctx, ag_mul(ctx, out, w)), NULL, NULL) != 0)
         fail_msg("%s (%s): backward: %s", c->name, c->dtype, ag_last_error());
     for (int i = 0; i < c->nin; i++) {
-        ag_tensor *g = read_tensor(f, "grad", ctx, dt);
+        ag_tensor *g = golden_read_tensor(f, "grad", ctx, dt);
         snprintf(what, sizeof what, "%s (%s) grad of input %d", c->name, c->dtype, i);
         assert_tensor_close_msg(ag_grad(in[i]), g, rtol * 4, atol * 4, what);
     }
@@ -130,7 +86,7 @@ static void check_case(FILE *f, const golden_case *c) {
 
 static void test_ops_match_pytorch(void **state) {
     (void)state;
-    FILE *f = open_golden("golden_ops.txt");
+    FILE *f = golden_open("tests/ops/golden_ops.txt");
     golden_case c;
     int cases = 0, f32 = 0;
     while (read_case(f, &c)) {
@@ -148,7 +104,7 @@ static void test_ops_match_pytorch(void **state) {
  * gradients at base 0 (inf, nan and PyTorch's zeros). */
 static void test_math_ops_match_pytorch(void **state) {
     (void)state;
-    FILE *f = open_golden("golden_math.txt");
+    FILE *f = golden_open("tests/ops/golden_math.txt");
     golden_case c;
     int cases = 0;
     while (read_case(f, &c)) {

@@ -4,18 +4,7 @@
  * gradient, for every input rank and every choice of which of x, w and b
  * require grad. Then a backward through each graph gives the gradients of
  * sum(y) that the arithmetic says. */
-#include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-
-#include "agrad.h"
+#include "../common/check.h"
 
 /* Appends Name(next, ...) for node to buf, "None" for a missing edge. */
 static void walk(const ag_node *node, char *buf, size_t cap) {
@@ -65,12 +54,7 @@ static void check_grads(const ag_tensor *x, const ag_tensor *w, const ag_tensor 
 
 static void test_linear_graph_as_pytorch(void **state) {
     (void)state;
-    const char *root = getenv("AGRAD_SOURCE_ROOT");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/ops/golden_graph.txt", root ? root : ".");
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot open %s", path);
+    FILE *f = golden_open("tests/ops/golden_graph.txt");
     char line[1024];
     int cases = 0;
     while (fgets(line, sizeof line, f)) {

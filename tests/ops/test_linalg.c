@@ -4,7 +4,7 @@
  * products large enough to be cut into tiles giving the same bits at 1,
  * 2 and 3 threads, deterministic or not (one call on one thread, tiles on
  * several: linalg.c says why they agree). */
-#include "check.h"
+#include "../common/check.h"
 
 #include "ops/ops.h" /* ag__gemm and the reference kernels */
 

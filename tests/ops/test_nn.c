@@ -1,38 +1,7 @@
 /* The neural-network ops against PyTorch 1.13 (golden_nn.txt: values,
  * gradients of (out * w).sum(), node names and edge counts in both dtypes)
  * and by float64 central differences on the same cases. */
-#include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-
-#include "agrad.h"
-#include "check.h"
-
-/* a and b have the same shape and |a - b| <= atol + rtol |b| everywhere. */
-static void check_close(const ag_tensor *a, const ag_tensor *b, double rtol, double atol, const char *what) {
-    if (!a || !b)
-        fail_msg("%s: %s is NULL (%s)", what, a ? "expected" : "result", ag_last_error());
-    if (ag_ndim(a) != ag_ndim(b) || ag_numel(a) != ag_numel(b))
-        fail_msg("%s: shapes differ", what);
-    for (int d = 0; d < ag_ndim(a); d++)
-        if (ag_size(a, d) != ag_size(b, d))
-            fail_msg("%s: size of dim %d differs", what, d);
-    for (int64_t i = 0; i < ag_numel(a); i++) {
-        double x = ag_get(a, i), y = ag_get(b, i);
-        if (!(fabs(x - y) <= atol + rtol * fabs(y)) && !(isnan(x) && isnan(y)))
-            fail_msg("%s: element %lld: got %.17g, expected %.17g", what, (long long)i, x, y);
-    }
-}
-
-#define MAX_VALS 4096
-#define H 1e-6
+#include "../common/check.h"
 
 /* The op of each case, with the arguments gen_golden_nn.py used. */
 static ag_tensor *build(ag_ctx *ctx, const char *name, ag_tensor **in) {
@@ -86,42 +55,11 @@ static ag_tensor *build(ag_ctx *ctx, const char *name, ag_tensor **in) {
     return NULL;
 }
 
-static ag_tensor *read_tensor(FILE *f, const char *tag, ag_ctx *ctx, ag_dtype dt) {
-    char word[16];
-    int ndim;
-    if (fscanf(f, "%15s %d", word, &ndim) != 2 || strcmp(word, tag) != 0)
-        fail_msg("expected a '%s' line", tag);
-    int64_t shape[AG_MAX_DIMS], n = 1;
-    for (int d = 0; d < ndim; d++) {
-        long long s;
-        assert_int_equal(fscanf(f, "%lld", &s), 1);
-        shape[d] = s;
-        n *= s;
-    }
-    static double vals[MAX_VALS];
-    static float fv[MAX_VALS];
-    assert_true(n <= MAX_VALS);
-    for (int64_t i = 0; i < n; i++) {
-        char num[64];
-        assert_int_equal(fscanf(f, "%63s", num), 1);
-        vals[i] = strtod(num, NULL);
-        fv[i] = (float)vals[i];
-    }
-    return ag_tensor_from(ctx, dt, ndim, shape, dt == AG_FLOAT64 ? (const void *)vals : (const void *)fv);
-}
-
 typedef void (*case_fn)(const char *name, ag_dtype dt, int nin, ag_tensor **in, ag_tensor *want, ag_tensor *w,
                         ag_tensor **grads, const char *node, int num_next, ag_ctx *ctx);
 
 static int for_each_case(case_fn fn) {
-    const char *root = getenv("AGRAD_SOURCE_ROOT");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/ops/golden_nn.txt", root ? root : ".");
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char line[256];
-    assert_non_null(fgets(line, sizeof line, f));
+    FILE *f = golden_open("tests/ops/golden_nn.txt");
     char name[64], dts[8], node[64];
     int nin, cases = 0, num_next;
     while (fscanf(f, " case %63s %7s %d", name, dts, &nin) == 3) {
@@ -129,10 +67,10 @@ static int for_each_case(case_fn fn) {
         ag_ctx *ctx = ag_ctx_new();
         ag_tensor *in[3] = {0}, *grads[3] = {0};
         for (int i = 0; i < nin; i++)
-            in[i] = read_tensor(f, "in", ctx, dt);
-        ag_tensor *want = read_tensor(f, "out", ctx, dt), *w = read_tensor(f, "w", ctx, dt);
+            in[i] = golden_read_tensor(f, "in", ctx, dt);
+        ag_tensor *want = golden_read_tensor(f, "out", ctx, dt), *w = golden_read_tensor(f, "w", ctx, dt);
         for (int i = 0; i < nin; i++)
-            grads[i] = read_tensor(f, "grad", ctx, dt);
+            grads[i] = golden_read_tensor(f, "grad", ctx, dt);
         assert_int_equal(fscanf(f, " node %63s %d", node, &num_next), 2);
         fn(name, dt, nin, in, want, w, grads, node, num_next, ctx);
         ag_ctx_free(ctx);
@@ -150,12 +88,12 @@ static void golden_case(const char *name, ag_dtype dt, int nin, ag_tensor **in, 
     ag_tensor *out = build(ctx, name, in);
     char what[128];
     snprintf(what, sizeof what, "%s (%s) forward", name, dt == AG_FLOAT64 ? "f64" : "f32");
-    check_close(out, want, rtol, atol, what);
+    assert_tensor_close_msg(out, want, rtol, atol, what);
     if (ag_backward(ag_sum(ctx, ag_mul(ctx, out, w)), NULL, NULL))
         fail_msg("%s: backward: %s", name, ag_last_error());
     for (int i = 0; i < nin; i++) {
         snprintf(what, sizeof what, "%s (%s) grad of input %d", name, dt == AG_FLOAT64 ? "f64" : "f32", i);
-        check_close(ag_grad(in[i]), grads[i], rtol * 10, atol * 10, what);
+        assert_tensor_close_msg(ag_grad(in[i]), grads[i], rtol * 10, atol * 10, what);
     }
     if (strcmp(node, "-") != 0) {
         if (strcmp(ag_node_name(ag_grad_fn(out)), node) != 0)
@@ -169,40 +107,16 @@ static void test_nn_ops_match_pytorch(void **state) {
     assert_true(for_each_case(golden_case) >= 50);
 }
 
-static double loss_of(ag_ctx *tmp, const char *name, ag_tensor **in, ag_tensor *w) {
-    bool prev = ag_set_grad_enabled(false);
-    double l = ag_item(ag_sum(tmp, ag_mul(tmp, build(tmp, name, in), w)));
-    ag_set_grad_enabled(prev);
-    ag_ctx_reset(tmp);
-    return l;
-}
+static ag_tensor *build_named(ag_ctx *ctx, ag_tensor **in, const void *name) { return build(ctx, name, in); }
 
 static void gradcheck_case(const char *name, ag_dtype dt, int nin, ag_tensor **in, ag_tensor *want, ag_tensor *w,
                            ag_tensor **grads, const char *node, int num_next, ag_ctx *ctx) {
-    (void)want, (void)grads, (void)node, (void)num_next;
+    (void)want, (void)w, (void)grads, (void)node, (void)num_next, (void)ctx;
     if (dt != AG_FLOAT64)
         return; /* finite differences in float64 only */
-    ag_ctx *tmp = ag_ctx_new();
     for (int i = 0; i < nin; i++)
         assert_int_equal(ag_requires_grad_(in[i], true), 0);
-    if (ag_backward(ag_sum(ctx, ag_mul(ctx, build(ctx, name, in), w)), NULL, NULL))
-        fail_msg("%s: backward: %s", name, ag_last_error());
-    for (int i = 0; i < nin; i++) {
-        double *x = (double *)ag_data_ptr(in[i]);
-        for (int64_t e = 0; e < ag_numel(in[i]); e++) {
-            double x0 = x[e];
-            x[e] = x0 + H;
-            double lp = loss_of(tmp, name, in, w);
-            x[e] = x0 - H;
-            double lm = loss_of(tmp, name, in, w);
-            x[e] = x0;
-            double num = (lp - lm) / (2 * H), ana = ag_get(ag_grad(in[i]), e);
-            if (!(fabs(num - ana) <= 1e-6 + 1e-5 * fabs(num)))
-                fail_msg("%s input %d element %lld: backward %.12g, finite difference %.12g", name, i, (long long)e,
-                         ana, num);
-        }
-    }
-    ag_ctx_free(tmp);
+    gradcheck(name, build_named, name, in, nin, (gradcheck_tol){1e-5, 1e-6});
 }
 
 static void test_nn_ops_gradcheck(void **state) {

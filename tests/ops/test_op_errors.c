@@ -5,7 +5,7 @@
  * errors that come later, in backward, from what each op saved: a second
  * backward without retain_graph and inputs changed in place, where PyTorch
  * 1.13 refuses them and only there. */
-#include "check.h"
+#include "../common/check.h"
 
 #define RETAIN_MSG "Trying to backward through the graph a second time"
 #define INPLACE_MSG "one of the variables needed for gradient computation has been modified by an inplace operation"
@@ -15,30 +15,6 @@ static const char *UNARY[] = {"neg",   "sqrt",       "exp",        "log",       
                               "clone", "add_scalar", "mul_scalar", "pow_scalar", "sin",  "cos",     "log1p"};
 static const char *BINARY[] = {"add", "sub", "mul", "div", "matmul", "pow"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
-/* t is NULL and the error is code with a message starting with prefix. */
-static void check_error(ag_tensor *t, int code, const char *prefix, const char *file, int line) {
-    if (t) {
-        print_error("expected an error \"%s\", got a tensor\n", prefix);
-        _fail(file, line);
-    }
-    if (ag_last_status() != code || strncmp(ag_last_error(), prefix, strlen(prefix)) != 0) {
-        print_error("error %d \"%s\", expected %d \"%s...\"\n", ag_last_status(), ag_last_error(), code, prefix);
-        _fail(file, line);
-    }
-    ag_clear_error();
-}
-#define expect_error(t, code, prefix) check_error((t), (code), (prefix), __FILE__, __LINE__)
-
-/* rc is code and the message starts with prefix. */
-static void check_rc(int rc, int code, const char *prefix, const char *file, int line) {
-    if (rc != code || strncmp(ag_last_error(), prefix, strlen(prefix)) != 0) {
-        print_error("returned %d \"%s\", expected %d \"%s...\"\n", rc, ag_last_error(), code, prefix);
-        _fail(file, line);
-    }
-    ag_clear_error();
-}
-#define expect_rc(rc, code, prefix) check_rc((rc), (code), (prefix), __FILE__, __LINE__)
 
 static void test_null_tensor_keeps_first_error(void **state) {
     (void)state;

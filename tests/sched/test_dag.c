@@ -2,7 +2,7 @@
  * predecessors ran before it (with plain memory, so ThreadSanitizer checks
  * the happens-before edges too), reuse of a DAG, chains, successors
  * released by hand, several DAGs run at once by outside threads, misuse. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <pthread.h>
 #include <semaphore.h>

@@ -3,7 +3,7 @@
  * request, sharing everything), taking shared tasks back, the bounded take
  * of groups, and one owner racing many thieves over a million items, each
  * of which must be taken exactly once. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include "deque.h"
 

@@ -1,19 +1,13 @@
 /* Fork and join: fib at 0 to 8 workers and oversubscribed, joins out of
  * LIFO order, misuse, and a random tree of forks over many thieves in
  * which every forked task must run exactly once. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- fib ------------------------------------------------------------------------ */
-
-typedef struct fib_frame {
-    ws_task task;
-    int n;
-    long result;
-} fib_frame;
 
 static long fib(int n);
 
@@ -37,13 +31,6 @@ static long fib(int n) {
     return f.result + y;
 }
 
-static long fib_serial(int n) { return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2); }
-
-typedef struct fib_root {
-    int n;
-    long result;
-} fib_root;
-
 static void fib_root_task(ws_task *t) {
     fib_root *r = t->arg;
     r->result = fib(r->n);
@@ -51,17 +38,8 @@ static void fib_root_task(ws_task *t) {
 
 static void check_fib(int nworkers, int n, int reps) {
     ws_pool *p = test_pool(nworkers);
-    long want = fib_serial(n);
-    for (int rep = 0; rep < reps; rep++) {
-        fib_root r = {n, 0};
-        assert_int_equal(ws_run(p, fib_root_task, &r), 0);
-        assert_int_equal(r.result, want);
-    }
-    ws_stats st[64];
-    int np = ws_pool_stats(p, st, 64);
-    uint64_t run = 0;
-    for (int i = 0; i < np && i < 64; i++)
-        run += st[i].tasks_run;
+    test_run_fib(p, fib_root_task, n, reps);
+    uint64_t run = test_tasks_run(p);
     /* One task per fork (fib(n+1) - 1 of them) plus the root, per rep. */
     long forks = fib_serial(n + 1) - 1;
     assert_int_equal(run, (uint64_t)reps * (uint64_t)(forks + 1));

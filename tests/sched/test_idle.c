@@ -1,6 +1,6 @@
 /* An idle pool burns no CPU: once its workers have parked, a second of
  * doing nothing costs the process under 5% of a core. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <sys/resource.h>
 

@@ -2,17 +2,11 @@
  * parallel-fors, DAGs and fire-and-forget submissions, with fewer outside
  * slots than threads so some wait for a slot. Results are checked after
  * the threads are joined. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct fib_frame {
-    ws_task task;
-    int n;
-    long result;
-} fib_frame;
 
 static long fib(int n);
 
@@ -35,7 +29,7 @@ static long fib(int n) {
     return f.result + y;
 }
 
-static void fib_root(ws_task *t) {
+static void fib_root_task(ws_task *t) {
     fib_frame *f = t->arg;
     f->result = fib(f->n);
 }
@@ -88,7 +82,7 @@ static void *user_main(void *arg) {
     ws_node **succ = calloc(CHAIN, sizeof(*succ));
     for (int it = 0; it < u->iters; it++) {
         fib_frame f = {.n = n};
-        if (ws_run(u->p, fib_root, &f) != 0 || f.result != want)
+        if (ws_run(u->p, fib_root_task, &f) != 0 || f.result != want)
             u->errors++;
 
         _Atomic int64_t sum = 0;

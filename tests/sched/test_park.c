@@ -2,7 +2,7 @@
  * participant can do, many times, with delays that catch the sleeper in
  * every phase (spinning, yielding, re-checking, asleep). A lost wake-up
  * hangs the test, and meson's timeout fails it. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <pthread.h>
 #include <semaphore.h>

@@ -1,7 +1,7 @@
 /* Parallel-for: every index in [begin, end) exactly once, for many grains
  * and offsets, from outside threads and nested inside tasks; bad ranges
  * are error codes. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <stdlib.h>
 #include <string.h>

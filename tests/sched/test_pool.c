@@ -1,7 +1,7 @@
 /* Pools: creation with every kind of thread count, bad arguments and
  * thread-creation failure as error codes, the default count, destruction
  * rules, fire-and-forget submission from outside, counters and the trace. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -255,6 +255,21 @@ static void named_fn(ws_task *t) {
     (void)t;
 }
 
+/* p's trace as ws_trace_write writes it, NUL-terminated in buf. */
+static void read_trace(ws_pool *p, char *buf, size_t cap) {
+    char path[] = "/tmp/ws-trace-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(ws_trace_write(p, path), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t len = fread(buf, 1, cap - 1, f);
+    buf[len] = '\0';
+    fclose(f);
+    unlink(path);
+}
+
 static void test_trace(void **state) {
     (void)state;
     ws_pool *p = test_pool(2);
@@ -270,18 +285,8 @@ static void test_trace(void **state) {
     }
     assert_int_equal(ws_group_wait(&g), 0);
     assert_int_equal(ws_trace_enable(p, false), 0);
-    char path[] = "/tmp/ws-trace-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(ws_trace_write(p, path), 0);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
     static char buf[1 << 20];
-    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[len] = '\0';
-    fclose(f);
-    unlink(path);
+    read_trace(p, buf, sizeof buf);
     assert_true(strncmp(buf, "{\"traceEvents\":[", 16) == 0);
     int events = 0, odd = 0, braces = 0;
     for (char *s = buf; (s = strstr(s, "\"ph\":\"X\"")); s++)
@@ -298,13 +303,40 @@ static void test_trace(void **state) {
     /* A new trace starts empty. */
     assert_int_equal(ws_trace_enable(p, true), 0);
     assert_int_equal(ws_trace_enable(p, false), 0);
-    assert_int_equal(ws_trace_write(p, path), 0);
-    f = fopen(path, "r");
-    len = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[len] = '\0';
-    fclose(f);
-    unlink(path);
+    read_trace(p, buf, sizeof buf);
     assert_null(strstr(buf, "\"ph\":\"X\""));
+    assert_int_equal(ws_pool_destroy(p), 0);
+}
+
+/* ws_trace_event: from a thread outside the pool's tasks, an event on a row
+ * of its own; from a task, on its participant's row; nothing while off. */
+static void event_fn(ws_task *t) {
+    uint64_t now = ws_now_ns();
+    ws_trace_event(ws_current_pool(), (const char *)t->arg, now, now + 1000);
+}
+
+static void test_trace_event(void **state) {
+    (void)state;
+    ws_pool *p = test_pool(1);
+    assert_int_equal(ws_trace_event(NULL, "x", 0, 0), WS_EINVAL);
+    assert_int_equal(ws_trace_event(p, NULL, 0, 0), WS_EINVAL);
+    uint64_t t0 = ws_now_ns();
+    assert_int_equal(ws_trace_event(p, "before", t0, t0 + 10), 0); /* off: not recorded */
+    assert_int_equal(ws_trace_enable(p, true), 0);
+    assert_int_equal(ws_trace_event(p, "loose \"one\"", t0, ws_now_ns()), 0);
+    assert_int_equal(ws_run(p, event_fn, (void *)"in a task"), 0);
+    assert_int_equal(ws_trace_enable(p, false), 0);
+    static char buf[1 << 16];
+    read_trace(p, buf, sizeof buf);
+    assert_null(strstr(buf, "before"));
+    const char *loose = strstr(buf, "{\"name\":\"loose \\\"one\\\"\",\"ph\":\"X\"");
+    assert_non_null(loose);
+    assert_non_null(strstr(loose, "\"tid\":1000")); /* a thread's row, after every participant's */
+    assert_non_null(strstr(buf, "\"args\":{\"name\":\"thread "));
+    const char *task = strstr(buf, "{\"name\":\"in a task\",\"ph\":\"X\"");
+    assert_non_null(task);
+    const char *end = strchr(task, '}'); /* a participant's row: the worker (0) or the caller's slot (1) */
+    assert_true(end && (strncmp(end - 8, ",\"tid\":0", 8) == 0 || strncmp(end - 8, ",\"tid\":1", 8) == 0));
     assert_int_equal(ws_pool_destroy(p), 0);
 }
 
@@ -318,6 +350,7 @@ int main(void) {
         cmocka_unit_test(test_submit_from_outside),
         cmocka_unit_test(test_destroy_runs_queued),
         cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_trace_event),
         cmocka_unit_test(test_wake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

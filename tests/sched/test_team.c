@@ -4,7 +4,7 @@
  * different caps share one pool, and the cgroup quota is read as the
  * kernel writes it. With the argument "stress", the concurrent cases run
  * many more rounds. */
-#include "common.h"
+#include "../common/ws_check.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -1,5 +1,6 @@
-/* Helpers shared by the scheduler's tests: iteration scaling for sanitizer
- * builds, a small PRNG, timing. cmocka is not thread-safe, so tests record
+/* Helpers shared by the scheduler's tests (which use ws.h alone, not agrad):
+ * iteration scaling for sanitizer builds, a small PRNG, timing, a test pool,
+ * fib's frames and task counts. cmocka is not thread-safe, so tests record
  * results from pool threads in plain memory and assert after joining. */
 #ifndef WS_TEST_COMMON_H
 #define WS_TEST_COMMON_H
@@ -84,6 +85,43 @@ static inline ws_pool *test_pool(int nworkers) {
     assert_int_equal(ws_pool_create(&p, &o), 0);
     assert_non_null(p);
     return p;
+}
+
+/* ---- fib, the fork-join workload the suites share ---------------------------------- */
+
+/* A forked fib(n - 1): the task first, so the task pointer is the frame's. */
+typedef struct fib_frame {
+    ws_task task;
+    int n;
+    long result;
+} fib_frame;
+
+static inline long fib_serial(int n) { return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2); }
+
+/* The argument of a run's root task: fib(n), by the suite's own fib. */
+typedef struct fib_root {
+    int n;
+    long result;
+} fib_root;
+
+/* reps runs of root (a fib_root task) on p, each giving fib(n). */
+static inline void test_run_fib(ws_pool *p, ws_task_fn root, int n, int reps) {
+    long want = fib_serial(n);
+    for (int rep = 0; rep < reps; rep++) {
+        fib_root r = {n, 0};
+        assert_int_equal(ws_run(p, root, &r), 0);
+        assert_int_equal(r.result, want);
+    }
+}
+
+/* Tasks the pool's participants have run, summed over all of them. */
+static inline uint64_t test_tasks_run(ws_pool *p) {
+    ws_stats st[64];
+    int np = ws_pool_stats(p, st, 64);
+    uint64_t run = 0;
+    for (int i = 0; i < np && i < 64; i++)
+        run += st[i].tasks_run;
+    return run;
 }
 
 #endif /* WS_TEST_COMMON_H */
