@@ -678,6 +678,25 @@ static int ag__outputs(ag__task *t, const ag__request *rq) {
     return 0;
 }
 
+/* inputs=: the nodes of the inputs become targets (the rest of the graph
+ * is pruned to what reaches them) */
+static void ag__mark_inputs(ag__task *t, const ag__request *rq) {
+    if (rq->ninputs <= 0)
+        return;
+    for (int k = 0; k < rq->ninputs; k++) {
+        ag_tensor *in = rq->inputs[k];
+        int32_t j = ag__task_find(t, ag__input_node(in));
+        if (j < 0)
+            continue;
+        t->nflags[j] |= AG__NF_TARGET;
+        /* grad(): taken as output; backward(): a non-leaf that does
+         * not retain its grad yet retains it now (after its hooks) */
+        if (!rq->accumulate || (in->grad_fn && !in->retains_grad))
+            t->nflags[j] |= AG__NF_CAPTURE;
+    }
+    ag__prune(t);
+}
+
 static int ag__run_request(ag__task *t, const ag__request *rq) {
     int ex = (int)ag_get_executor();
     bool in_worker = ag__in_worker();
@@ -695,20 +714,7 @@ static int ag__run_request(ag__task *t, const ag__request *rq) {
         (rc = ag__discover(t, t->groot_node)))
         return rc;
     memset(t->nflags, 0, t->n);
-    if (rq->ninputs > 0) {
-        for (int k = 0; k < rq->ninputs; k++) {
-            ag_tensor *in = rq->inputs[k];
-            int32_t j = ag__task_find(t, ag__input_node(in));
-            if (j < 0)
-                continue;
-            t->nflags[j] |= AG__NF_TARGET;
-            /* grad(): taken as output; backward(): a non-leaf that does
-             * not retain its grad yet retains it now (after its hooks) */
-            if (!rq->accumulate || (in->grad_fn && !in->retains_grad))
-                t->nflags[j] |= AG__NF_CAPTURE;
-        }
-        ag__prune(t);
-    }
+    ag__mark_inputs(t, rq);
     t->det = ag_is_deterministic();
     int nparts = rq->nthreads > 1 && !in_worker && ag__graph_worth_parallel(t) ? rq->nthreads : 1;
     if ((rc = ag__plan(t, nparts, ex)) || (rc = ag__slots_prepare(t, nparts)))

@@ -67,150 +67,175 @@ typedef struct {
     int64_t rows, cols;
 } ag__block;
 
-static int ag__check_run(const ag__checked *c, ag_tensor *const *X, int nx, const ag__tols *tol, const char *what) {
-    int rc = 0, nout = 0, cap = c->second ? c->nreq : 1;
-    ag_ctx *ctx = ag_ctx_new(), *gctx = ag_ctx_new();
-    ag_tensor **outs = calloc((size_t)cap + 1, sizeof *outs);
-    ag__block *blk = NULL;
-    double *plus = NULL;
-    int64_t total_out = 0;
-    if (!ctx || !gctx || !outs) {
-        rc = ag__error(AG_ENOMEM, "%s: out of memory", what);
-        goto done;
-    }
-    /* the shapes of the outputs */
-    nout = cap;
-    if ((rc = ag__check_eval(c, ctx, X, false, outs, &nout)))
-        goto done;
-    int64_t *out_numel = calloc((size_t)nout + 1, sizeof *out_numel);
-    if (!out_numel) {
-        rc = ag__error(AG_ENOMEM, "%s: out of memory", what);
-        goto done;
-    }
-    for (int k = 0; k < nout; k++)
-        total_out += out_numel[k] = outs[k]->numel;
-    ag_ctx_reset(ctx);
-    blk = calloc((size_t)(nout * nx) + 1, sizeof *blk);
-    plus = calloc((size_t)total_out + 1, sizeof *plus);
-    if (!blk || !plus) {
-        free(out_numel);
-        rc = ag__error(AG_ENOMEM, "%s: out of memory", what);
-        goto done;
-    }
-    for (int k = 0; k < nout; k++)
-        for (int i = 0; i < nx; i++) {
-            ag__block *b = &blk[k * nx + i];
-            b->rows = out_numel[k];
-            b->cols = X[i]->requires_grad ? X[i]->numel : 0;
-            if (b->rows * b->cols > 0 && (!(b->num = calloc((size_t)(b->rows * b->cols), sizeof(double))) ||
-                                          !(b->ana = calloc((size_t)(b->rows * b->cols), sizeof(double))))) {
-                free(out_numel);
-                rc = ag__error(AG_ENOMEM, "%s: out of memory", what);
-                goto done;
-            }
-        }
-    free(out_numel);
+/* One run of a check: the function's outputs, the Jacobian blocks
+ * (output k, input i at blk[k * nx + i]) and the scratch they need. */
+typedef struct {
+    const ag__checked *c;
+    ag_tensor *const *X;
+    int nx, cap, nout;
+    const ag__tols *tol;
+    const char *what;
+    ag_ctx *ctx, *gctx; /* the function's evaluations; the backwards */
+    ag_tensor **outs;
+    ag__block *blk;
+    double *plus; /* f(x + eps), all outputs one after another */
+} ag__jac;
 
-    /* numerical: column e of input i from f(x + eps) - f(x - eps) */
-    for (int i = 0; i < nx; i++) {
-        if (!X[i]->requires_grad)
+/* Evaluates the function once for the outputs' sizes, then allocates a
+ * numerical and an analytical block per (output, input requiring grad). */
+static int ag__jac_alloc(ag__jac *J) {
+    int rc;
+    J->nout = J->cap;
+    if ((rc = ag__check_eval(J->c, J->ctx, J->X, false, J->outs, &J->nout)))
+        return rc;
+    int64_t total_out = 0;
+    for (int k = 0; k < J->nout; k++)
+        total_out += J->outs[k]->numel;
+    J->blk = calloc((size_t)(J->nout * J->nx) + 1, sizeof *J->blk);
+    J->plus = calloc((size_t)total_out + 1, sizeof *J->plus);
+    if (!J->blk || !J->plus)
+        return ag__error(AG_ENOMEM, "%s: out of memory", J->what);
+    for (int k = 0; k < J->nout; k++)
+        for (int i = 0; i < J->nx; i++) {
+            ag__block *b = &J->blk[k * J->nx + i];
+            b->rows = J->outs[k]->numel;
+            b->cols = J->X[i]->requires_grad ? J->X[i]->numel : 0;
+            if (b->rows * b->cols > 0 && (!(b->num = calloc((size_t)(b->rows * b->cols), sizeof(double))) ||
+                                          !(b->ana = calloc((size_t)(b->rows * b->cols), sizeof(double)))))
+                return ag__error(AG_ENOMEM, "%s: out of memory", J->what);
+        }
+    ag_ctx_reset(J->ctx);
+    return 0;
+}
+
+/* f at x[e] moved by +eps (side 0, kept in plus) or -eps (side 1: column
+ * e of input i's blocks becomes the central difference). */
+static int ag__jac_side(ag__jac *J, int i, int64_t e, int side) {
+    int got = J->cap;
+    int rc = ag__check_eval(J->c, J->ctx, J->X, false, J->outs, &got);
+    if (!rc && got != J->nout)
+        rc = ag__error(AG_ESTATE, "%s: the function gave %d outputs, then %d", J->what, J->nout, got);
+    for (int k = 0, off = 0; !rc && k < J->nout; off += (int)J->outs[k]->numel, k++) {
+        ag__block *b = &J->blk[k * J->nx + i];
+        for (int64_t o = 0; o < b->rows; o++) {
+            double v = ag__load(J->outs[k], o);
+            if (!side)
+                J->plus[off + o] = v;
+            else
+                b->num[o * b->cols + e] = (J->plus[off + o] - v) / (2 * J->tol->eps);
+        }
+    }
+    ag_ctx_reset(J->ctx);
+    return rc;
+}
+
+/* numerical: column e of input i from f(x + eps) - f(x - eps) */
+static int ag__jac_numerical(ag__jac *J) {
+    for (int i = 0; i < J->nx; i++) {
+        if (!J->X[i]->requires_grad)
             continue;
-        double *x = X[i]->data;
-        for (int64_t e = 0; e < X[i]->numel; e++) {
+        double *x = J->X[i]->data;
+        for (int64_t e = 0; e < J->X[i]->numel; e++) {
             double keep = x[e];
-            for (int side = 0; side < 2; side++) {
-                x[e] = keep + (side ? -tol->eps : tol->eps);
-                int got = cap;
-                rc = ag__check_eval(c, ctx, X, false, outs, &got);
-                if (!rc && got != nout)
-                    rc = ag__error(AG_ESTATE, "%s: the function gave %d outputs, then %d", what, nout, got);
-                for (int k = 0, off = 0; !rc && k < nout; off += (int)outs[k]->numel, k++) {
-                    ag__block *b = &blk[k * nx + i];
-                    for (int64_t o = 0; o < b->rows; o++) {
-                        double v = ag__load(outs[k], o);
-                        if (!side)
-                            plus[off + o] = v;
-                        else
-                            b->num[o * b->cols + e] = (plus[off + o] - v) / (2 * tol->eps);
-                    }
-                }
-                ag_ctx_reset(ctx);
-                if (rc)
-                    break;
+            int rc = 0;
+            for (int side = 0; side < 2 && !rc; side++) {
+                x[e] = keep + (side ? -J->tol->eps : J->tol->eps);
+                rc = ag__jac_side(J, i, e, side);
             }
             x[e] = keep;
             if (rc)
-                goto done;
+                return rc;
         }
     }
+    return 0;
+}
 
-    /* analytical: row o of output k from a backward weighted by e_o */
-    int got = cap;
-    if ((rc = ag__check_eval(c, ctx, X, true, outs, &got)))
-        goto done;
-    ag_tensor **req = calloc((size_t)nx + 1, sizeof *req), **grads = calloc((size_t)nx + 1, sizeof *grads);
-    int *req_at = calloc((size_t)nx + 1, sizeof *req_at), nreq = 0;
-    if (!req || !grads || !req_at) {
-        free(req), free(grads), free(req_at);
-        rc = ag__error(AG_ENOMEM, "%s: out of memory", what);
-        goto done;
+/* Row o of output k's blocks: a backward weighted by e_o. */
+static int ag__jac_row(ag__jac *J, int k, int64_t o, ag_tensor **req, const int *req_at, int nreq, ag_tensor **grads) {
+    ag_tensor *out = J->outs[k];
+    ag_tensor *w = ag_zeros(J->gctx, out->dtype, out->ndim, out->shape);
+    if (!w)
+        return ag_last_status();
+    ag__store(w, o, 1.0);
+    ag_grad_opts go = {.retain_graph = true, .allow_unused = true};
+    int rc = ag_autograd_grad(J->gctx, &J->outs[k], &w, 1, req, nreq, grads, &go);
+    for (int r = 0; !rc && r < nreq; r++) {
+        ag__block *b = &J->blk[k * J->nx + req_at[r]];
+        for (int64_t e = 0; grads[r] && e < b->cols; e++)
+            b->ana[o * b->cols + e] = ag__load(grads[r], e);
     }
-    for (int i = 0; i < nx; i++)
-        if (X[i]->requires_grad) {
+    ag_ctx_reset(J->gctx);
+    return rc;
+}
+
+/* analytical: every row of every output with history */
+static int ag__jac_analytical(ag__jac *J) {
+    int got = J->cap, rc;
+    if ((rc = ag__check_eval(J->c, J->ctx, J->X, true, J->outs, &got)))
+        return rc;
+    ag_tensor **req = calloc((size_t)J->nx + 1, sizeof *req), **grads = calloc((size_t)J->nx + 1, sizeof *grads);
+    int *req_at = calloc((size_t)J->nx + 1, sizeof *req_at), nreq = 0;
+    if (!req || !grads || !req_at)
+        rc = ag__error(AG_ENOMEM, "%s: out of memory", J->what);
+    for (int i = 0; !rc && i < J->nx; i++)
+        if (J->X[i]->requires_grad) {
             req_at[nreq] = i;
-            req[nreq++] = X[i];
+            req[nreq++] = J->X[i];
         }
-    for (int k = 0; k < nout && !rc; k++) {
-        if (!outs[k]->requires_grad)
+    for (int k = 0; !rc && k < J->nout; k++) {
+        if (!J->outs[k]->requires_grad)
             continue; /* no history: its rows are zero */
-        for (int64_t o = 0; o < outs[k]->numel && !rc; o++) {
-            ag_tensor *w = ag_zeros(gctx, outs[k]->dtype, outs[k]->ndim, outs[k]->shape);
-            if (!w) {
-                rc = ag_last_status();
-                break;
-            }
-            ag__store(w, o, 1.0);
-            ag_grad_opts go = {.retain_graph = true, .allow_unused = true};
-            if ((rc = ag_autograd_grad(gctx, &outs[k], &w, 1, req, nreq, grads, &go)))
-                break;
-            for (int r = 0; r < nreq; r++) {
-                ag__block *b = &blk[k * nx + req_at[r]];
-                for (int64_t e = 0; grads[r] && e < b->cols; e++)
-                    b->ana[o * b->cols + e] = ag__load(grads[r], e);
-            }
-            ag_ctx_reset(gctx);
-        }
+        for (int64_t o = 0; o < J->outs[k]->numel && !rc; o++)
+            rc = ag__jac_row(J, k, o, req, req_at, nreq, grads);
     }
     free(req), free(grads), free(req_at);
-    if (rc)
-        goto done;
+    return rc;
+}
 
-    /* the first disagreement, output by output, input by input */
-    for (int k = 0; k < nout; k++)
-        for (int i = 0; i < nx; i++) {
-            ag__block *b = &blk[k * nx + i];
+/* the first disagreement, output by output, input by input */
+static int ag__jac_compare(const ag__jac *J) {
+    for (int k = 0; k < J->nout; k++)
+        for (int i = 0; i < J->nx; i++) {
+            const ag__block *b = &J->blk[k * J->nx + i];
             for (int64_t o = 0; o < b->rows; o++)
                 for (int64_t e = 0; e < b->cols; e++) {
                     double n = b->num[o * b->cols + e], a = b->ana[o * b->cols + e];
-                    if (!(fabs(a - n) <= tol->atol + tol->rtol * fabs(n))) {
-                        rc = ag__error(AG_ESTATE,
-                                       "%sJacobian mismatch for output %d with respect to input %d, at element %" PRId64
-                                       " of the output and %" PRId64 " of the input: numerical %.10g, analytical %.10g",
-                                       c->second ? "gradgradcheck: " : "", k, i, o, e, n, a);
-                        goto done;
-                    }
+                    if (!(fabs(a - n) <= J->tol->atol + J->tol->rtol * fabs(n)))
+                        return ag__error(
+                            AG_ESTATE,
+                            "%sJacobian mismatch for output %d with respect to input %d, at element %" PRId64
+                            " of the output and %" PRId64 " of the input: numerical %.10g, analytical %.10g",
+                            J->c->second ? "gradgradcheck: " : "", k, i, o, e, n, a);
                 }
         }
-done:
-    for (int j = 0; blk && j < nout * nx; j++) {
-        free(blk[j].num);
-        free(blk[j].ana);
+    return 0;
+}
+
+static int ag__check_run(const ag__checked *c, ag_tensor *const *X, int nx, const ag__tols *tol, const char *what) {
+    ag__jac J = {.c = c, .X = X, .nx = nx, .cap = c->second ? c->nreq : 1, .tol = tol, .what = what};
+    J.ctx = ag_ctx_new();
+    J.gctx = ag_ctx_new();
+    J.outs = calloc((size_t)J.cap + 1, sizeof *J.outs);
+    int rc = 0;
+    if (!J.ctx || !J.gctx || !J.outs)
+        rc = ag__error(AG_ENOMEM, "%s: out of memory", what);
+    if (!rc)
+        rc = ag__jac_alloc(&J);
+    if (!rc)
+        rc = ag__jac_numerical(&J);
+    if (!rc)
+        rc = ag__jac_analytical(&J);
+    if (!rc)
+        rc = ag__jac_compare(&J);
+    for (int j = 0; J.blk && j < J.nout * nx; j++) {
+        free(J.blk[j].num);
+        free(J.blk[j].ana);
     }
-    free(blk);
-    free(plus);
-    free(outs);
-    ag_ctx_free(ctx);
-    ag_ctx_free(gctx);
+    free(J.blk);
+    free(J.plus);
+    free(J.outs);
+    ag_ctx_free(J.ctx);
+    ag_ctx_free(J.gctx);
     return rc;
 }
 

@@ -706,6 +706,62 @@ static void ag__refs(const ag__task *t, int32_t idx, const ag_tensor **ref) {
         ref[i] = tgt[i] >= 0 ? t->nodes[tgt[i]]->out : NULL;
 }
 
+/* Runs node idx's backward into zeroed buffers (sl->sp_a, copied to
+ * sl->sp_b where hooks may replace them), then its post hooks and the
+ * anomaly check. */
+static int ag__special_run(ag__task *t, int32_t idx, ag__slot *sl, ag_tensor *grad, bool root, bool *posted_out) {
+    ag_node *node = t->nodes[idx];
+    ag__node_ext *ext = ag__ext(node);
+    int rc;
+    int nn = node->num_next;
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    ag_tensor **orig = sl->sp_a, **gi = sl->sp_b;
+    for (int i = 0; i < nn; i++) {
+        orig[i] = tgt[i] >= 0 ? ag__grad_buffer(t, sl, t->nodes[tgt[i]]->out, true) : NULL;
+        if (tgt[i] >= 0 && !orig[i])
+            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+        gi[i] = orig[i];
+    }
+    bool *fresh = sl->sp_need; /* all false: the buffers are zeroed */
+    memset(fresh, 0, (size_t)(nn > 0 ? nn : 1) * sizeof *fresh);
+    if ((rc = node->kind->backward(node, grad, gi, fresh, sl->tmp)))
+        return rc < 0 ? rc : AG_EINVAL;
+    if (!t->keep_graph && !root)
+        ag__node_release(node);
+    bool posted = *posted_out = ext && atomic_load_explicit(&ext->post, memory_order_acquire);
+    if (posted && (rc = ag__post_hooks(node, ext, gi, (const ag_tensor *const *)orig, nn, grad)))
+        return rc;
+    if (t->anomaly && (rc = ag__check_nan(node, gi, nn)))
+        return rc;
+    return 0;
+}
+
+/* Hands node idx's input gradients on; an entry a hook cleared or a
+ * custom function left empty goes back to the slot. */
+static int ag__special_hand_on(ag__task *t, int32_t idx, ag__slot *sl, int nn, bool posted) {
+    const int32_t *tgt = t->edges + t->edge_off[idx];
+    ag_tensor **orig = sl->sp_a, **gi = sl->sp_b;
+    int rc;
+    for (int i = 0; i < nn; i++) {
+        ag_tensor *c = orig[i];
+        if (!c)
+            continue;
+        if (!gi[i]) { /* none for this input */
+            if (!posted)
+                ag__give_back(sl, c);
+            continue;
+        }
+        if (gi[i] != c) { /* a hook's tensor: into an engine block of ours */
+            if (!(c = ag__grad_buffer(t, sl, c, true)))
+                return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+            ag__add_into(c, gi[i]);
+        }
+        if ((rc = ag__give_to(t, idx, i, tgt[i], c, sl)))
+            return rc;
+    }
+    return 0;
+}
+
 /* Without create_graph: the node's backward adds into a zeroed buffer per
  * input (never shared between inputs), so that hooks see each input's own
  * gradient, a custom function may give none (it clears its entry), and
@@ -739,42 +795,9 @@ static int ag__special_plain(ag__task *t, int32_t idx, ag__slot *sl) {
             return 0;
     }
     int nn = node->num_next;
-    const int32_t *tgt = t->edges + t->edge_off[idx];
-    ag_tensor **orig = sl->sp_a, **gi = sl->sp_b;
-    for (int i = 0; i < nn; i++) {
-        orig[i] = tgt[i] >= 0 ? ag__grad_buffer(t, sl, t->nodes[tgt[i]]->out, true) : NULL;
-        if (tgt[i] >= 0 && !orig[i])
-            return ag_last_status() ? ag_last_status() : AG_ENOMEM;
-        gi[i] = orig[i];
-    }
-    bool *fresh = sl->sp_need; /* all false: the buffers are zeroed */
-    memset(fresh, 0, (size_t)(nn > 0 ? nn : 1) * sizeof *fresh);
-    if ((rc = node->kind->backward(node, grad, gi, fresh, sl->tmp)))
-        return rc < 0 ? rc : AG_EINVAL;
-    if (!t->keep_graph && !root)
-        ag__node_release(node);
-    bool posted = ext && atomic_load_explicit(&ext->post, memory_order_acquire);
-    if (posted && (rc = ag__post_hooks(node, ext, gi, (const ag_tensor *const *)orig, nn, grad)))
+    bool posted = false;
+    if ((rc = ag__special_run(t, idx, sl, grad, root, &posted)) || (rc = ag__special_hand_on(t, idx, sl, nn, posted)))
         return rc;
-    if (t->anomaly && (rc = ag__check_nan(node, gi, nn)))
-        return rc;
-    for (int i = 0; i < nn; i++) {
-        ag_tensor *c = orig[i];
-        if (!c)
-            continue;
-        if (!gi[i]) { /* none for this input */
-            if (!posted)
-                ag__give_back(sl, c);
-            continue;
-        }
-        if (gi[i] != c) { /* a hook's tensor: into an engine block of ours */
-            if (!(c = ag__grad_buffer(t, sl, c, true)))
-                return ag_last_status() ? ag_last_status() : AG_ENOMEM;
-            ag__add_into(c, gi[i]);
-        }
-        if ((rc = ag__give_to(t, idx, i, tgt[i], c, sl)))
-            return rc;
-    }
     if (give_back && grad)
         ag__give_back(sl, grad);
     return 0;
