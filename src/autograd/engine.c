@@ -404,7 +404,7 @@ static int ag__seed(ag__task *t, ag_tensor *root, const ag_tensor *grad) {
     if (!grad) {
         for (int64_t i = 0; i < g->numel; i++)
             ag__store(g, i, 1.0);
-    } else if (grad->dtype == g->dtype) {
+    } else if (grad->dtype == g->dtype && grad->contiguous) {
         memcpy(g->data, grad->data, g->storage->nbytes);
     } else {
         for (int64_t i = 0; i < g->numel; i++)
@@ -422,6 +422,8 @@ static int ag__check_root(ag_tensor *root, const ag_tensor *grad, const ag_backw
                          opts->num_threads);
     if (!root->requires_grad)
         return ag__error(AG_ESTATE, "element 0 of tensors does not require grad and does not have a grad_fn");
+    if (grad && ag__check_alive(grad, "ag_backward"))
+        return AG_ESTATE;
     if (!grad) {
         if (root->numel != 1)
             return ag__error(AG_ESTATE, "grad can be implicitly created only for scalar outputs");

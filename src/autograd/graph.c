@@ -114,6 +114,8 @@ ag_tensor *ag__saved_get(ag_node *node, int i) {
         return NULL;
     ag__saved *s = &node->saved[i];
     ag_tensor *t = s->t;
+    if (ag__check_alive(t, "backward"))
+        return NULL;
     uint32_t now = ag__version_of(t);
     if (now != s->version) {
         char shape[160], which[96] = "";

@@ -246,6 +246,7 @@ ag_ctx *ag_ctx_new(void) {
 void ag_ctx_reset(ag_ctx *ctx) {
     if (!ctx)
         return;
+    ag__views_release(ctx);
     ag__region_reset(&ctx->main);
     pthread_mutex_lock(&ctx->shared_lock);
     ag__region_reset(&ctx->shared);
@@ -255,6 +256,7 @@ void ag_ctx_reset(ag_ctx *ctx) {
 void ag_ctx_free(ag_ctx *ctx) {
     if (!ctx)
         return;
+    ag__views_release(ctx);
     ag__region_destroy(&ctx->main);
     ag__region_destroy(&ctx->shared);
     pthread_mutex_destroy(&ctx->shared_lock);

@@ -43,6 +43,8 @@ static int ag__inplace_shape(const ag_tensor *t, const ag_tensor *other) {
 static int ag__inplace_binary(ag_tensor *t, const ag_tensor *other, double alpha, bool mul, const char *op) {
     if (!t || !other) /* most often an earlier op failed: keep its error */
         return ag__null_code(op);
+    if (ag__check_alive(t, op) || ag__check_alive(other, op))
+        return AG_ESTATE;
     if (t->dtype != other->dtype)
         return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", op,
                          ag__dtype_scalar_name(t->dtype), ag__dtype_scalar_name(other->dtype));
@@ -52,12 +54,13 @@ static int ag__inplace_binary(ag_tensor *t, const ag_tensor *other, double alpha
     const ag_tensor *ops[2] = {t, other};
     ag__iter it;
     ag__iter_init(&it, t->ndim, t->shape, 2, ops);
-    const int64_t n = it.shape[it.ndim - 1], sy = it.stride[1][it.ndim - 1];
+    const int64_t n = it.shape[it.ndim - 1], sd = it.stride[0][it.ndim - 1], sy = it.stride[1][it.ndim - 1];
     for (ag__row r = ag__row_first(&it); r.i < r.n && t->numel > 0; ag__row_next(&it, &r)) {
         if (t->dtype == AG_FLOAT32)
-            ag__inplace_row_f32((float *)t->data + r.off[0], (const float *)other->data + r.off[1], sy, n, alpha, mul);
+            ag__inplace_row_f32((float *)t->data + r.off[0], sd, (const float *)other->data + r.off[1], sy, n, alpha,
+                                mul);
         else
-            ag__inplace_row_f64((double *)t->data + r.off[0], (const double *)other->data + r.off[1], sy, n, alpha,
+            ag__inplace_row_f64((double *)t->data + r.off[0], sd, (const double *)other->data + r.off[1], sy, n, alpha,
                                 mul);
     }
     ag__bump_version(t);
@@ -73,13 +76,20 @@ int ag_mul_(ag_tensor *t, const ag_tensor *other) { return ag__inplace_binary(t,
 static int ag__inplace_scalar(ag_tensor *t, double s, int kind, const char *op) {
     if (!t)
         return ag__null_code(op);
+    if (ag__check_alive(t, op))
+        return AG_ESTATE;
     int rc = ag__inplace_check(t, NULL, op);
     if (rc)
         return rc;
-    if (t->dtype == AG_FLOAT32)
-        ag__inplace_scalar_f32(t->data, t->numel, s, kind);
-    else
-        ag__inplace_scalar_f64(t->data, t->numel, s, kind);
+    ag__iter it;
+    ag__iter_init(&it, t->ndim, t->shape, 1, (const ag_tensor *const[]){t});
+    const int64_t n = it.shape[it.ndim - 1], sd = it.stride[0][it.ndim - 1];
+    for (ag__row r = ag__row_first(&it); r.i < r.n && t->numel > 0; ag__row_next(&it, &r)) {
+        if (t->dtype == AG_FLOAT32)
+            ag__inplace_scalar_f32((float *)t->data + r.off[0], sd, n, s, kind);
+        else
+            ag__inplace_scalar_f64((double *)t->data + r.off[0], sd, n, s, kind);
+    }
     ag__bump_version(t);
     return 0;
 }
