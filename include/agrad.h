@@ -200,10 +200,15 @@ AG_EXPORT ag_tensor *ag_select(ag_ctx *, ag_tensor *a, int dim, int64_t index);
 /* -1 keeps a size. A view with stride 0 along the stretched dimensions. */
 AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
 
-/* In-place: bump the version counter. Refused on a leaf that requires grad
- * while grad mode is on, as in PyTorch; on a tensor with history while grad
- * mode is on they are not supported (AG_EUNSUPPORTED). other broadcasts to
- * t's shape. */
+/* In-place ops: change t and bump its version counter. While grad mode is
+ * on and t or other requires grad they are recorded as PyTorch records
+ * them: t's grad_fn becomes the op's node (AddBackward0, ReluBackward0,
+ * ..., FillBackward2, ZeroBackward0), made in t's context. PyTorch's
+ * errors: a leaf that requires grad, a view of one, a view made in
+ * no_grad mode of a tensor that requires grad; and a backward through a
+ * node that saved a tensor changed since fails with both version numbers.
+ * In-place changes with history of a view (PyTorch's CopySlices) are not
+ * supported yet (AG_EUNSUPPORTED). other broadcasts to t's shape. */
 AG_EXPORT int ag_zero_(ag_tensor *t);
 AG_EXPORT int ag_fill_(ag_tensor *t, double value);
 AG_EXPORT int ag_add_(ag_tensor *t, const ag_tensor *other, double alpha); /* t += alpha * other */
@@ -211,6 +216,11 @@ AG_EXPORT int ag_sub_(ag_tensor *t, const ag_tensor *other);
 AG_EXPORT int ag_mul_(ag_tensor *t, const ag_tensor *other);
 AG_EXPORT int ag_add_scalar_(ag_tensor *t, double s);
 AG_EXPORT int ag_mul_scalar_(ag_tensor *t, double s);
+AG_EXPORT int ag_relu_(ag_tensor *t);
+AG_EXPORT int ag_tanh_(ag_tensor *t);
+AG_EXPORT int ag_sigmoid_(ag_tensor *t);
+AG_EXPORT int ag_exp_(ag_tensor *t);
+AG_EXPORT int ag_clamp_(ag_tensor *t, double min, double max); /* NAN: no bound */
 
 /* ---- Weights in files (safetensors) ------------------------------------------
  * The safetensors format (8-byte little-endian header length, JSON header,

@@ -129,8 +129,9 @@ struct ag_tensor {
     int64_t numel;
     int ndim;
     ag_dtype dtype;
-    bool contiguous; /* row-major without gaps: data[0, numel) are the elements */
-    ag_tensor *base; /* a view: the tensor owning the storage; NULL otherwise */
+    bool contiguous;   /* row-major without gaps: data[0, numel) are the elements */
+    bool view_no_grad; /* a view made with grad mode off (in-place changes are refused) */
+    ag_tensor *base;   /* a view: the tensor owning the storage; NULL otherwise */
     /* autograd */
     bool requires_grad;
     bool retains_grad;

@@ -236,6 +236,7 @@ ag_tensor *ag__tensor_view(ag_ctx *ctx, const ag_tensor *base, int ndim, const i
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     memcpy(t->stride, stride, (size_t)ndim * sizeof *stride);
     t->contiguous = ag__is_contiguous(t);
+    t->view_no_grad = !ag__grad_enabled();
     return t;
 }
 
@@ -661,8 +662,9 @@ ag_tensor *ag_detach(ag_tensor *t) {
         return NULL;
     /* shared data and version counter, as in PyTorch */
     ag_tensor *v = ag__tensor_view(t->ctx, t, t->ndim, t->shape, t->stride, t->offset);
-    if (v && ag__view_link(v))
+    if (!v || ag__view_link(v))
         return NULL;
+    v->base = NULL; /* not a differentiable view: in-place changes of it record on it alone */
     return v;
 }
 
