@@ -207,8 +207,9 @@ AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *
  * errors: a leaf that requires grad, a view of one, a view made in
  * no_grad mode of a tensor that requires grad; and a backward through a
  * node that saved a tensor changed since fails with both version numbers.
- * In-place changes with history of a view (PyTorch's CopySlices) are not
- * supported yet (AG_EUNSUPPORTED). other broadcasts to t's shape. */
+ * On a view of a tensor with history the base's grad_fn becomes
+ * CopySlices and the view's AsStridedBackward0, as in PyTorch. other
+ * broadcasts to t's shape. */
 AG_EXPORT int ag_zero_(ag_tensor *t);
 AG_EXPORT int ag_fill_(ag_tensor *t, double value);
 AG_EXPORT int ag_add_(ag_tensor *t, const ag_tensor *other, double alpha); /* t += alpha * other */

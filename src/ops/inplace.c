@@ -50,11 +50,108 @@ static const ag__node_kind ag__fill_kind = {
 static const ag__node_kind ag__zero_kind = {
     .name = "ZeroBackward0", .backward = ag__fill_backward, .writes_fresh = true};
 
+/* ==== Views of tensors with history: CopySlices, AsStridedBackward0 ===========
+ * An in-place op on a view v of base b rewrites b: b's grad_fn becomes
+ * CopySlices, which runs the op's own node (fn) on the part of b's
+ * gradient that v covers, and v's grad_fn becomes AsStridedBackward0 of
+ * b, as in PyTorch. The geometry is v's, in b's storage (b owns it and is
+ * contiguous, so it is the geometry of v inside b's gradient too). */
+
+typedef struct {
+    ag_node *fn; /* the op's node: its backward runs on the view's part */
+    int ndim;
+    int64_t shape[AG_MAX_DIMS], stride[AG_MAX_DIMS], offset;
+} ag__slices_attr;
+static ag__slices_attr *ag__slices_attr_of(ag_node *node) { return ag__node_attr(node); }
+
+/* A header over g (b-shaped, contiguous) with the view's geometry. */
+static ag_tensor *ag__slice_of(ag_ctx *ctx, ag_tensor *g, const ag__slices_attr *at) {
+    return ag__tensor_view(ctx, g, at->ndim, at->shape, at->stride, at->offset);
+}
+
+static void ag__inplace_walk(ag_tensor *t, const ag_tensor *other, double alpha, bool mul);
+
+/* b = b with b[view] = fn(b[view], others...):
+ *   db += dout outside the view, and fn's gradient of its input 0 inside it;
+ *   dothers += fn's gradients of them (from dout[view]) */
+static int ag__slices_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch) {
+    AG__UNUSED(fresh); /* writes_fresh is false: every buffer is added into */
+    const ag__slices_attr *at = ag__slices_attr_of(node);
+    ag_node *fn = at->fn;
+    ag_tensor *full = ag__tensor_new(scratch, dout->dtype, dout->ndim, dout->shape);
+    ag_tensor *gv = full ? ag__slice_of(scratch, full, at) : NULL;
+    ag_tensor *dslice = gv ? ag__tensor_new(scratch, dout->dtype, at->ndim, at->shape) : NULL;
+    ag_tensor *d0 = dslice ? ag__tensor_new(scratch, dout->dtype, at->ndim, at->shape) : NULL;
+    if (!d0)
+        return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    memcpy(full->data, dout->data, (size_t)dout->numel * ag__dtype_size(dout->dtype));
+    ag__gather(gv, dslice->data, dout->dtype);
+    memset(d0->data, 0, (size_t)d0->numel * ag__dtype_size(d0->dtype));
+    ag_tensor *sub[AG__MAX_SAVED + 8] = {dinp[0] ? d0 : NULL};
+    bool nofresh[AG__MAX_SAVED + 8] = {false};
+    for (int i = 1; i < node->num_next; i++)
+        sub[i] = dinp[i];
+    int rc = fn->kind->backward(fn, dslice, sub, nofresh, scratch);
+    if (rc || !dinp[0])
+        return rc;
+    ag__inplace_walk(gv, d0, NAN, false); /* full[view] = d0 */
+    ag__copy_flat(dinp[0], full, true);
+    return 0;
+}
+
+static const ag__node_kind ag__slices_kind = {
+    .name = "CopySlices", .backward = ag__slices_backward, .attr_size = sizeof(ag__slices_attr)};
+
+/* v = b viewed with v's geometry:  db[view] += dout, 0 elsewhere */
+static int ag__as_strided_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                   ag_ctx *scratch) {
+    if (!dinp[0])
+        return 0;
+    if (fresh[0])
+        memset(dinp[0]->data, 0, (size_t)dinp[0]->numel * ag__dtype_size(dinp[0]->dtype));
+    ag_tensor *dv = ag__slice_of(scratch, dinp[0], ag__slices_attr_of(node));
+    if (!dv)
+        return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    ag__inplace_walk(dv, dout, 1.0, false);
+    return 0;
+}
+
+static const ag__node_kind ag__as_strided_kind = {.name = "AsStridedBackward0",
+                                                  .backward = ag__as_strided_backward,
+                                                  .attr_size = sizeof(ag__slices_attr),
+                                                  .writes_fresh = true};
+
+/* After fn (recorded on a snapshot of view t) and t's new values: b's
+ * history becomes CopySlices(b's old producer, fn's other inputs), t's
+ * AsStridedBackward0(b). */
+static int ag__rebase_view(ag_ctx *ctx, ag_tensor *t, ag_node *fn, ag_tensor *other) {
+    ag_tensor *b = t->base;
+    ag__slices_attr geo = {.fn = fn, .ndim = t->ndim, .offset = t->offset};
+    memcpy(geo.shape, t->shape, sizeof geo.shape);
+    memcpy(geo.stride, t->stride, sizeof geo.stride);
+    ag_node *was_b = b->grad_fn, *was_t = t->grad_fn;
+    bool req_b = b->requires_grad, req_t = t->requires_grad;
+    ag_tensor *ins[2] = {b, other}; /* b's edge is None when b needs no grad */
+    ag_node *cs = ag__record(ctx, &ag__slices_kind, b, fn->num_next, ins);
+    ag_node *as = cs ? ag__record(ctx, &ag__as_strided_kind, t, 1, &b) : NULL;
+    if (!as) { /* the caller rolls the context back: nothing may point into it */
+        b->grad_fn = was_b, t->grad_fn = was_t;
+        b->requires_grad = req_b, t->requires_grad = req_t;
+        return ag_last_status() ? ag_last_status() : AG_ENOMEM;
+    }
+    for (int i = 1; i < fn->num_next; i++) /* fn's own inputs (alpha * other for add_) */
+        cs->next[i] = fn->next[i];
+    *ag__slices_attr_of(cs) = geo;
+    *ag__slices_attr_of(as) = geo;
+    return 0;
+}
+
 /* ==== Checks ================================================================== */
 
 /* PyTorch's refusals of an in-place change of t while grad mode is on;
  * 0 when t may be changed. */
-static int ag__inplace_check(const ag_tensor *t, const ag_tensor *other, const char *op) {
+static int ag__inplace_check(const ag_tensor *t) {
     if (!ag__grad_enabled())
         return 0;
     if (t->requires_grad && !t->grad_fn && !t->base)
@@ -70,11 +167,6 @@ static int ag__inplace_check(const ag_tensor *t, const ag_tensor *other, const c
     if (base && base->requires_grad && !base->grad_fn)
         return ag__error(AG_ESTATE,
                          "a view of a leaf Variable that requires grad is being used in an in-place operation.");
-    if (base && (base->requires_grad || (other && other->requires_grad)))
-        return ag__error(AG_EUNSUPPORTED,
-                         "%s: in-place operations with history on views (CopySlices) are not supported yet; apply "
-                         "the op to the base, or out of place",
-                         op);
     return 0;
 }
 
@@ -188,18 +280,26 @@ static ag_node *ag__fill_record(ag_ctx *ctx, ag__ipop op, ag_tensor *snap, ag_te
 
 /* t takes over r's node: its values, its history, and r's place among the
  * node's saved tensors (at t's new version). */
-static void ag__inplace_adopt(ag_tensor *t, ag_tensor *r) {
+/* t takes r's values and r's node: t's history (a view's was rebased
+ * already), and r's place among the node's saved tensors (at t's new
+ * version). */
+static void ag__inplace_adopt(ag_tensor *t, ag_tensor *r, bool rebased) {
     ag__inplace_walk(t, r, NAN, false);
     ag__bump_version(t);
     ag_node *node = r->grad_fn;
     if (!node)
         return;
     node->out = t;
-    t->grad_fn = node;
-    t->requires_grad = true;
+    if (!rebased) {
+        t->grad_fn = node;
+        t->requires_grad = true;
+    }
+    /* a strided t stays represented by r (backward kernels read saved
+     * tensors flat), counting t's versions */
+    r->storage->version = t->storage->version;
     for (int i = 0; i < AG__MAX_SAVED; i++)
         if (node->saved[i].t == r) {
-            node->saved[i].t = t;
+            node->saved[i].t = t->contiguous ? t : r;
             node->saved[i].version = ag__version_of(t);
         }
 }
@@ -216,11 +316,12 @@ static int ag__inplace_run(ag_tensor *t, ag__ipop op, ag_tensor *other, double a
         !ag__fill_record(ctx, op, x, r))
         r = NULL;
     ag_set_grad_enabled(was);
-    if (!r) {
+    bool rebase = r && record && t->base && r->grad_fn;
+    if (!r || (rebase && ag__rebase_view(ctx, t, r->grad_fn, other))) {
         ag__ctx_rollback(ctx, &pos);
         return ag_last_status() ? ag_last_status() : ag__error(AG_ENOMEM, "%s: out of memory", name);
     }
-    ag__inplace_adopt(t, r);
+    ag__inplace_adopt(t, r, rebase);
     if (!record) /* nothing of it is referenced: give it all back */
         ag__ctx_rollback(ctx, &pos);
     return 0;
@@ -236,7 +337,7 @@ static int ag__inplace(ag_tensor *t, ag__ipop op, const ag_tensor *other, double
     if (other && t->dtype != other->dtype)
         return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", name,
                          ag__dtype_scalar_name(t->dtype), ag__dtype_scalar_name(other->dtype));
-    int rc = ag__inplace_check(t, other, name);
+    int rc = ag__inplace_check(t);
     if (rc || (rc = ag__inplace_overlap(t)) || (other && (rc = ag__inplace_shape(t, other))))
         return rc;
     bool record = ag__grad_enabled() && (t->requires_grad || (other && other->requires_grad));

@@ -64,6 +64,65 @@ for name, f in CASES.items():
     print("grad_w", name, vals(w.grad) if w.grad is not None else "none")
 
 
+# In-place ops on views of tensors with history (CopySlices), mirrored in
+# test_inplace.c: each returns (y, v), v the view that was changed.
+def view_mul(x, w):
+    y = x.clone()
+    v = y.narrow(1, 0, 2)
+    v.mul_(w.narrow(1, 1, 2))
+    return y, v
+
+
+def view_exp(x, w):
+    y = x.clone()
+    v = y.select(0, 1)
+    v.exp_()
+    return y, v
+
+
+def view_transposed(x, w):
+    y = x.clone()
+    v = y.transpose(0, 1).narrow(0, 1, 2)
+    v.add_(w.transpose(0, 1).narrow(0, 0, 2))
+    v.relu_()
+    return y, v
+
+
+def view_plain_base(x, w):
+    y = torch.zeros(2, 3, dtype=torch.float64)
+    v = y.narrow(0, 1, 1)
+    v.add_(w.narrow(0, 0, 1))
+    v.mul_(x.narrow(0, 1, 1))
+    return y, v
+
+
+def view_fill(x, w):
+    y = x * w
+    v = y.select(1, 2)
+    v.fill_(0.5)
+    return y, v
+
+
+VIEW_CASES = {
+    "view_mul": view_mul,
+    "view_exp": view_exp,
+    "view_transposed": view_transposed,
+    "view_plain_base": view_plain_base,
+    "view_fill": view_fill,
+}
+
+for name, f in VIEW_CASES.items():
+    x, w = leaves()
+    y, v = f(x, w)
+    print("node", name, graph(y.grad_fn))
+    print("vnode", name, graph(v.grad_fn))
+    print("version", name, y._version)
+    ((y * C).sum() + v.exp().sum()).backward()
+    print("value", name, vals(y))
+    print("grad_x", name, vals(x.grad) if x.grad is not None else "none")
+    print("grad_w", name, vals(w.grad) if w.grad is not None else "none")
+
+
 def error(name, f):
     try:
         f()
