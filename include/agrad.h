@@ -132,9 +132,13 @@ AG_EXPORT int64_t ag_numel(const ag_tensor *);
 AG_EXPORT ag_dtype ag_tensor_dtype(const ag_tensor *);
 AG_EXPORT double ag_item(const ag_tensor *); /* one-element tensors only; NAN + error otherwise */
 AG_EXPORT double ag_get(const ag_tensor *, int64_t flat_index);
-AG_EXPORT const void *ag_data_ptr(const ag_tensor *);                       /* contiguous, row-major */
+/* The elements in memory, row-major: for a contiguous tensor only (an
+ * error naming ag_contiguous for a non-contiguous view). */
+AG_EXPORT const void *ag_data_ptr(const ag_tensor *);
 AG_EXPORT void *ag_mutable_data_ptr(ag_tensor *);                           /* counts as an in-place change */
-AG_EXPORT int ag_copy_to(const ag_tensor *, void *out, ag_dtype out_dtype); /* numel elements */
+AG_EXPORT int ag_copy_to(const ag_tensor *, void *out, ag_dtype out_dtype); /* numel elements, row-major, any layout */
+AG_EXPORT bool ag_is_contiguous(const ag_tensor *);
+AG_EXPORT int64_t ag_stride(const ag_tensor *, int dim); /* in elements; 0 along an expanded dim */
 
 /* ---- Printing, as PyTorch prints ----------------------------------------- */
 
@@ -206,12 +210,16 @@ AG_EXPORT bool ag_is_grad_enabled(void);
  * the first error. Large ops split their work over agrad's pool and wait
  * for it; callers see one call.
  *
- * Views and copies: agrad tensors are contiguous, so only ag_reshape and
- * ag_detach return views (sharing storage and version counter with their
- * input, as in PyTorch). ag_transpose, ag_narrow and ag_expand return
- * copies where PyTorch returns views: writing to the result does not
- * change the input nor bump its version, and the result takes memory of
- * its own. Each declaration below says which it is. */
+ * Views: ag_narrow, ag_select, ag_transpose, ag_expand, ag_detach and
+ * ag_reshape (where the layout allows; else a copy, as in PyTorch) return
+ * views, as PyTorch does: they share their input's elements and version
+ * counter, so a write through one is seen by the other. A view's header
+ * belongs to ctx, its elements to the context of its base (the tensor
+ * whose memory it shares). When the base's context is reset or freed
+ * before the view's, the view is detached: every later use of it is an
+ * error (AG_ESTATE), never a read of freed memory. Every op takes views
+ * as inputs; the result of an op that is not a view is contiguous. Each
+ * declaration below says which it is. */
 
 /* a + b, a - b, a * b, a / b (AddBackward0, SubBackward0, MulBackward0,
  * DivBackward0); a + s, a * s, a ** s (AddBackward0, MulBackward0,
@@ -250,11 +258,14 @@ AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_mean_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
-AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                                     /* all elements, 0-dim */
-AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b);                    /* 2-D x 2-D */
-AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* a view */
-AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);           /* a copy; PyTorch: a view */
-AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);                                   /* a copy, as in PyTorch */
+AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                  /* all elements, 0-dim */
+AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b); /* 2-D x 2-D */
+/* A view where a's strides allow it (ViewBackward0), else a copy
+ * (UnsafeViewBackward0 of CloneBackward0), as in PyTorch. */
+AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
+AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1); /* a view */
+AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);                         /* a contiguous copy */
+AG_EXPORT ag_tensor *ag_contiguous(ag_ctx *, ag_tensor *a); /* a itself when contiguous, else ag_clone(a) */
 
 /* Neural-network ops, each a new tensor in ctx with PyTorch's node name
  * (AbsBackward0, ClampBackward1, MaximumBackward0, SoftmaxBackward0,
@@ -276,21 +287,25 @@ AG_EXPORT ag_tensor *ag_linear(ag_ctx *, ag_tensor *x, ag_tensor *w, ag_tensor *
 /* (..., n, k) @ (..., k, m); the batch dimensions broadcast. */
 AG_EXPORT ag_tensor *ag_bmm(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_index_select(ag_ctx *, ag_tensor *a, int dim, const int64_t *index, int64_t n); /* a copy */
-AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n); /* (n, D), a copy */
-AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);                   /* a copy */
-/* A copy; PyTorch: a view. */
-AG_EXPORT ag_tensor *ag_narrow(ag_ctx *, ag_tensor *a, int dim, int64_t start, int64_t length);
-/* -1 keeps a size. A copy, the expanded size in memory; PyTorch: a view with stride 0. */
+AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n);  /* (n, D), a copy */
+AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);                    /* a copy */
+AG_EXPORT ag_tensor *ag_narrow(ag_ctx *, ag_tensor *a, int dim, int64_t start, int64_t length); /* a view */
+/* a[..., index, ...] along dim (negative index counts from the end): a view
+ * with one dimension less. */
+AG_EXPORT ag_tensor *ag_select(ag_ctx *, ag_tensor *a, int dim, int64_t index);
+/* -1 keeps a size. A view with stride 0 along the stretched dimensions. */
 AG_EXPORT ag_tensor *ag_expand(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
 
-/* In-place: bump the version counter. Refused on a leaf that requires grad
- * while grad mode is on, as in PyTorch (AG_ESTATE "a leaf Variable that
- * requires grad is being used in an in-place operation."); on a tensor with
- * history while grad mode is on they are not supported (AG_EUNSUPPORTED).
- * other broadcasts to t's shape (AG_ESHAPE otherwise) and has its dtype
- * (AG_EDTYPE). They write t (and every view of its storage): the thread
- * that uses t's context, while no backward reads t. 0 or a negative code;
- * on error t is unchanged. */
+/* In-place ops: change t and bump its version counter. While grad mode is
+ * on and t or other requires grad they are recorded as PyTorch records
+ * them: t's grad_fn becomes the op's node (AddBackward0, ReluBackward0,
+ * ..., FillBackward2, ZeroBackward0), made in t's context. PyTorch's
+ * errors: a leaf that requires grad, a view of one, a view made in
+ * no_grad mode of a tensor that requires grad; and a backward through a
+ * node that saved a tensor changed since fails with both version numbers.
+ * On a view of a tensor with history the base's grad_fn becomes
+ * CopySlices and the view's AsStridedBackward0, as in PyTorch. other
+ * broadcasts to t's shape. */
 AG_EXPORT int ag_zero_(ag_tensor *t);
 AG_EXPORT int ag_fill_(ag_tensor *t, double value);
 AG_EXPORT int ag_add_(ag_tensor *t, const ag_tensor *other, double alpha); /* t += alpha * other */
@@ -298,6 +313,11 @@ AG_EXPORT int ag_sub_(ag_tensor *t, const ag_tensor *other);
 AG_EXPORT int ag_mul_(ag_tensor *t, const ag_tensor *other);
 AG_EXPORT int ag_add_scalar_(ag_tensor *t, double s);
 AG_EXPORT int ag_mul_scalar_(ag_tensor *t, double s);
+AG_EXPORT int ag_relu_(ag_tensor *t);
+AG_EXPORT int ag_tanh_(ag_tensor *t);
+AG_EXPORT int ag_sigmoid_(ag_tensor *t);
+AG_EXPORT int ag_exp_(ag_tensor *t);
+AG_EXPORT int ag_clamp_(ag_tensor *t, double min, double max); /* NAN: no bound */
 
 /* ---- Weights in files (safetensors) ------------------------------------------
  * The safetensors format (8-byte little-endian header length, JSON header,

@@ -430,7 +430,7 @@ static int ag__seed(ag__task *t, ag_tensor *root, const ag_tensor *grad) {
     if (!grad) {
         for (int64_t i = 0; i < g->numel; i++)
             ag__store(g, i, 1.0);
-    } else if (grad->dtype == g->dtype) {
+    } else if (grad->dtype == g->dtype && grad->contiguous) {
         memcpy(g->data, grad->data, g->storage->nbytes);
     } else {
         for (int64_t i = 0; i < g->numel; i++)
@@ -478,6 +478,8 @@ static int ag__check_roots(ag_tensor *const *roots, ag_tensor *const *grads, int
     for (int i = 0; i < n; i++) {
         if (!roots[i])
             return ag__null_code(fn);
+        if (grads && grads[i] && ag__check_alive(grads[i], fn))
+            return AG_ESTATE;
         if ((rc = ag__check_grad_output(i, roots[i], grads ? grads[i] : NULL)))
             return rc;
     }

@@ -121,6 +121,8 @@ ag_tensor *ag__saved_get(ag_node *node, int i) {
 
 ag_tensor *ag__saved_check(const ag_node *node, const ag__saved *s) {
     ag_tensor *t = s->t;
+    if (ag__check_alive(t, "backward"))
+        return NULL;
     uint32_t now = ag__version_of(t);
     if (now != s->version) {
         char shape[160], which[96] = "";

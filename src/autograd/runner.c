@@ -600,6 +600,7 @@ static void ag__hand_on(ag__task *t, int32_t idx, ag__slot *sl, ag_tensor **dinp
         const ag_tensor *like = t->nodes[tgt[taken]]->out;
         grad->ndim = like->ndim;
         memcpy(grad->shape, like->shape, sizeof grad->shape);
+        ag__contiguous_strides(grad->ndim, grad->shape, grad->stride);
         dinp[taken] = grad;
         if (!t->det && t->leafidx[tgt[taken]] >= 0)
             sl->leafbuf[t->leafidx[tgt[taken]]] = grad;

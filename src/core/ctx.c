@@ -368,6 +368,7 @@ void ag_ctx_reset(ag_ctx *ctx) {
     if (!ctx)
         return;
     ag__grad_links_drop(ctx);
+    ag__views_release(ctx);
     ag__region_reset(&ctx->main);
     pthread_mutex_lock(&ctx->shared_lock);
     ag__region_reset(&ctx->shared);
@@ -378,6 +379,7 @@ void ag_ctx_free(ag_ctx *ctx) {
     if (!ctx)
         return;
     ag__grad_links_drop(ctx);
+    ag__views_release(ctx);
     ag__region_destroy(&ctx->main);
     ag__region_destroy(&ctx->shared);
     pthread_mutex_destroy(&ctx->shared_lock);

@@ -109,10 +109,37 @@ int64_t ag__fault_thread_hits(void); /* of the failed, thread starts */
 
 /* ---- Tensors (tensor.c) ------------------------------------------------------ */
 
+/* Storage, views and version counters.
+ *
+ * A storage record is the memory of a tensor's elements, made with the
+ * tensor that first owned it, in that tensor's context (the storage's
+ * `ctx`). Tensors are headers over a storage: shape, strides (in elements,
+ * any sign-free layout: 0 along an expanded dimension) and `data`, the
+ * address of element [0, ..., 0] (storage->data plus the storage offset).
+ * A view (narrow, select, transpose, expand, detach, reshape where the
+ * layout allows) is a new header over its base's storage: writes through
+ * either are seen by both, and they share the version counter, which
+ * lives in the storage and counts in-place changes to any of them. A
+ * view's `base` is the tensor that owns the storage (a view of a view
+ * names the first base), as PyTorch's ._base.
+ *
+ * `version` points at `own_version`, except in the contiguous stand-in
+ * the op skeleton makes of a strided input (ops.h), which copies the
+ * elements but counts the input's versions: a tensor saved for backward
+ * through a stand-in still sees the in-place changes of the original.
+ *
+ * Lifetime: a header lives in the context it was made in; its elements in
+ * the storage's context. A view made in another context than its storage's
+ * is linked to that context: resetting or freeing the storage's context
+ * first detaches such views (their storage becomes an empty, dead record
+ * and every use of them is an error), so no header ever points into freed
+ * memory (ag__view_link, tensor.c). */
 typedef struct ag__storage {
     void *data;
     size_t nbytes;
-    _Atomic uint32_t version; /* bumped by in-place changes; shared with detach() */
+    ag_ctx *ctx;               /* owns the memory; NULL for the dead record */
+    _Atomic uint32_t *version; /* &own_version, or the counter a stand-in shares */
+    _Atomic uint32_t own_version;
 } ag__storage;
 
 typedef struct ag__hook {
@@ -123,14 +150,19 @@ typedef struct ag__hook {
 } ag__hook;
 
 struct ag_tensor {
-    /* read-only after creation */
+    /* read-only after creation (except the in-place history below) */
     ag_ctx *ctx;
     ag__storage *storage;
-    void *data; /* == storage->data: contiguous, row-major, offset 0 */
+    void *data; /* element [0, ...]: storage->data + offset elements */
     int64_t shape[AG_MAX_DIMS];
+    int64_t stride[AG_MAX_DIMS]; /* in elements */
+    int64_t offset;              /* storage offset, in elements */
     int64_t numel;
     int ndim;
     ag_dtype dtype;
+    bool contiguous;   /* row-major without gaps: data[0, numel) are the elements */
+    bool view_no_grad; /* a view made with grad mode off (in-place changes are refused) */
+    ag_tensor *base;   /* a view: the tensor owning the storage; NULL otherwise */
     /* autograd */
     bool requires_grad;
     bool retains_grad;
@@ -147,8 +179,39 @@ ag_tensor *ag__tensor_new(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *sha
 ag_tensor *ag__tensor_new_shared(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape);
 ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t); /* same dtype/shape, uninitialised */
 /* A header in ctx for base's storage (data and version counter shared)
- * with another shape of the same element count; no autograd state. */
+ * with another shape of the same element count; no autograd state. base
+ * is contiguous: the header is too. */
 ag_tensor *ag__tensor_alias(ag_ctx *ctx, const ag_tensor *base, int ndim, const int64_t *shape);
+/* A view of base in ctx: shape, strides and storage offset given (checked
+ * by the caller to stay inside base's storage); no autograd state. */
+ag_tensor *ag__tensor_view(ag_ctx *ctx, const ag_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
+                           int64_t offset);
+/* The row-major strides of shape; and whether t's strides are (size-1
+ * dimensions may have any stride). */
+void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
+bool ag__is_contiguous(const ag_tensor *t);
+/* A view whose storage's context was reset or freed: AG_ESTATE with a
+ * message naming fn; 0 when t is usable. */
+int ag__check_alive(const ag_tensor *t, const char *fn);
+/* Links a view made in another context than its storage's (nothing to do
+ * otherwise); AG_ENOMEM on failure. ag__views_release(ctx), called by
+ * ag_ctx_reset and ag_ctx_free before ctx's memory goes, detaches the
+ * linked views of ctx's storage and drops the links of ctx's views. */
+int ag__view_link(ag_tensor *view);
+void ag__views_release(ag_ctx *ctx);
+/* The elements of t (any layout) into dst, row-major, as dtype dt. */
+void ag__gather(const ag_tensor *t, void *dst, ag_dtype dt);
+/* The offset in elements from t->data of flat (row-major) index i. */
+static inline int64_t ag__elem_offset(const ag_tensor *t, int64_t i) {
+    if (t->contiguous)
+        return i;
+    int64_t off = 0;
+    for (int d = t->ndim - 1; d >= 0 && i > 0; d--) {
+        off += (i % t->shape[d]) * t->stride[d];
+        i /= t->shape[d];
+    }
+    return off;
+}
 /* A tensor, its storage record and its data are one arena block: the
  * structs, then the data. Small tensors keep their data right after the
  * structs (one-element chains stay compact); larger ones get
@@ -158,7 +221,7 @@ ag_tensor *ag__tensor_alias(ag_ctx *ctx, const ag_tensor *base, int ndim, const 
 /* The block of a tensor shaped like `like`, and a tensor made in such a
  * block, its data as the block had it or zeroed (the engine recycles them). */
 static inline size_t ag__tensor_block_bytes(const ag_tensor *like) {
-    size_t nbytes = like->storage->nbytes;
+    size_t nbytes = (size_t)like->numel * ag__dtype_size(like->dtype); /* like may be a view */
     return AG__STRUCTS_SIZE + (nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN) + nbytes;
 }
 ag_tensor *ag__tensor_in_block(void *block, ag_ctx *ctx, const ag_tensor *like);
@@ -171,16 +234,19 @@ int ag__normalize_dim(int dim, int ndim, int *out); /* PyTorch's "Dimension out 
 bool ag__same_shape(const ag_tensor *a, const ag_tensor *b);
 void ag__shape_str(char *buf, size_t n, int ndim, const int64_t *shape); /* "[2, 3]" */
 static inline void ag__bump_version(ag_tensor *t) {
-    atomic_fetch_add_explicit(&t->storage->version, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(t->storage->version, 1, memory_order_relaxed);
 }
 static inline uint32_t ag__version_of(const ag_tensor *t) {
-    return atomic_load_explicit(&t->storage->version, memory_order_relaxed);
+    return atomic_load_explicit(t->storage->version, memory_order_relaxed);
 }
-/* Element access regardless of dtype (slow path: printing, tests, golden). */
+/* Element access regardless of dtype and layout, by flat row-major index
+ * (slow path: printing, tests, golden). */
 static inline double ag__load(const ag_tensor *t, int64_t i) {
+    i = ag__elem_offset(t, i);
     return t->dtype == AG_FLOAT32 ? (double)((const float *)t->data)[i] : ((const double *)t->data)[i];
 }
 static inline void ag__store(ag_tensor *t, int64_t i, double v) {
+    i = ag__elem_offset(t, i);
     if (t->dtype == AG_FLOAT32)
         ((float *)t->data)[i] = (float)v;
     else

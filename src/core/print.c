@@ -313,6 +313,8 @@ static char *ag__to_string(const ag_tensor *t) {
 char *ag_to_string(const ag_tensor *t) {
     if (!t)
         return ag__null_arg("ag_to_string");
+    if (ag__check_alive(t, "ag_to_string"))
+        return NULL;
     return ag__to_string(t);
 }
 
@@ -321,6 +323,8 @@ static int ag__fprint(FILE *out, const ag_tensor *t, const char *fn) {
         return ag__null_code(fn);
     if (!out)
         return ag__error(AG_EINVAL, "%s: FILE is NULL", fn);
+    if (ag__check_alive(t, fn))
+        return AG_ESTATE;
     char *s = ag__to_string(t);
     if (!s)
         return AG_ENOMEM;

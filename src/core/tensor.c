@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -15,15 +16,43 @@
 /* One arena block holds a tensor header, its storage record and (pad
  * bytes of alignment later) its data: sets the storage record up and
  * returns the header, which the caller fills in. */
-static ag_tensor *ag__carve(char *mem, size_t nbytes, size_t pad) {
+static ag_tensor *ag__carve(char *mem, ag_ctx *ctx, size_t nbytes, size_t pad) {
     ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
     uintptr_t data = (uintptr_t)(mem + AG__STRUCTS_SIZE);
     if (pad)
         data = (data + AG__ALIGN - 1) & ~(uintptr_t)(AG__ALIGN - 1);
     st->data = (void *)data;
     st->nbytes = nbytes;
-    atomic_init(&st->version, 0);
+    st->ctx = ctx;
+    atomic_init(&st->own_version, 0);
+    st->version = &st->own_version;
     return (ag_tensor *)mem;
+}
+
+void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
+    int64_t s = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        stride[d] = s;
+        /* the product only matters while it fits: an empty tensor's
+         * trailing products may not (core/checked.h), and then no
+         * element is ever addressed */
+        if (!ag__mul_ok(s, shape[d] > 0 ? shape[d] : 1, &s))
+            s = 0;
+    }
+}
+
+bool ag__is_contiguous(const ag_tensor *t) {
+    if (t->numel <= 1)
+        return true;
+    int64_t s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] == 1)
+            continue;
+        if (t->stride[d] != s)
+            return false;
+        s *= t->shape[d];
+    }
+    return true;
 }
 
 /* ---- Limits -------------------------------------------------------------------
@@ -159,7 +188,7 @@ static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int
     char *mem = shared ? ag__ctx_alloc_shared(ctx, block) : ag__ctx_alloc(ctx, block);
     if (!mem)
         return NULL;
-    ag_tensor *t = ag__carve(mem, nbytes, pad);
+    ag_tensor *t = ag__carve(mem, ctx, nbytes, pad);
     memset(t, 0, sizeof *t);
     ag__storage *st = (ag__storage *)(mem + sizeof(ag_tensor));
     t->ctx = ctx;
@@ -168,8 +197,10 @@ static ag_tensor *ag__tensor_alloc(ag_ctx *ctx, ag_dtype dt, int ndim, const int
     t->ndim = ndim;
     t->dtype = dt;
     t->numel = numel;
+    t->contiguous = true;
     for (int d = 0; d < ndim; d++)
         t->shape[d] = shape[d];
+    ag__contiguous_strides(ndim, shape, t->stride);
     return t;
 }
 
@@ -185,30 +216,53 @@ ag_tensor *ag__tensor_like(ag_ctx *ctx, const ag_tensor *t) {
     return ag__tensor_alloc(ctx, t->dtype, t->ndim, t->shape, false);
 }
 
-ag_tensor *ag__tensor_alias(ag_ctx *ctx, const ag_tensor *base, int ndim, const int64_t *shape) {
+ag_tensor *ag__tensor_view(ag_ctx *ctx, const ag_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
+                           int64_t offset) {
+    int64_t numel;
+    if (!ag__numel_ok(ndim, shape, &numel)) /* a transpose of an empty tensor can have such sizes */
+        return ag__error_null(AG_ENOMEM, "numel: integer multiplication overflow");
     ag_tensor *t = ag__ctx_alloc(ctx, sizeof *t);
     if (!t)
         return NULL;
+    const ag_tensor *root = base->base ? base->base : base;
     *t = (ag_tensor){.ctx = ctx,
                      .storage = base->storage,
-                     .data = base->data,
-                     .numel = base->numel,
+                     .data = (char *)base->storage->data + (size_t)offset * ag__dtype_size(base->dtype),
+                     .offset = offset,
+                     .numel = numel,
                      .ndim = ndim,
-                     .dtype = base->dtype};
+                     .dtype = base->dtype,
+                     .base = (ag_tensor *)root};
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    memcpy(t->stride, stride, (size_t)ndim * sizeof *stride);
+    t->contiguous = ag__is_contiguous(t);
+    t->view_no_grad = !ag__grad_enabled();
     return t;
 }
 
+ag_tensor *ag__tensor_alias(ag_ctx *ctx, const ag_tensor *base, int ndim, const int64_t *shape) {
+    int64_t stride[AG_MAX_DIMS];
+    ag__contiguous_strides(ndim, shape, stride);
+    return ag__tensor_view(ctx, base, ndim, shape, stride, base->offset);
+}
+
 /* The engine's gradient buffers: like an existing (so valid) tensor, with
- * none of the argument checks and only the header fields set. */
+ * none of the argument checks and only the header fields set. Always
+ * contiguous, whatever like's layout. */
 ag_tensor *ag__tensor_in_block(void *block, ag_ctx *ctx, const ag_tensor *like) {
-    size_t nbytes = like->storage->nbytes;
+    size_t nbytes = (size_t)like->numel * ag__dtype_size(like->dtype);
     size_t pad = nbytes < AG__SMALL_DATA ? 0 : AG__ALIGN - AG__MIN_ALIGN;
-    ag_tensor *t = ag__carve(block, nbytes, pad);
+    ag_tensor *t = ag__carve(block, ctx, nbytes, pad);
     ag__storage *st = (ag__storage *)((char *)block + sizeof(ag_tensor));
-    *t = (ag_tensor){
-        .ctx = ctx, .storage = st, .data = st->data, .numel = like->numel, .ndim = like->ndim, .dtype = like->dtype};
+    *t = (ag_tensor){.ctx = ctx,
+                     .storage = st,
+                     .data = st->data,
+                     .numel = like->numel,
+                     .ndim = like->ndim,
+                     .dtype = like->dtype,
+                     .contiguous = true};
     memcpy(t->shape, like->shape, sizeof t->shape);
+    ag__contiguous_strides(t->ndim, t->shape, t->stride);
     return t;
 }
 
@@ -290,6 +344,74 @@ ag_tensor *ag_ones(ag_ctx *ctx, ag_dtype dt, int ndim, const int64_t *shape) {
 
 ag_tensor *ag_scalar(ag_ctx *ctx, ag_dtype dt, double value) { return ag_full(ctx, dt, 0, NULL, value); }
 
+/* ---- Views across contexts ---------------------------------------------------
+ * A view whose header is in another context than its storage is linked
+ * here until one of the two contexts is reset or freed: the storage's
+ * context going first detaches the view (it gets the dead storage record
+ * below, so it points at nothing freed), the view's context going first
+ * just drops the link. The link record lives in the view's context; the
+ * list is global and short (views across contexts that are alive), under
+ * one lock that only contexts with such views ever take. */
+typedef struct ag__link {
+    ag_tensor *view;
+    struct ag__link *prev, *next;
+} ag__link;
+
+static pthread_mutex_t ag__links_lock = PTHREAD_MUTEX_INITIALIZER;
+static ag__link *ag__links;
+static _Atomic int64_t ag__nlinks;
+/* data NULL, ctx NULL: what a detached view points at */
+static ag__storage ag__dead_storage = {.version = &ag__dead_storage.own_version};
+
+int ag__view_link(ag_tensor *view) {
+    if (view->ctx == view->storage->ctx)
+        return 0;
+    ag__link *l = ag__ctx_alloc(view->ctx, sizeof *l);
+    if (!l)
+        return AG_ENOMEM;
+    pthread_mutex_lock(&ag__links_lock);
+    *l = (ag__link){.view = view, .next = ag__links};
+    if (ag__links)
+        ag__links->prev = l;
+    ag__links = l;
+    atomic_fetch_add_explicit(&ag__nlinks, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&ag__links_lock);
+    return 0;
+}
+
+void ag__views_release(ag_ctx *ctx) {
+    if (AG__LIKELY(atomic_load_explicit(&ag__nlinks, memory_order_relaxed) == 0))
+        return;
+    pthread_mutex_lock(&ag__links_lock);
+    for (ag__link *l = ag__links, *next; l; l = next) {
+        next = l->next;
+        ag_tensor *v = l->view;
+        if (v->storage->ctx != ctx && v->ctx != ctx)
+            continue;
+        if (v->ctx != ctx) { /* the storage goes, the view stays: detach it */
+            v->storage = &ag__dead_storage;
+            v->data = NULL;
+        }
+        if (l->prev)
+            l->prev->next = l->next;
+        else
+            ag__links = l->next;
+        if (l->next)
+            l->next->prev = l->prev;
+        atomic_fetch_sub_explicit(&ag__nlinks, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&ag__links_lock);
+}
+
+int ag__check_alive(const ag_tensor *t, const char *fn) {
+    if (AG__LIKELY(t->storage != &ag__dead_storage))
+        return 0;
+    return ag__error(AG_ESTATE,
+                     "%s: the tensor is a view whose base's memory was freed (the context of its base was reset "
+                     "or freed before the view's)",
+                     fn);
+}
+
 /* ---- Reading ------------------------------------------------------------------ */
 
 int ag_ndim(const ag_tensor *t) {
@@ -330,6 +452,8 @@ double ag_item(const ag_tensor *t) {
         ag__error(AG_EINVAL, "a Tensor with %" PRId64 " elements cannot be converted to Scalar", t->numel);
         return NAN;
     }
+    if (ag__check_alive(t, "ag_item"))
+        return NAN;
     return ag__load(t, 0);
 }
 
@@ -342,16 +466,81 @@ double ag_get(const ag_tensor *t, int64_t i) {
         ag__error(AG_EINVAL, "index %" PRId64 " is out of bounds for a tensor with %" PRId64 " elements", i, t->numel);
         return NAN;
     }
+    if (ag__check_alive(t, "ag_get"))
+        return NAN;
     return ag__load(t, i);
 }
 
-const void *ag_data_ptr(const ag_tensor *t) { return t ? t->data : ag__null_arg("ag_data_ptr"); }
+const void *ag_data_ptr(const ag_tensor *t) {
+    if (!t)
+        return ag__null_arg("ag_data_ptr");
+    if (ag__check_alive(t, "ag_data_ptr"))
+        return NULL;
+    if (!t->contiguous)
+        return ag__error_null(AG_EINVAL, "ag_data_ptr: the tensor is a non-contiguous view; use ag_contiguous() for a "
+                                         "contiguous copy, or ag_copy_to()");
+    return t->data;
+}
 
 void *ag_mutable_data_ptr(ag_tensor *t) {
     if (!t)
         return ag__null_arg("ag_mutable_data_ptr");
+    if (ag__check_alive(t, "ag_mutable_data_ptr"))
+        return NULL;
+    if (!t->contiguous)
+        return ag__error_null(AG_EINVAL, "ag_mutable_data_ptr: the tensor is a non-contiguous view; write through "
+                                         "in-place ops, or into ag_contiguous() of it");
     ag__bump_version(t);
     return t->data;
+}
+
+/* The innermost row of a gather: n elements stepping by st in src. */
+static void ag__gather_row(const char *src, int64_t n, int64_t st, ag_dtype from, char *dst, ag_dtype to) {
+    if (from == AG_FLOAT32 && to == AG_FLOAT32) {
+        const float *s = (const float *)src;
+        for (int64_t i = 0; i < n; i++)
+            ((float *)dst)[i] = s[i * st];
+    } else if (from == AG_FLOAT64 && to == AG_FLOAT64) {
+        const double *s = (const double *)src;
+        for (int64_t i = 0; i < n; i++)
+            ((double *)dst)[i] = s[i * st];
+    } else if (from == AG_FLOAT32) {
+        const float *s = (const float *)src;
+        for (int64_t i = 0; i < n; i++)
+            ((double *)dst)[i] = s[i * st];
+    } else {
+        const double *s = (const double *)src;
+        for (int64_t i = 0; i < n; i++)
+            ((float *)dst)[i] = (float)s[i * st];
+    }
+}
+
+/* Dimension d of a walk over t's elements in row-major order, written one
+ * after another from *dst on. */
+static void ag__gather_dim(const ag_tensor *t, int d, const char *src, char **dst, ag_dtype dt) {
+    size_t es = ag__dtype_size(t->dtype);
+    int64_t n = t->shape[d], st = t->stride[d];
+    if (d == t->ndim - 1) {
+        ag__gather_row(src, n, st, t->dtype, *dst, dt);
+        *dst += (size_t)n * ag__dtype_size(dt);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        ag__gather_dim(t, d + 1, src + (size_t)(i * st) * es, dst, dt);
+}
+
+void ag__gather(const ag_tensor *t, void *dst, ag_dtype dt) {
+    if (t->numel == 0)
+        return;
+    if (t->contiguous && dt == t->dtype) {
+        memcpy(dst, t->data, (size_t)t->numel * ag__dtype_size(dt));
+        return;
+    }
+    char *p = dst;
+    if (t->ndim == 0 || t->contiguous)
+        ag__gather_row(t->data, t->numel, 1, t->dtype, p, dt);
+    else
+        ag__gather_dim(t, 0, t->data, &p, dt);
 }
 
 int ag_copy_to(const ag_tensor *t, void *out, ag_dtype out_dtype) {
@@ -361,17 +550,27 @@ int ag_copy_to(const ag_tensor *t, void *out, ag_dtype out_dtype) {
         return ag__error(AG_EINVAL, "ag_copy_to: out is NULL");
     if (ag__check_dtype(out_dtype))
         return AG_EDTYPE;
-    if (out_dtype == t->dtype) {
-        memcpy(out, t->data, t->storage->nbytes);
-        return 0;
-    }
-    for (int64_t i = 0; i < t->numel; i++) {
-        if (out_dtype == AG_FLOAT32)
-            ((float *)out)[i] = (float)ag__load(t, i);
-        else
-            ((double *)out)[i] = ag__load(t, i);
-    }
+    if (ag__check_alive(t, "ag_copy_to"))
+        return AG_ESTATE;
+    ag__gather(t, out, out_dtype);
     return 0;
+}
+
+bool ag_is_contiguous(const ag_tensor *t) {
+    if (!t) {
+        ag__null_arg("ag_is_contiguous");
+        return false;
+    }
+    return t->contiguous;
+}
+
+int64_t ag_stride(const ag_tensor *t, int dim) {
+    if (!t)
+        return ag__null_code("ag_stride");
+    int d = 0;
+    if (ag__normalize_dim(dim, t->ndim, &d))
+        return AG_EINVAL;
+    return t->ndim == 0 ? 1 : t->stride[d];
 }
 
 uint32_t ag_version(const ag_tensor *t) {
@@ -426,6 +625,9 @@ int ag_set_grad(ag_tensor *t, ag_tensor *g) {
             return ag__error(AG_EDTYPE, "assigned grad has data of a different type");
         if (!ag__same_shape(g, t))
             return ag__error(AG_ESHAPE, "assigned grad has data of a different size");
+        if (!g->contiguous) /* backward adds into .grad element for element */
+            return ag__error(AG_EUNSUPPORTED,
+                             "assigned grad is a non-contiguous view: assign ag_contiguous() of it instead");
     }
     t->grad = g;
     return 0;
@@ -435,7 +637,7 @@ int ag_zero_grad(ag_tensor *t) {
     if (!t)
         return ag__null_code("ag_zero_grad");
     if (t->grad) {
-        memset(t->grad->data, 0, t->grad->storage->nbytes);
+        memset(t->grad->data, 0, (size_t)t->grad->numel * ag__dtype_size(t->grad->dtype));
         ag__bump_version(t->grad);
     }
     return 0;
@@ -456,7 +658,14 @@ int ag_retain_grad(ag_tensor *t) {
 ag_tensor *ag_detach(ag_tensor *t) {
     if (!t)
         return ag__null_arg("ag_detach");
-    return ag__tensor_alias(t->ctx, t, t->ndim, t->shape); /* shared data and version counter, as in PyTorch */
+    if (ag__check_alive(t, "ag_detach"))
+        return NULL;
+    /* shared data and version counter, as in PyTorch */
+    ag_tensor *v = ag__tensor_view(t->ctx, t, t->ndim, t->shape, t->stride, t->offset);
+    if (!v || ag__view_link(v))
+        return NULL;
+    v->base = NULL; /* not a differentiable view: in-place changes of it record on it alone */
+    return v;
 }
 
 /* ---- Hooks --------------------------------------------------------------------- */

@@ -22,7 +22,7 @@ int ag__broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64
     return 0;
 }
 
-int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in) {
+int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor **in) {
     *op = (ag__op){.name = name, .ctx = ctx, .in = in, .n_in = n};
     for (int i = 0; i < n; i++)
         if (!in[i]) {
@@ -31,6 +31,9 @@ int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *co
         }
     if (!ctx)
         return ag__error(AG_EINVAL, "%s: context is NULL", name);
+    for (int i = 0; i < n; i++)
+        if (ag__check_alive(in[i], name))
+            return AG_ESTATE;
     for (int i = 1; i < n; i++) {
         ag_dtype want = in[0]->dtype, got = in[i]->dtype;
         if (got == want)
@@ -45,16 +48,55 @@ int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *co
     return 0;
 }
 
+ag_tensor *ag__standin(ag_ctx *ctx, ag_tensor *a) {
+    if (a->contiguous)
+        return a;
+    ag_tensor *c = ag__tensor_new(ctx, a->dtype, a->ndim, a->shape);
+    if (!c)
+        return NULL;
+    ag__gather(a, c->data, a->dtype);
+    c->storage->version = a->storage->version;
+    c->requires_grad = a->requires_grad;
+    c->grad_fn = a->grad_fn;
+    c->grad_accumulator = a->grad_accumulator;
+    return c;
+}
+
+ag_tensor *const *ag__op_standins(ag__op *op, int n, ag_tensor *const *ts) {
+    int k = 0;
+    while (k < n && ts[k]->contiguous)
+        k++;
+    if (k == n || op->failed)
+        return op->failed ? NULL : ts;
+    ag_tensor **cs = ag__ctx_alloc(op->ctx, (size_t)n * sizeof *cs);
+    for (int i = 0; cs && i < n; i++)
+        if (!(cs[i] = ag__standin(op->ctx, ts[i])))
+            cs = NULL;
+    op->failed = !cs;
+    return cs;
+}
+
 ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape) {
-    op->out = ag__tensor_new(op->ctx, op->in[0]->dtype, ndim, shape);
+    for (int i = 0; i < op->n_in && !op->failed && !op->strided; i++)
+        if (!(op->in[i] = ag__standin(op->ctx, op->in[i])))
+            op->failed = true;
+    op->out = op->failed ? NULL : ag__tensor_new(op->ctx, op->in[0]->dtype, ndim, shape);
     op->failed = !op->out;
     return op->out;
 }
 
-ag_tensor *ag__op_view(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape) {
-    op->out = ag__tensor_alias(op->ctx, base, ndim, shape);
+ag_tensor *ag__op_view_strided(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
+                               int64_t offset) {
+    op->out = ag__tensor_view(op->ctx, base, ndim, shape, stride, offset);
     op->failed = !op->out;
+    op->view = true;
     return op->out;
+}
+
+ag_tensor *ag__op_view(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape) {
+    int64_t stride[AG_MAX_DIMS];
+    ag__contiguous_strides(ndim, shape, stride);
+    return ag__op_view_strided(op, base, ndim, shape, stride, base->offset);
 }
 
 ag_node *ag__op_record_edges(ag__op *op, const ag__node_kind *kind, int n, ag_tensor *const *edges, size_t extra) {
@@ -70,7 +112,7 @@ ag_node *ag__op_record(ag__op *op, const ag__node_kind *kind) {
 }
 
 ag_tensor *ag__op_end(ag__op *op) {
-    if (!op->failed && op->out)
+    if (!op->failed && op->out && (!op->view || !ag__view_link(op->out)))
         return op->out;
     ag__ctx_rollback(op->ctx, &op->pos); /* the failed step set the error */
     return NULL;
@@ -79,12 +121,12 @@ ag_tensor *ag__op_end(ag__op *op) {
 /* Kept until every family runs on the skeleton above. */
 int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op) {
     ag__op o;
-    return ag__op_begin(&o, op, ctx, 1, (ag_tensor *const[]){(ag_tensor *)a});
+    return ag__op_begin(&o, op, ctx, 1, (ag_tensor *[]){(ag_tensor *)a});
 }
 
 int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const char *op) {
     ag__op o;
-    return ag__op_begin(&o, op, ctx, 2, (ag_tensor *const[]){(ag_tensor *)a, (ag_tensor *)b});
+    return ag__op_begin(&o, op, ctx, 2, (ag_tensor *[]){(ag_tensor *)a, (ag_tensor *)b});
 }
 
 /* Drop size-1 dimensions; merge dimension d into the kept one before it
@@ -136,7 +178,7 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
         }
     bool flat = true;
     for (int k = 0; k < nops; k++)
-        flat = flat && (ops[k]->numel == numel || ops[k]->numel == 1);
+        flat = flat && ((ops[k]->numel == numel && ops[k]->contiguous) || ops[k]->numel == 1);
     if (flat || numel == 0) {
         it->ndim = 1;
         it->shape[0] = numel;
@@ -144,16 +186,14 @@ void ag__iter_init(ag__iter *it, int ndim, const int64_t *shape, int nops, const
             it->stride[k][0] = ops[k]->numel == numel ? 1 : 0;
         return;
     }
-    /* Full strides first, aligned to the right as broadcasting aligns. */
+    /* Each operand's strides, aligned to the right as broadcasting aligns
+     * (0 where it is broadcast). */
     int64_t st[AG__ITER_OPS][AG_MAX_DIMS];
     for (int k = 0; k < nops; k++) {
         const ag_tensor *t = ops[k];
-        int64_t s = 1;
         for (int d = ndim - 1; d >= 0; d--) {
             int td = t->ndim - (ndim - d);
-            int64_t size = td >= 0 ? t->shape[td] : 1;
-            st[k][d] = (size == 1) ? 0 : s;
-            s *= size;
+            st[k][d] = td >= 0 && t->shape[td] != 1 ? t->stride[td] : 0;
         }
     }
     ag__iter_compress(it, ndim, shape, st);

@@ -684,7 +684,7 @@ AG__UNARY_NODE(pows, AG__POWS, "PowBackward0")
 
 static ag_tensor *ag__unary(ag_ctx *ctx, ag__unop op, ag_tensor *a, double s, const char *name,
                             const ag__node_kind *kind) {
-    if (ag__check_unary(ctx, a, name))
+    if (ag__check_unary(ctx, a, name) || !(a = ag__standin(ctx, a))) /* the kernels walk a flat */
         return NULL;
     ag_tensor *out = ag__tensor_new(ctx, a->dtype, a->ndim, a->shape);
     if (!out)

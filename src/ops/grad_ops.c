@@ -13,6 +13,10 @@
 
 /* ---- Helpers ------------------------------------------------------------------------------- */
 
+/* A view as a contiguous stand-in (ops/ops.h): the helpers below read
+ * their inputs' elements in order. */
+static ag_tensor *ag__dense(ag_ctx *ctx, const ag_tensor *a) { return ag__standin(ctx, (ag_tensor *)a); }
+
 static ag_tensor *ag__like(ag_ctx *ctx, ag_tensor *a, const char *name) {
     if (ag__check_unary(ctx, a, name))
         return NULL;
@@ -42,6 +46,8 @@ typedef enum { AG__S_MUL, AG__S_ADD, AG__S_DIV } ag__sop;
 
 static ag_tensor *ag__scalar_op(ag_ctx *ctx, ag_tensor *a, double s, ag__sop op, const ag__node_kind *kind,
                                 const char *name) {
+    if (a && !(a = ag__dense(ctx, a)))
+        return NULL;
     ag_tensor *out = ag__like(ctx, a, name);
     if (!out)
         return NULL;
@@ -265,6 +271,10 @@ static double ag__bload(const ag_tensor *t, int nd, const int64_t *shape, int64_
 }
 
 ag_tensor *ag__mask2(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, double (*f)(double, double)) {
+    if (a && !(a = ag__dense(ctx, a)))
+        return NULL;
+    if (b && !(b = ag__dense(ctx, b)))
+        return NULL;
     int nd = a->ndim;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
@@ -308,6 +318,10 @@ static const ag__node_kind ag__where0_kind = {.name = "WhereBackward0",
 ag_tensor *ag__where0(ag_ctx *ctx, ag_tensor *mask, ag_tensor *x, bool keep_true) {
     if (!mask || ag__check_unary(ctx, x, "where"))
         return mask ? NULL : ag__null_arg("where");
+    if (mask && !(mask = ag__dense(ctx, mask)))
+        return NULL;
+    if (x && !(x = ag__dense(ctx, x)))
+        return NULL;
     if (!ag__expandable(mask, x))
         return ag__error_null(AG_ESHAPE, "where: the mask does not broadcast to the values");
     ag_tensor *out = ag__tensor_like(ctx, x);
@@ -358,6 +372,10 @@ static const ag__node_kind ag__masked_fill1_kind = {.name = "MaskedFillBackward1
 ag_tensor *ag__masked_fill1(ag_ctx *ctx, ag_tensor *mask, ag_tensor *v) {
     if (!mask || ag__check_unary(ctx, v, "masked_fill_"))
         return mask ? NULL : ag__null_arg("masked_fill_");
+    if (mask && !(mask = ag__dense(ctx, mask)))
+        return NULL;
+    if (v && !(v = ag__dense(ctx, v)))
+        return NULL;
     if (v->numel != 1)
         return ag__error_null(AG_EINVAL,
                               "masked_fill_ only supports a 0-dimensional value tensor, but got tensor with %d "
@@ -408,6 +426,10 @@ static const ag__node_kind ag__threshold_kind = {.name = "ThresholdBackwardBackw
 
 ag_tensor *ag__threshold_grad(ag_ctx *ctx, ag_tensor *g, ag_tensor *y) {
     if (ag__check_binary(ctx, g, y, "threshold_backward"))
+        return NULL;
+    if (g && !(g = ag__dense(ctx, g)))
+        return NULL;
+    if (y && !(y = ag__dense(ctx, y)))
         return NULL;
     if (!ag__same_shape(g, y))
         return ag__error_null(AG_ESHAPE, "threshold_backward: grad_output and self must have the same shape");
@@ -485,6 +507,8 @@ ag_tensor *ag__index_add(ag_ctx *ctx, ag_tensor *g, int dim, const int64_t *inde
                          bool embedding) {
     if (ag__check_unary(ctx, g, "index_add"))
         return NULL;
+    if (g && !(g = ag__dense(ctx, g)))
+        return NULL;
     if (dim < 0 || dim >= g->ndim || g->shape[dim] != k)
         return ag__error_null(AG_ESHAPE, "index_add: the gradient does not fit the index");
     int64_t shape[AG_MAX_DIMS];
@@ -552,6 +576,8 @@ static const ag__node_kind ag__slice_grad_kind = {.name = "SliceBackwardBackward
 ag_tensor *ag__slice_grad(ag_ctx *ctx, ag_tensor *g, int ndim, const int64_t *shape, int dim, int64_t start) {
     if (ag__check_unary(ctx, g, "slice_backward"))
         return NULL;
+    if (g && !(g = ag__dense(ctx, g)))
+        return NULL;
     if (ndim != g->ndim || dim < 0 || dim >= ndim || start < 0 || start + g->shape[dim] > shape[dim])
         return ag__error_null(AG_ESHAPE, "slice_backward: the gradient does not fit the slice");
     ag_tensor *out = ag_zeros(ctx, g->dtype, ndim, shape);
@@ -602,6 +628,8 @@ static const ag__node_kind ag__t_kind = {
 ag_tensor *ag__t(ag_ctx *ctx, ag_tensor *a) {
     if (ag__check_unary(ctx, a, "t"))
         return NULL;
+    if (a && !(a = ag__dense(ctx, a)))
+        return NULL;
     if (a->ndim > 2)
         return ag__error_null(AG_EINVAL, "t() expects a tensor with <= 2 dimensions, but self is %dD", a->ndim);
     int64_t shape[2] = {a->ndim == 2 ? a->shape[1] : 0, a->ndim == 2 ? a->shape[0] : 0};
@@ -620,6 +648,10 @@ ag_tensor *ag__t(ag_ctx *ctx, ag_tensor *a) {
 
 ag_tensor *ag__t_of(ag_ctx *ctx, ag_tensor *a, const ag_tensor *value) {
     if (ag__check_binary(ctx, a, value, "t"))
+        return NULL;
+    if (a && !(a = ag__dense(ctx, a)))
+        return NULL;
+    if (value && !(value = ag__dense(ctx, value)))
         return NULL;
     if (a->ndim != 2 || value->ndim != 2 || a->shape[0] != value->shape[1] || a->shape[1] != value->shape[0])
         return ag__error_null(AG_ESHAPE, "t: the value is not the tensor's transpose");
@@ -717,6 +749,10 @@ static ag_tensor *ag__act_bw(ag_ctx *ctx, ag_tensor *g, ag_tensor *y, ag__actbw 
     const char *name = which == AG__TANH_BW ? "tanh_backward" : "sigmoid_backward";
     if (ag__check_binary(ctx, g, y, name))
         return NULL;
+    if (g && !(g = ag__dense(ctx, g)))
+        return NULL;
+    if (y && !(y = ag__dense(ctx, y)))
+        return NULL;
     if (!ag__same_shape(g, y))
         return ag__error_null(AG_ESHAPE, "%s: grad_output and output must have the same shape", name);
     ag_tensor *out = ag__tensor_like(ctx, y);
@@ -772,6 +808,8 @@ static const ag__node_kind ag__sum_keepdim_kind = {
 ag_tensor *ag__sum_keepdim(ag_ctx *ctx, ag_tensor *a, uint32_t dims) {
     if (ag__check_unary(ctx, a, "sum"))
         return NULL;
+    if (a && !(a = ag__dense(ctx, a)))
+        return NULL;
     int64_t shape[AG_MAX_DIMS];
     for (int d = 0; d < a->ndim; d++)
         shape[d] = dims >> d & 1 ? 1 : a->shape[d];
@@ -789,6 +827,8 @@ ag_tensor *ag__sum_keepdim(ag_ctx *ctx, ag_tensor *a, uint32_t dims) {
 
 ag_tensor *ag__sum_to(ag_ctx *ctx, ag_tensor *g, int ndim, const int64_t *shape) {
     if (ag__check_unary(ctx, g, "sum_to"))
+        return NULL;
+    if (g && !(g = ag__dense(ctx, g)))
         return NULL;
     bool same = g->ndim == ndim;
     for (int d = 0; same && d < ndim; d++)
@@ -832,6 +872,8 @@ static const ag__node_kind ag__copy_grad_kind = {
     .name = "CopyBackwards", .backward = ag__copy_grad_backward, .backward_graph = ag__copy_grad_backward_graph};
 
 ag_tensor *ag__copy_grad(ag_ctx *ctx, ag_tensor *g) {
+    if (g && !(g = ag__dense(ctx, g)))
+        return NULL;
     ag_tensor *out = ag__like(ctx, g, "copy_");
     if (!out)
         return NULL;
@@ -867,6 +909,8 @@ static const ag__node_kind ag__cast_kind = {
 
 ag_tensor *ag__cast_copy(ag_ctx *ctx, ag_tensor *a, ag_dtype dtype) {
     if (ag__check_unary(ctx, a, "to"))
+        return NULL;
+    if (a && !(a = ag__dense(ctx, a)))
         return NULL;
     ag_tensor *out = ag__tensor_new(ctx, dtype, a->ndim, a->shape);
     if (!out)

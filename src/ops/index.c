@@ -105,6 +105,7 @@ static ag_tensor *ag__index(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *i
     ag_tensor *out = ag__op_output(&op, a->ndim, shape);
     if (!out)
         return NULL;
+    a = in[0]; /* contiguous */
     if (out->numel > 0)
         ag__gather_rows(out, a, index, k, d);
     size_t extra;
@@ -229,12 +230,13 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     if (!ts || n <= 0)
         return ag__error_null(AG_EINVAL, "torch.cat(): expected a non-empty list of Tensors");
     for (int t = 0; t < n; t++)
-        if (!ts[t])
-            return ag__null_arg("ag_cat");
+        if (!ts[t] || ag__check_alive(ts[t], "ag_cat"))
+            return ts[t] ? NULL : ag__null_arg("ag_cat");
     int d = 0;
     int64_t total = 0;
     ag__op op;
-    if (ag__op_begin(&op, "ag_cat", ctx, 1, ts) || ag__cat_check(ts, n, dim, &d, &total))
+    ag_tensor *first[1] = {ts[0]};
+    if (ag__op_begin(&op, "ag_cat", ctx, 1, first) || ag__cat_check(ts, n, dim, &d, &total))
         return NULL;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, ts[0]->shape, sizeof shape);
@@ -242,8 +244,9 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     ag_tensor *out = ag__op_output(&op, ts[0]->ndim, shape);
     if (!out)
         return NULL;
-    if (out->numel > 0)
-        ag__cat_fwd(out, ts, n, d);
+    ag_tensor *const *cs = ag__op_standins(&op, n, ts); /* contiguous */
+    if (cs && out->numel > 0)
+        ag__cat_fwd(out, cs, n, d);
     ag_node *node = ag__op_record_edges(&op, &ag__cat_kind, n, ts, (size_t)n * sizeof(int64_t));
     if (node) {
         ag__cat_attr *at = ag__cat_attr_of(node);
@@ -321,28 +324,95 @@ static int ag__narrow_check(const ag_tensor *a, int dim, int64_t *start, int64_t
     return 0;
 }
 
+/* The storage offset of a view starting at index k of a's dim d. A valid
+ * tensor's elements all lie in its storage, so this fits; checked anyway,
+ * so a corrupt header is an error and not a wild address. */
+static int ag__view_offset(const ag_tensor *a, int d, int64_t k, int64_t *off) {
+    if (!ag__mul_ok(k, a->stride[d], off) || !ag__add_ok(*off, a->offset, off))
+        return ag__error(AG_EINVAL, "storage offset overflows");
+    return 0;
+}
+
 ag_tensor *ag_narrow(ag_ctx *ctx, ag_tensor *a, int dim, int64_t start, int64_t length) {
     ag_tensor *in[1] = {a};
     int d = 0;
+    int64_t off = 0;
     ag__op op;
-    if (ag__op_begin(&op, "ag_narrow", ctx, 1, in) || ag__narrow_check(a, dim, &start, length, &d))
+    if (ag__op_begin(&op, "ag_narrow", ctx, 1, in) || ag__narrow_check(a, dim, &start, length, &d) ||
+        ag__view_offset(a, d, length ? start : 0, &off))
         return NULL;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[d] = length;
-    ag_tensor *out = ag__op_output(&op, a->ndim, shape);
-    if (!out)
+    if (!ag__op_view_strided(&op, a, a->ndim, shape, a->stride, off)) /* out[.., k, ..] = a[.., start + k, ..] */
         return NULL;
-    int64_t outer, n, inner;
-    ag__split(out, d, &outer, &n, &inner); /* (0, length, 0) when empty: no rows */
-    n = a->shape[d];
-    size_t es = ag__dtype_size(a->dtype);
-    for (int64_t o = 0; o < outer; o++) /* out[o, k, i] = a[o, start + k, i] */
-        memcpy((char *)out->data + (size_t)(o * length * inner) * es,
-               (const char *)a->data + (size_t)((o * n + start) * inner) * es, (size_t)(length * inner) * es);
     ag_node *node = ag__op_record(&op, &ag__narrow_kind);
     if (node)
         *ag__narrow_attr_of(node) = (ag__narrow_attr){d, start};
+    return ag__op_end(&op);
+}
+
+/* ==== select =======================================================================
+ * out (outer, inner) = a (outer, n, inner)[o, index, i]: a view without dim d. */
+
+/* out[o, i] = a[o, index, i]:  da[o, index, i] (=|+=) g[o, i], 0 elsewhere */
+static int ag__select_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                               ag_ctx *scratch) {
+    AG__UNUSED(scratch);
+    const ag__narrow_attr *at = ag__narrow_attr_of(node);
+    ag_tensor *d = dinp[0];
+    if (!d || d->numel == 0)
+        return 0;
+    int64_t outer, n, inner;
+    ag__split(d, at->dim, &outer, &n, &inner);
+    if (d->dtype == AG_FLOAT32)
+        ag__slab_put_f32(d->data, dout->data, outer, n, 1, at->start, inner, !fresh[0]);
+    else
+        ag__slab_put_f64(d->data, dout->data, outer, n, 1, at->start, inner, !fresh[0]);
+    return 0;
+}
+
+static const ag__node_kind ag__select_kind = {.name = "SelectBackward0",
+                                              .backward = ag__select_backward,
+                                              .attr_size = sizeof(ag__narrow_attr),
+                                              .writes_fresh = true};
+
+static int ag__select_check(const ag_tensor *a, int dim, int64_t *index, int *d) {
+    if (a->ndim == 0)
+        return ag__error(AG_EINVAL, "select() cannot be applied to a 0-dim tensor.");
+    if (ag__normalize_dim(dim, a->ndim, d))
+        return AG_EINVAL;
+    int64_t size = a->shape[*d];
+    if (*index < -size || *index >= size) {
+        char s[AG_MAX_DIMS * 22 + 3];
+        ag__shape_str(s, sizeof s, a->ndim, a->shape);
+        return ag__error(AG_EINVAL, "select(): index %" PRId64 " out of range for tensor of size %s at dimension %d",
+                         *index, s, dim);
+    }
+    if (*index < 0)
+        *index += size;
+    return 0;
+}
+
+ag_tensor *ag_select(ag_ctx *ctx, ag_tensor *a, int dim, int64_t index) {
+    ag_tensor *in[1] = {a};
+    int d = 0;
+    int64_t off = 0;
+    ag__op op;
+    if (ag__op_begin(&op, "ag_select", ctx, 1, in) || ag__select_check(a, dim, &index, &d) ||
+        ag__view_offset(a, d, index, &off))
+        return NULL;
+    int64_t shape[AG_MAX_DIMS], stride[AG_MAX_DIMS];
+    for (int k = 0, j = 0; k < a->ndim; k++)
+        if (k != d) {
+            shape[j] = a->shape[k];
+            stride[j++] = a->stride[k];
+        }
+    if (!ag__op_view_strided(&op, a, a->ndim - 1, shape, stride, off))
+        return NULL;
+    ag_node *node = ag__op_record(&op, &ag__select_kind);
+    if (node)
+        *ag__narrow_attr_of(node) = (ag__narrow_attr){d, index};
     return ag__op_end(&op);
 }
 
@@ -411,10 +481,13 @@ ag_tensor *ag_expand(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) 
     ag__op op;
     if (ag__op_begin(&op, "ag_expand", ctx, 1, in) || ag__expand_check(a, ndim, shape, sh))
         return NULL;
-    ag_tensor *out = ag__op_output(&op, ndim, sh);
-    if (!out)
+    int64_t stride[AG_MAX_DIMS]; /* 0 along new and stretched dims: out = a broadcast */
+    for (int k = 0; k < ndim; k++) {
+        int ad = a->ndim - (ndim - k);
+        stride[k] = ad >= 0 && a->shape[ad] == sh[k] ? a->stride[ad] : 0;
+    }
+    if (!ag__op_view_strided(&op, a, ndim, sh, stride, a->offset))
         return NULL;
-    ag__reduce_into(out, a, 1.0, false); /* out = a broadcast */
     ag__op_record(&op, &ag__expand_kind);
     return ag__op_end(&op);
 }
@@ -596,6 +669,7 @@ ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *out = ag__op_output(&op, dm.bnd + 2, shape);
     if (!out)
         return NULL;
+    a = in[0], b = in[1]; /* contiguous */
     /* The matrices of an empty result are not counted (their number may
      * not fit in int64) nor visited: forward and backward do nothing. */
     dm.nb = out->numel > 0 ? out->numel / (dm.n * dm.m) : 0;

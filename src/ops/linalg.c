@@ -279,6 +279,7 @@ ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *out = ag__op_output(&op, 2, (int64_t[]){m, n});
     if (!out)
         return NULL;
+    a = in[0], b = in[1]; /* contiguous */
     ag__gemm(a->dtype, false, false, m, n, k, a->data, k, b->data, n, out->data, n, false);
     ag_node *node = ag__op_record(&op, &ag__mm_kind);
     if (node) {

@@ -96,6 +96,7 @@ ag_tensor *ag_abs(ag_ctx *ctx, ag_tensor *a) {
     ag_tensor *out = ag__op_output(&op, a->ndim, a->shape);
     if (!out)
         return NULL;
+    a = in[0]; /* contiguous */
     if (a->dtype == AG_FLOAT32)
         ag__abs_fwd_f32(out->data, a->data, a->numel);
     else
@@ -120,6 +121,7 @@ ag_tensor *ag_clamp(ag_ctx *ctx, ag_tensor *a, double lo, double hi) {
     ag_tensor *out = ag__op_output(&op, a->ndim, a->shape);
     if (!out)
         return NULL;
+    a = in[0]; /* contiguous */
     if (a->dtype == AG_FLOAT32)
         ag__clamp_fwd_f32(out->data, a->data, a->numel, lo, hi);
     else
@@ -231,6 +233,7 @@ ag_tensor *ag_maximum(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *out = ag__op_output(&op, ndim, shape);
     if (!out)
         return NULL;
+    a = in[0], b = in[1]; /* contiguous */
     if (out->numel > 0)
         ag__maximum_fwd(out, a, b);
     ag_node *node = ag__op_record(&op, &ag__maximum_kind);
@@ -315,6 +318,7 @@ static ag_tensor *ag__softmax(ag_ctx *ctx, ag_tensor *a, int dim, bool log_mode)
     ag_tensor *out = ag__op_output(&op, a->ndim, a->shape);
     if (!out)
         return NULL;
+    a = in[0]; /* contiguous */
     if (a->numel > 0)
         ag__softmax_fwd(out, a, d, log_mode);
     ag_node *node = ag__op_record(&op, log_mode ? &ag__log_softmax_kind : &ag__softmax_kind);
@@ -399,6 +403,7 @@ ag_tensor *ag_nll_loss(ag_ctx *ctx, ag_tensor *logp, const int64_t *targets) {
     ag_tensor *out = ag__op_output(&op, 0, NULL);
     if (!out)
         return NULL;
+    logp = in[0]; /* contiguous */
     if (out->dtype == AG_FLOAT32)
         *(float *)out->data = ag__nll_fwd_f32(logp->data, targets, N, C);
     else
@@ -481,6 +486,7 @@ ag_tensor *ag_mse_loss(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *out = ag__op_output(&op, 0, NULL);
     if (!out)
         return NULL;
+    a = in[0], b = in[1]; /* contiguous */
     if (a->dtype == AG_FLOAT32)
         *(float *)out->data = ag__mse_fwd_f32(a->data, b->data, a->numel);
     else
@@ -712,6 +718,11 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
     ag_tensor *y = ag__op_output(&op, nd, shape);
     if (!y)
         return NULL;
+    x = in[0], w = in[1]; /* contiguous */
+    if (b && !(b = ag__standin(ctx, b))) {
+        op.failed = true;
+        return ag__op_end(&op);
+    }
     ag__linear_fwd(y, x, w, b, M, addmm);
     ag_tensor *all[3] = {b, x, w};
     if (ag__needs_grad(3, all) && !ag__linear_graph(&op, x, w, b, M, addmm))

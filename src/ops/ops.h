@@ -38,24 +38,43 @@
 typedef struct ag__op {
     const char *name; /* "ag_matmul": the op in messages */
     ag_ctx *ctx;
-    ag_tensor *const *in; /* the tensor inputs: the edges of the node */
+    ag_tensor **in; /* the tensor inputs: the edges of the node */
     int n_in;
     ag_tensor *out;  /* the result, once made */
     ag_node *node;   /* the recorded node, if any */
     bool failed;     /* a step after the checks failed (error set) */
+    bool view;       /* out is a view of an input (linked on success) */
+    bool strided;    /* set by an op whose kernels take strided inputs */
     ag__ctx_pos pos; /* the context before the op */
 } ag__op;
 
 /* In this order: a NULL input (keeping an earlier error: "name: got a NULL
- * tensor" otherwise), a NULL context, inputs of different dtypes (two:
- * "expected both operands to have the same dtype"; more: "expected all
- * tensors to have dtype"). 0 when the op may go on, else the error code. */
-int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in);
-/* The result: a new tensor of in[0]'s dtype (uninitialised), or a view of
- * base's storage with another shape of the same element count. NULL on
- * failure (error set). */
+ * tensor" otherwise), a NULL context, an input that is a view whose base's
+ * context is gone, inputs of different dtypes (two: "expected both
+ * operands to have the same dtype"; more: "expected all tensors to have
+ * dtype"). 0 when the op may go on, else the error code. */
+int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor **in);
+/* The result: a new tensor of in[0]'s dtype (uninitialised). Strided
+ * inputs are made contiguous here, the one place where that happens: each
+ * in[i] that is not contiguous is replaced by a contiguous stand-in
+ * (ag__standin), so kernels after this read their inputs from in[], never
+ * from the op's parameters (unless the op set op->strided: its kernels
+ * take strides). NULL on failure (error set). */
 ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape);
+/* The result as a view of base's storage: with another shape of the same
+ * element count (base contiguous), or with the strides and storage offset
+ * given (checked by the caller). Inputs stay as they are. */
 ag_tensor *ag__op_view(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape);
+ag_tensor *ag__op_view_strided(ag__op *op, const ag_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
+                               int64_t offset);
+/* A contiguous copy of a in ctx that stands in for a in a kernel and in
+ * the graph: same autograd identity (grad_fn, AccumulateGrad,
+ * requires_grad) and a's version counter, so a node that saves it sees
+ * in-place changes of a (and of its base). a itself when contiguous. */
+ag_tensor *ag__standin(ag_ctx *ctx, ag_tensor *a);
+/* Stand-ins for n tensors (an array in the op's context), or ts itself
+ * when all are contiguous; NULL on failure (the op then fails). */
+ag_tensor *const *ag__op_standins(ag__op *op, int n, ag_tensor *const *ts);
 /* Records the op's node of `kind` with the inputs as edges (when grad mode
  * is on and one requires grad). _edges names other edges (a NULL edge
  * for a wrapped scalar, an optional bias) and asks for `extra` attribute
@@ -71,7 +90,8 @@ int ag__check_unary(ag_ctx *ctx, const ag_tensor *a, const char *op);
 int ag__check_binary(ag_ctx *ctx, const ag_tensor *a, const ag_tensor *b, const char *op);
 
 /* A walk over an output shape with up to AG__ITER_OPS operands, each with
- * its own element strides (0 along broadcast dimensions). Dimensions of
+ * its own element strides (its own, as a view has them, and 0 along
+ * broadcast dimensions). Dimensions of
  * size 1 are dropped and adjacent dimensions that are contiguous for every
  * operand are merged, so most walks are one flat loop; when every operand
  * has either all the elements or one, the walk is one row at once. */

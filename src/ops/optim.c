@@ -211,6 +211,11 @@ static ag_optim *ag__optim_new(ag_ctx *ctx, ag_tensor *const *params, int n, ag_
             return ag__null_arg("optimizer");
         if (params[i]->grad_fn)
             return ag__error_null(AG_EINVAL, "can't optimize a non-leaf Tensor");
+        if (!params[i]->contiguous || params[i]->storage->ctx != params[i]->ctx) /* the steps run flat */
+            return ag__error_null(AG_EUNSUPPORTED,
+                                  "optimizer: parameter %d is a non-contiguous view or a view of "
+                                  "another context's tensor: optimize its base",
+                                  i);
         nchunks += (params[i]->numel + AG__OPTIM_CHUNK - 1) / AG__OPTIM_CHUNK;
     }
     ag_optim *o = ag__ctx_alloc(ctx, sizeof *o);

@@ -1,6 +1,6 @@
-/* Shape ops: reshape (a view sharing storage, as PyTorch's reshape of a
- * contiguous tensor), transpose (a copy: agrad tensors are contiguous) and
- * clone. Kernels in ops/shape_kernels.inc. */
+/* Shape ops: reshape (a view where the layout allows, as PyTorch's),
+ * transpose (a view), clone and contiguous (copies that read any layout).
+ * Kernels in ops/shape_kernels.inc. */
 #include "ops/grad_ops.h"
 #include "ops/ops.h"
 
@@ -88,15 +88,60 @@ static int ag__infer_shape(const ag_tensor *a, int ndim, const int64_t *shape, i
     return 0;
 }
 
+/* The strides that view a's elements with shape (ndim, shape), where a's
+ * layout allows it: PyTorch's computeStride. false when it does not (then
+ * reshape copies). */
+static bool ag__view_strides(const ag_tensor *a, int ndim, const int64_t *shape, int64_t *stride) {
+    if (a->contiguous || a->numel == 0) {
+        ag__contiguous_strides(ndim, shape, stride);
+        return true;
+    }
+    /* a has elements and is not contiguous, so a->ndim >= 1; walk a's
+     * dimensions from the last in chunks laid out contiguously, matching
+     * each chunk with dimensions of the new shape */
+    int view_d = ndim - 1;
+    int64_t chunk_stride = a->stride[a->ndim - 1], tensor_numel = 1, view_numel = 1;
+    for (int d = a->ndim - 1; d >= 0; d--) {
+        tensor_numel *= a->shape[d];
+        if (d > 0 && (a->shape[d - 1] == 1 || a->stride[d - 1] == tensor_numel * chunk_stride))
+            continue;
+        while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
+            stride[view_d] = view_numel * chunk_stride;
+            view_numel *= shape[view_d];
+            view_d--;
+        }
+        if (view_numel != tensor_numel)
+            return false;
+        if (d > 0) {
+            chunk_stride = a->stride[d - 1];
+            tensor_numel = 1;
+            view_numel = 1;
+        }
+    }
+    return view_d == -1;
+}
+
+static const ag__node_kind ag__unsafe_view_kind = {
+    .name = "UnsafeViewBackward0", .backward = ag__view_backward, .writes_fresh = true, .passes_grad = 1};
+
 ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape) {
     ag_tensor *in[1] = {a};
-    int64_t sh[AG_MAX_DIMS];
+    int64_t sh[AG_MAX_DIMS], stride[AG_MAX_DIMS];
     ag__op op;
     if (ag__op_begin(&op, "ag_reshape", ctx, 1, in) || ag__infer_shape(a, ndim, shape, sh))
         return NULL;
-    if (!ag__op_view(&op, a, ndim, sh))
-        return NULL;
-    ag__op_record(&op, &ag__view_kind);
+    if (ag__view_strides(a, ndim, sh, stride)) {
+        if (!ag__op_view_strided(&op, a, ndim, sh, stride, a->offset))
+            return NULL;
+        ag__op_record(&op, &ag__view_kind);
+        return ag__op_end(&op);
+    }
+    /* as PyTorch: _unsafe_view(clone(a)), a copy with a node of each */
+    ag_tensor *c = ag_clone(ctx, a);
+    if (!c || !ag__op_view(&op, c, ndim, sh))
+        return ag__op_end(&op);
+    op.in[0] = c;
+    ag__op_record(&op, &ag__unsafe_view_kind);
     return ag__op_end(&op);
 }
 
@@ -150,24 +195,22 @@ ag_tensor *ag_transpose(ag_ctx *ctx, ag_tensor *a, int dim0, int dim1) {
     if (ag__op_begin(&op, "ag_transpose", ctx, 1, in) || ag__normalize_dim(dim0, a->ndim, &d0) ||
         ag__normalize_dim(dim1, a->ndim, &d1))
         return NULL;
-    int64_t shape[AG_MAX_DIMS];
-    for (int d = 0; d < a->ndim; d++)
-        shape[d] = a->shape[d == d0 ? d1 : d == d1 ? d0 : d];
-    ag_tensor *out = ag__op_output(&op, a->ndim, shape);
-    if (!out)
+    int64_t shape[AG_MAX_DIMS], stride[AG_MAX_DIMS];
+    for (int d = 0; d < a->ndim; d++) {
+        int from = d == d0 ? d1 : d == d1 ? d0 : d;
+        shape[d] = a->shape[from];
+        stride[d] = a->stride[from];
+    }
+    if (!ag__op_view_strided(&op, a, a->ndim, shape, stride, a->offset))
         return NULL;
-    if (a->ndim == 0)
-        ag__copy_flat(out, a, false);
-    else
-        ag__transpose_into(out, a, d0, d1, false);
     ag_node *node = ag__op_record(&op, &ag__transpose_kind);
     if (node)
         *ag__transpose_attr_of(node) = (ag__transpose_attr){d0, d1};
     return ag__op_end(&op);
 }
 
-/* ==== clone ==================================================================
- * out = a copy of a. */
+/* ==== clone, contiguous ========================================================
+ * out = a copy of a, contiguous whatever a's layout. */
 
 /* out = a:  da (=|+=) dout (where the runner did not hand dout itself on) */
 static int ag__clone_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
@@ -199,10 +242,17 @@ ag_tensor *ag_clone(ag_ctx *ctx, ag_tensor *a) {
     ag__op op;
     if (ag__op_begin(&op, "ag_clone", ctx, 1, in))
         return NULL;
+    op.strided = true; /* the copy reads any layout */
     ag_tensor *out = ag__op_output(&op, a->ndim, a->shape);
     if (!out)
         return NULL;
-    ag__copy_flat(out, a, false);
+    ag__gather(a, out->data, a->dtype);
     ag__op_record(&op, &ag__clone_kind);
     return ag__op_end(&op);
+}
+
+ag_tensor *ag_contiguous(ag_ctx *ctx, ag_tensor *a) {
+    if (a && ctx && a->contiguous) /* a itself, as in PyTorch */
+        return ag__check_alive(a, "ag_contiguous") ? NULL : a;
+    return ag_clone(ctx, a);
 }
