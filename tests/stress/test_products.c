@@ -267,9 +267,9 @@ static void test_float64_products_exact_from_many_threads(void **state) {
 /* Products split over the pool are cut along the rows of C or, when C is
  * wider than tall, along its columns, on multiples of 32, into one piece
  * per thread: uneven last pieces, transposed operands (linear's weight,
- * the backward's a^T and b^T), batches. Each graph's products and
+ * the backward's a^T and b^T), batches split by matrix. Each graph's products and
  * gradients at 2, 3 and 4 threads must be bitwise those of 1 thread. */
-enum { SPLIT_GRAPHS = 3, SPLIT_LEAVES = 3, SPLIT_OUTS = 4 };
+enum { SPLIT_GRAPHS = 4, SPLIT_LEAVES = 3, SPLIT_OUTS = 4 };
 
 typedef struct {
     ag_ctx *params;
@@ -283,7 +283,9 @@ static ag_tensor *split_leaf(ag_ctx *c, ag_dtype dt, int ndim, const int64_t *sh
 
 /* matmul (97,200) @ (200,333): columns, uneven pieces; linear of x (200,300)
  * with w (130,300): rows forward, columns for both gradients; bmm of
- * (3,100,150) @ (3,150,170): columns, per matrix. */
+ * (3,100,150) @ (3,150,170): columns, per matrix; bmm of (8,64,96) @
+ * (1,96,64): matrices too small to split, split by matrix, the broadcast
+ * one's gradient summed over the batch. */
 static void split_model_init(split_model *sm, ag_dtype dt) {
     ag_manual_seed(7);
     assert_non_null(sm->params = ag_ctx_new());
@@ -296,6 +298,8 @@ static void split_model_init(split_model *sm, ag_dtype dt) {
     assert_non_null(sm->leaf[1][2] = split_leaf(c, dt, 1, (int64_t[]){130}));
     assert_non_null(sm->leaf[2][0] = split_leaf(c, dt, 3, (int64_t[]){3, 100, 150}));
     assert_non_null(sm->leaf[2][1] = split_leaf(c, dt, 3, (int64_t[]){3, 150, 170}));
+    assert_non_null(sm->leaf[3][0] = split_leaf(c, dt, 3, (int64_t[]){8, 64, 96}));
+    assert_non_null(sm->leaf[3][1] = split_leaf(c, dt, 3, (int64_t[]){1, 96, 64}));
 }
 
 /* Graph g forward and backward on nthreads; the output and the leaves'
