@@ -48,7 +48,10 @@
  * run on several threads, split over the pool into one piece of C per
  * thread, cut on multiples of AG__GEMM_ALIGN rows or columns (at least
  * two of those to cut); on one thread, one call. (BLIS's Skylake-X
- * micro-tiles are 32 by 12 floats and 16 by 14 doubles.) */
+ * micro-tiles are 32 by 12 floats and 16 by 14 doubles.) 2^21 is 128^3:
+ * about 15 us at 150 GFLOP/s, several times the cost of handing a piece
+ * to an awake participant; forcing BLIS's packed algorithm there costs
+ * nothing at one thread (bench/README.md, "Products over the pool"). */
 #ifndef AG__PAR_GEMM_MIN
 #define AG__PAR_GEMM_MIN (1 << 21)
 #endif
