@@ -1,7 +1,8 @@
 /* agrad-bench-gemm: GFLOP/s of ag_matmul (forward, float32, square n x n)
  * against the BLAS libraries called directly, in one run: agrad at 1 thread
- * and at 2 (where agrad cuts the product into tiles over its pool), BLIS
- * with the kernels agrad gives it and with the ones it picks by itself, and
+ * and at 2 (where agrad splits the product over its pool), BLIS with the
+ * kernels agrad gives it at 1 thread and at 2 of its own threads (Debian's
+ * blis-pthread build), BLIS with the kernels it picks by itself, and
  * Debian's serial OpenBLAS. Each figure is the median over --reps samples
  * of about 2 ms, the columns' samples taking turns, and in brackets the
  * best sample (on a loaded machine, closer to what a quiet one gives).
@@ -116,6 +117,45 @@ static void run_blis_own_kernels(problem *p) {
     blis_cntx = NULL;
     run_blis(p);
 }
+
+/* Debian's BLIS built with its own POSIX threads, loaded at run time (its
+ * symbols bound to itself) and told to use 2 threads for every call, with
+ * the kernels agrad picks: the library with its own threads. */
+typedef void (*blis_sgemm_fn)(trans_t, trans_t, dim_t, dim_t, dim_t, float *, float *, inc_t, inc_t, float *, inc_t,
+                              inc_t, float *, float *, inc_t, inc_t, cntx_t *, rntm_t *);
+static blis_sgemm_fn blis_mt_sgemm;
+
+static void run_blis_2t(problem *p) {
+    float one = 1.0f, zero = 0.0f;
+    blis_mt_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, p->n, p->n, p->n, &one, p->A, p->n, 1, p->B, p->n, 1, &zero,
+                  p->C, p->n, 1, NULL, NULL);
+}
+
+static bool load_blis_threaded(void) {
+    /* the kernels agrad gives its own copy, named to this copy the way a
+     * user would (BLIS_ARCH_TYPE, read when it starts) */
+    cntx_t *mine = ag__blis_kernels();
+    char arch[16] = "";
+    for (int a = 0; mine && a < BLIS_NUM_ARCHS; a++) {
+        cntx_t **c = bli_gks_lookup_id((arch_t)a);
+        if (c && c[BLIS_NAT] == mine)
+            snprintf(arch, sizeof arch, "%d", a);
+    }
+    bool named = arch[0] && !getenv("BLIS_ARCH_TYPE");
+    if (named)
+        setenv("BLIS_ARCH_TYPE", arch, 1);
+    void *h = dlopen("/usr/lib/" AG_MULTIARCH "/blis-openmp/libblis.so.4", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    void (*init)(void) = h ? (void (*)(void))dlsym(h, "bli_init") : NULL;
+    void (*set_threads)(dim_t) = h ? (void (*)(dim_t))dlsym(h, "bli_thread_set_num_threads") : NULL;
+    blis_mt_sgemm = h ? (blis_sgemm_fn)dlsym(h, "bli_sgemm_ex") : NULL;
+    if (init && set_threads && blis_mt_sgemm) {
+        init();
+        set_threads(2);
+    }
+    if (named)
+        unsetenv("BLIS_ARCH_TYPE");
+    return init && set_threads && blis_mt_sgemm;
+}
 #endif
 
 /* Debian's serial OpenBLAS, loaded at run time so its BLAS symbols never
@@ -149,8 +189,8 @@ int main(int argc, char **argv) {
         setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
         execv("/proc/self/exe", argv);
     }
-    int64_t sizes[16] = {64, 128, 512, 1024};
-    int nsizes = 4, reps = 31;
+    int64_t sizes[16] = {64, 128, 256, 512, 1024};
+    int nsizes = 5, reps = 31;
     bool openblas = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
@@ -178,10 +218,15 @@ int main(int argc, char **argv) {
     bli_init();
     const char *blis_own = bli_arch_string(bli_arch_query_id());
     printf("BLIS by itself: %s kernels\n", blis_own);
+    bool blis_2t = load_blis_threaded();
+    printf("BLIS with its own 2 threads: %s\n",
+           blis_2t ? "blis-openmp (libblis4-openmp)" : "not found (libblis4-openmp)");
 #endif
     printf("float32, n x n @ n x n, GFLOP/s: median of %d samples (best sample)\n\n", reps);
-    printf("| n | agrad 1T | agrad 2T | BLIS 1T, agrad's kernels | BLIS 1T, its own choice | OpenBLAS serial 1T |\n");
-    printf("| --- | --- | --- | --- | --- | --- |\n");
+    printf(
+        "| n | agrad 1T | agrad 2T | BLIS 1T, agrad's kernels | BLIS 2T, its threads | agrad 2T / BLIS 2T | BLIS 1T, "
+        "its own choice | OpenBLAS serial 1T |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int s = 0; s < nsizes; s++) {
         problem p = {.n = sizes[s]};
         int64_t n = p.n, shape[2] = {n, n};
@@ -199,12 +244,12 @@ int main(int argc, char **argv) {
         }
         memcpy(p.A, ag_data_ptr(p.a), bytes);
         memcpy(p.B, ag_data_ptr(p.b), bytes);
-        /* the columns; agrad tiles products of 2^22 multiply-adds and more */
-        enum { AGRAD_1T, AGRAD_2T, BLIS_AGRAD, BLIS_OWN, OPENBLAS, NCOLS };
-        gemm_fn col[NCOLS] = {run_agrad_1t, n * n * n >= (1 << 22) ? run_agrad_2t : NULL, NULL, NULL,
-                              ob_core ? run_openblas : NULL};
+        /* the columns, in the table's order */
+        enum { AGRAD_1T, AGRAD_2T, BLIS_AGRAD, BLIS_2T, BLIS_OWN, OPENBLAS, NCOLS };
+        gemm_fn col[NCOLS] = {run_agrad_1t, run_agrad_2t, NULL, NULL, NULL, ob_core ? run_openblas : NULL};
 #ifdef AG_HAVE_BLIS
         col[BLIS_AGRAD] = run_blis_agrad_kernels;
+        col[BLIS_2T] = blis_2t ? run_blis_2t : NULL;
         col[BLIS_OWN] = run_blis_own_kernels;
 #endif
         gemm_fn fns[NCOLS];
@@ -216,13 +261,20 @@ int main(int argc, char **argv) {
             }
         double med[NCOLS], best[NCOLS];
         measure(nf, fns, &p, reps, med, best);
-        char cell[NCOLS][32];
+        char cell[NCOLS][32], ratio[32] = "-";
+        double m2[NCOLS] = {0}, b2[NCOLS] = {0};
         for (int c = 0; c < NCOLS; c++)
-            snprintf(cell[c], sizeof cell[c], c == AGRAD_2T ? "(not tiled)" : "-");
-        for (int f = 0; f < nf; f++)
+            snprintf(cell[c], sizeof cell[c], "-");
+        for (int f = 0; f < nf; f++) {
             snprintf(cell[which[f]], sizeof cell[which[f]], "%.1f (%.1f)", med[f], best[f]);
+            m2[which[f]] = med[f];
+            b2[which[f]] = best[f];
+        }
+        if (m2[BLIS_2T] > 0) /* medians (best against best) */
+            snprintf(ratio, sizeof ratio, "%.2f (%.2f)", m2[AGRAD_2T] / m2[BLIS_2T], b2[AGRAD_2T] / b2[BLIS_2T]);
         ag_set_num_threads(1);
-        printf("| %lld | %s | %s | %s | %s | %s |\n", (long long)n, cell[0], cell[1], cell[2], cell[3], cell[4]);
+        printf("| %lld | %s | %s | %s | %s | %s | %s | %s |\n", (long long)n, cell[AGRAD_1T], cell[AGRAD_2T],
+               cell[BLIS_AGRAD], cell[BLIS_2T], ratio, cell[BLIS_OWN], cell[OPENBLAS]);
         fflush(stdout);
         ag_ctx_free(in);
         ag_ctx_free(p.ctx);

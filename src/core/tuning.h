@@ -45,12 +45,17 @@
 #define AG__PAR_REDUCE_MIN (1 << 17)
 #define AG__MAX_PARTIALS 1024
 /* Matrix products: from AG__PAR_GEMM_MIN multiply-adds on, when they may
- * run on several threads, tiled over the pool in tiles of C of AG__TILE_M
- * rows (when there are at least twice as many) or else AG__TILE_N
- * columns; on one thread, one call. */
-#define AG__PAR_GEMM_MIN (1 << 22)
-#define AG__TILE_M 64
-#define AG__TILE_N 128
+ * run on several threads, split over the pool into one piece of C per
+ * thread, cut on multiples of AG__GEMM_ALIGN rows or columns (at least
+ * two of those to cut); on one thread, one call. (BLIS's Skylake-X
+ * micro-tiles are 32 by 12 floats and 16 by 14 doubles.) 2^21 is 128^3:
+ * about 15 us at 150 GFLOP/s, several times the cost of handing a piece
+ * to an awake participant; forcing BLIS's packed algorithm there costs
+ * nothing at one thread (bench/README.md, "Products over the pool"). */
+#ifndef AG__PAR_GEMM_MIN
+#define AG__PAR_GEMM_MIN (1 << 21)
+#endif
+#define AG__GEMM_ALIGN 32
 /* Optimizer steps: parameters cut into chunks of AG__OPTIM_CHUNK
  * elements, run over the pool when a step updates AG__PAR_OPTIM_MIN
  * elements or more in all. */

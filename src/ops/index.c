@@ -529,7 +529,48 @@ static bool ag__bmm_must_clear(const ag_tensor *d, int64_t nb, int64_t rows, int
     return d->numel > 0 && (nb == 0 || d->numel / (rows * cols) != nb);
 }
 
+/* Batches of small matrices run over the pool: a product of fewer than
+ * AG__PAR_GEMM_MIN multiply-adds is not split by itself, but a batch of
+ * them holding that many in all is split by matrix. Each matrix's product
+ * is the same call at any thread count, so the bits are too; a gradient
+ * whose matrices get several products each (a broadcast batch) is summed
+ * in batch order on one thread. */
+static bool ag__bmm_over_pool(const ag__bmm_dims *dm) {
+    int64_t one, work;
+    if (dm->nb < 2 || __builtin_mul_overflow(dm->n, dm->m, &one) || __builtin_mul_overflow(one, dm->k, &one) ||
+        one >= AG__PAR_GEMM_MIN)
+        return false;
+    return (__builtin_mul_overflow(one, dm->nb, &work) || work >= AG__PAR_GEMM_MIN) && ag__kernel_threads() > 1;
+}
+
+typedef struct {
+    const ag__bmm_dims *dm;
+    const ag_tensor *dout, *a, *b;
+    ag_tensor *da, *db; /* NULL: not here */
+    bool acc[2];
+} ag__bmm_bwd_job;
+
 /* out[r] = a[ia] @ b[ib]:  da[ia] (=|+=) g[r] @ b[ib]^T;  db[ib] (=|+=) a[ia]^T @ g[r] */
+static void ag__bmm_bwd_range(void *arg, int64_t lo, int64_t hi) {
+    const ag__bmm_bwd_job *j = arg;
+    const ag__bmm_dims *dm = j->dm;
+    size_t es = ag__dtype_size(j->dout->dtype);
+    int64_t n = dm->n, k = dm->k, m = dm->m;
+    for (int64_t r = lo; r < hi; r++) {
+        const char *g = (const char *)j->dout->data + (size_t)(r * n * m) * es;
+        if (j->da) {
+            int64_t ia = ag__bmm_operand_index(dm, j->da, r), ib = ag__bmm_operand_index(dm, j->b, r);
+            ag__gemm(j->dout->dtype, false, true, n, k, m, g, m, (const char *)j->b->data + (size_t)(ib * k * m) * es,
+                     m, (char *)j->da->data + (size_t)(ia * n * k) * es, k, j->acc[0]);
+        }
+        if (j->db) {
+            int64_t ia = ag__bmm_operand_index(dm, j->a, r), ib = ag__bmm_operand_index(dm, j->db, r);
+            ag__gemm(j->dout->dtype, true, false, k, m, n, (const char *)j->a->data + (size_t)(ia * n * k) * es, k, g,
+                     m, (char *)j->db->data + (size_t)(ib * k * m) * es, m, j->acc[1]);
+        }
+    }
+}
+
 static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
                             ag_ctx *scratch) {
     AG__UNUSED(scratch);
@@ -537,29 +578,30 @@ static int ag__bmm_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
     ag_tensor *a = dinp[1] ? ag__saved_get(node, 0) : NULL, *b = dinp[0] ? ag__saved_get(node, 1) : NULL;
     if ((dinp[1] && !a) || (dinp[0] && !b))
         return ag_last_status();
-    size_t es = ag__dtype_size(dout->dtype);
-    int64_t n = dm->n, k = dm->k, m = dm->m, dims[2][2] = {{n, k}, {k, m}};
-    bool acc[2] = {true, true};
+    int64_t dims[2][2] = {{dm->n, dm->k}, {dm->k, dm->m}};
+    ag__bmm_bwd_job job = {dm, dout, a, b, NULL, NULL, {false, false}};
+    ag__bmm_bwd_job serial = job; /* the broadcast gradients */
     for (int i = 0; i < 2; i++) {
-        acc[i] = dinp[i] && !fresh[i];
-        if (dinp[i] && fresh[i] && ag__bmm_must_clear(dinp[i], dm->nb, dims[i][0], dims[i][1])) {
+        if (!dinp[i])
+            continue;
+        bool summed = ag__bmm_must_clear(dinp[i], dm->nb, dims[i][0], dims[i][1]);
+        bool acc = !fresh[i];
+        if (fresh[i] && summed) {
             memset(dinp[i]->data, 0, dinp[i]->storage->nbytes);
-            acc[i] = true;
+            acc = true;
         }
+        ag__bmm_bwd_job *to = summed ? &serial : &job;
+        *(i == 0 ? &to->da : &to->db) = dinp[i];
+        to->acc[i] = acc;
     }
-    for (int64_t r = 0; r < dm->nb; r++) {
-        const char *g = (const char *)dout->data + (size_t)(r * n * m) * es;
-        if (dinp[0]) {
-            int64_t ia = ag__bmm_operand_index(dm, dinp[0], r), ib = ag__bmm_operand_index(dm, b, r);
-            ag__gemm(dout->dtype, false, true, n, k, m, g, m, (const char *)b->data + (size_t)(ib * k * m) * es, m,
-                     (char *)dinp[0]->data + (size_t)(ia * n * k) * es, k, acc[0]);
-        }
-        if (dinp[1]) {
-            int64_t ia = ag__bmm_operand_index(dm, a, r), ib = ag__bmm_operand_index(dm, dinp[1], r);
-            ag__gemm(dout->dtype, true, false, k, m, n, (const char *)a->data + (size_t)(ia * n * k) * es, k, g, m,
-                     (char *)dinp[1]->data + (size_t)(ib * k * m) * es, m, acc[1]);
-        }
+    if (job.da || job.db) {
+        if (ag__bmm_over_pool(dm))
+            ag__parallel_for(dm->nb, 1, ag__bmm_bwd_range, &job);
+        else
+            ag__bmm_bwd_range(&job, 0, dm->nb);
     }
+    if (serial.da || serial.db)
+        ag__bmm_bwd_range(&serial, 0, dm->nb);
     return 0;
 }
 
@@ -645,15 +687,32 @@ static int ag__bmm_check(const ag_tensor *a, const ag_tensor *b, ag__bmm_dims *d
     return 0;
 }
 
-/* out[r] = a[ia] @ b[ib] for each of the dm->nb result matrices */
-static void ag__bmm_fwd(ag_tensor *out, const ag_tensor *a, const ag_tensor *b, const ag__bmm_dims *dm) {
-    size_t es = ag__dtype_size(a->dtype);
-    for (int64_t r = 0; r < dm->nb; r++) {
-        int64_t ia = ag__bmm_operand_index(dm, a, r), ib = ag__bmm_operand_index(dm, b, r);
-        ag__gemm(a->dtype, false, false, dm->n, dm->m, dm->k, (const char *)a->data + (size_t)(ia * dm->n * dm->k) * es,
-                 dm->k, (const char *)b->data + (size_t)(ib * dm->k * dm->m) * es, dm->m,
-                 (char *)out->data + (size_t)(r * dm->n * dm->m) * es, dm->m, false);
+typedef struct {
+    ag_tensor *out;
+    const ag_tensor *a, *b;
+    const ag__bmm_dims *dm;
+} ag__bmm_fwd_job;
+
+/* out[r] = a[ia] @ b[ib] for the result matrices r in [lo, hi) */
+static void ag__bmm_fwd_range(void *arg, int64_t lo, int64_t hi) {
+    const ag__bmm_fwd_job *j = arg;
+    const ag__bmm_dims *dm = j->dm;
+    size_t es = ag__dtype_size(j->a->dtype);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t ia = ag__bmm_operand_index(dm, j->a, r), ib = ag__bmm_operand_index(dm, j->b, r);
+        ag__gemm(j->a->dtype, false, false, dm->n, dm->m, dm->k,
+                 (const char *)j->a->data + (size_t)(ia * dm->n * dm->k) * es, dm->k,
+                 (const char *)j->b->data + (size_t)(ib * dm->k * dm->m) * es, dm->m,
+                 (char *)j->out->data + (size_t)(r * dm->n * dm->m) * es, dm->m, false);
     }
+}
+
+static void ag__bmm_fwd(ag_tensor *out, const ag_tensor *a, const ag_tensor *b, const ag__bmm_dims *dm) {
+    ag__bmm_fwd_job job = {out, a, b, dm};
+    if (ag__bmm_over_pool(dm))
+        ag__parallel_for(dm->nb, 1, ag__bmm_fwd_range, &job);
+    else
+        ag__bmm_fwd_range(&job, 0, dm->nb);
 }
 
 ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {

@@ -115,20 +115,25 @@ static int64_t ag__gemm_work(int64_t m, int64_t n, int64_t k) {
 #include "ops/kernel_template.h"
 
 /* ---- Products over the pool -------------------------------------------------------
- * A product of at least AG__PAR_GEMM_MIN multiply-adds is cut into tiles of
- * C when it may run on several threads (ag__kernel_threads() > 1): rows
- * of C in blocks of AG__TILE_M when there are at least two such blocks,
- * else columns in blocks of AG__TILE_N, boundaries fixed by the shape
- * alone. The tiles run as a parallel-for, each one single-threaded BLAS
- * (or C kernel) call. On one thread the product is one call: no tile
- * repacks what the whole product packed once.
+ * A product of at least AG__PAR_GEMM_MIN multiply-adds, with at least
+ * 2 * AG__GEMM_ALIGN rows (or columns) of C to cut, is split over the
+ * pool when it may run on several threads (ag__kernel_threads() > 1):
+ * into one piece per thread, along the rows of C when C has at least as
+ * many rows as columns (each piece then packs all of op(B), the smaller
+ * operand), else along its columns, the cuts on multiples of
+ * AG__GEMM_ALIGN. Each piece is one single-threaded BLAS (or C kernel)
+ * call, so each packs the duplicated operand once, not once per small
+ * tile. Inside a parallel backward the pieces are a parallel-for of the
+ * node's own pool: a participant that is idle takes the second piece, a
+ * busy one never sees it, and no thread is added. On one thread the
+ * product is one call.
  *
- * Either way the bits are the same. A product that may ever be tiled runs
+ * Either way the bits are the same. A product that may ever be split runs
  * on BLIS's packed algorithm, whose sum for one element of C depends on k
  * alone (blocks of k, then one register per element), never on where the
  * rows or columns of C were cut; BLIS's small-matrix path, which picks
  * its kernels (and so its sum order) from m and n, is kept for products
- * too small to tile. The C kernel sums over k in one order whatever the
+ * too small to split. The C kernel sums over k in one order whatever the
  * cut. So every product's result depends only on its shapes and operands
  * (and on the BLIS build and the CPU's kernels), never on the thread
  * count, the schedule or deterministic mode. */
@@ -137,6 +142,7 @@ typedef struct {
     ag_dtype dt;
     bool ta, tb, by_rows, acc;
     int64_t m, n, k, lda, ldb, ldc;
+    int64_t piece; /* rows (or columns) of C per piece */
     const void *A, *B;
     void *C;
 } ag__gemm_job;
@@ -149,26 +155,34 @@ static void ag__gemm_one(const ag__gemm_job *g, int64_t m, int64_t n, const void
         ag__gemm_one_f64(g->ta, g->tb, m, n, g->k, A, g->lda, B, g->ldb, C, g->ldc, g->acc, packed);
 }
 
-static void ag__gemm_tiles(void *arg, int64_t lo, int64_t hi) {
+static void ag__gemm_pieces(void *arg, int64_t lo, int64_t hi) {
     const ag__gemm_job *g = arg;
     size_t es = ag__dtype_size(g->dt);
-    for (int64_t tile = lo; tile < hi; tile++) {
+    for (int64_t piece = lo; piece < hi; piece++) {
         const char *A = g->A, *B = g->B;
         char *C = g->C;
-        int64_t m = g->m, n = g->n;
+        int64_t m = g->m, n = g->n, i0 = piece * g->piece;
         if (g->by_rows) { /* rows i0.. of op(A) and of C */
-            int64_t i0 = tile * AG__TILE_M;
-            m = g->m - i0 < AG__TILE_M ? g->m - i0 : AG__TILE_M;
+            m = g->m - i0 < g->piece ? g->m - i0 : g->piece;
             A += (size_t)(g->ta ? i0 : i0 * g->lda) * es;
             C += (size_t)(i0 * g->ldc) * es;
-        } else { /* columns j0.. of op(B) and of C */
-            int64_t j0 = tile * AG__TILE_N;
-            n = g->n - j0 < AG__TILE_N ? g->n - j0 : AG__TILE_N;
-            B += (size_t)(g->tb ? j0 * g->ldb : j0) * es;
-            C += (size_t)j0 * es;
+        } else { /* columns i0.. of op(B) and of C */
+            n = g->n - i0 < g->piece ? g->n - i0 : g->piece;
+            B += (size_t)(g->tb ? i0 * g->ldb : i0) * es;
+            C += (size_t)i0 * es;
         }
         ag__gemm_one(g, m, n, A, B, C, true);
     }
+}
+
+/* Pieces of g for nt threads: g->piece rows or columns each, on multiples
+ * of AG__GEMM_ALIGN; the number of pieces. */
+static int64_t ag__gemm_split(ag__gemm_job *g, int nt) {
+    int64_t span = g->by_rows ? g->m : g->n, units = (span + AG__GEMM_ALIGN - 1) / AG__GEMM_ALIGN;
+    int64_t parts = nt < units ? nt : units;
+    int64_t per = (units + parts - 1) / parts; /* units per piece */
+    g->piece = per * AG__GEMM_ALIGN;
+    return (span + g->piece - 1) / g->piece;
 }
 
 void ag__gemm(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda, const void *B,
@@ -184,13 +198,15 @@ void ag__gemm(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
                 memset((char *)C + (size_t)(i * ldc) * ag__dtype_size(dt), 0, (size_t)n * ag__dtype_size(dt));
         return;
     }
-    ag__gemm_job g = {dt, ta, tb, m >= 2 * AG__TILE_M, acc, m, n, k, lda, ldb, ldc, A, B, C};
-    int64_t tiles = g.by_rows ? (m + AG__TILE_M - 1) / AG__TILE_M : (n + AG__TILE_N - 1) / AG__TILE_N;
-    bool tileable = ag__gemm_work(m, n, k) >= AG__PAR_GEMM_MIN && tiles >= 2;
-    if (tileable && ag__kernel_threads() > 1)
-        ag__parallel_for(tiles, 1, ag__gemm_tiles, &g);
+    ag__gemm_job g = {dt, ta, tb, m >= n, acc, m, n, k, lda, ldb, ldc, 0, A, B, C};
+    int64_t span = g.by_rows ? m : n;
+    bool splittable = ag__gemm_work(m, n, k) >= AG__PAR_GEMM_MIN && span >= 2 * AG__GEMM_ALIGN;
+    int nt = splittable ? ag__kernel_threads() : 1;
+    int64_t pieces = nt > 1 ? ag__gemm_split(&g, nt) : 1;
+    if (pieces > 1)
+        ag__parallel_for(pieces, 1, ag__gemm_pieces, &g);
     else
-        ag__gemm_one(&g, m, n, A, B, C, tileable);
+        ag__gemm_one(&g, m, n, A, B, C, splittable);
 }
 
 /* ==== matmul ======================================================================

@@ -35,9 +35,9 @@
 #endif
 #define APP_THREADS 4
 
-/* a (M,K) @ b (K,N) is 2^22 multiply-adds, the smallest product agrad
- * cuts into tiles (4 tiles of 64 rows); the backward products g @ b^T and
- * a^T @ g are as large (4 and 2 tiles). */
+/* a (M,K) @ b (K,N) is 2^22 multiply-adds, twice the smallest product
+ * agrad splits over its pool (along the rows of C, one piece per thread);
+ * the backward products g @ b^T and a^T @ g are as large. */
 enum { M = 256, K = 128, N = 128 };
 
 /* The graph: two branches, so a parallel backward runs them on different
@@ -262,6 +262,106 @@ static void test_float64_products_exact_from_many_threads(void **state) {
     check_exact_from_many_threads(AG_FLOAT64);
 }
 
+/* ---- Split products: every shape of cut ---------------------------------- */
+
+/* Products split over the pool are cut along the rows of C or, when C is
+ * wider than tall, along its columns, on multiples of 32, into one piece
+ * per thread: uneven last pieces, transposed operands (linear's weight,
+ * the backward's a^T and b^T), batches split by matrix. Each graph's products and
+ * gradients at 2, 3 and 4 threads must be bitwise those of 1 thread. */
+enum { SPLIT_GRAPHS = 4, SPLIT_LEAVES = 3, SPLIT_OUTS = 4 };
+
+typedef struct {
+    ag_ctx *params;
+    ag_tensor *leaf[SPLIT_GRAPHS][SPLIT_LEAVES]; /* NULL where a graph has fewer */
+} split_model;
+
+static ag_tensor *split_leaf(ag_ctx *c, ag_dtype dt, int ndim, const int64_t *shape) {
+    ag_tensor *t = ag_randn(c, dt, ndim, shape);
+    return t && !ag_requires_grad_(t, true) ? t : NULL;
+}
+
+/* matmul (97,200) @ (200,333): columns, uneven pieces; linear of x (200,300)
+ * with w (130,300): rows forward, columns for both gradients; bmm of
+ * (3,100,150) @ (3,150,170): columns, per matrix; bmm of (8,64,96) @
+ * (1,96,64): matrices too small to split, split by matrix, the broadcast
+ * one's gradient summed over the batch. */
+static void split_model_init(split_model *sm, ag_dtype dt) {
+    ag_manual_seed(7);
+    assert_non_null(sm->params = ag_ctx_new());
+    ag_ctx *c = sm->params;
+    memset(sm->leaf, 0, sizeof sm->leaf);
+    assert_non_null(sm->leaf[0][0] = split_leaf(c, dt, 2, (int64_t[]){97, 200}));
+    assert_non_null(sm->leaf[0][1] = split_leaf(c, dt, 2, (int64_t[]){200, 333}));
+    assert_non_null(sm->leaf[1][0] = split_leaf(c, dt, 2, (int64_t[]){200, 300}));
+    assert_non_null(sm->leaf[1][1] = split_leaf(c, dt, 2, (int64_t[]){130, 300}));
+    assert_non_null(sm->leaf[1][2] = split_leaf(c, dt, 1, (int64_t[]){130}));
+    assert_non_null(sm->leaf[2][0] = split_leaf(c, dt, 3, (int64_t[]){3, 100, 150}));
+    assert_non_null(sm->leaf[2][1] = split_leaf(c, dt, 3, (int64_t[]){3, 150, 170}));
+    assert_non_null(sm->leaf[3][0] = split_leaf(c, dt, 3, (int64_t[]){8, 64, 96}));
+    assert_non_null(sm->leaf[3][1] = split_leaf(c, dt, 3, (int64_t[]){1, 96, 64}));
+}
+
+/* Graph g forward and backward on nthreads; the output and the leaves'
+ * gradients copied to out[] as doubles (allocated here), numel in n[]. */
+static void split_round(split_model *sm, int g, int nthreads, double *out[SPLIT_OUTS], int64_t n[SPLIT_OUTS]) {
+    ag_tensor **l = sm->leaf[g];
+    for (int i = 0; i < SPLIT_LEAVES; i++)
+        if (l[i])
+            assert_int_equal(ag_zero_grad(l[i]), 0);
+    ag_set_num_threads(nthreads);
+    ag_ctx *c = ag_ctx_new();
+    assert_non_null(c);
+    ag_tensor *y = g == 0 ? ag_matmul(c, l[0], l[1]) : g == 1 ? ag_linear(c, l[0], l[1], l[2]) : ag_bmm(c, l[0], l[1]);
+    ag_tensor *loss = ag_sum(c, ag_mul(c, y, ag_sin(c, y))); /* a gradient that differs per element */
+    if (!loss || ag_backward(loss, NULL, &(ag_backward_opts){.num_threads = nthreads}))
+        fail_msg("graph %d, %d threads: %s", g, nthreads, ag_last_error());
+    const ag_tensor *t[SPLIT_OUTS] = {y, ag_grad(l[0]), ag_grad(l[1]), l[2] ? ag_grad(l[2]) : NULL};
+    for (int i = 0; i < SPLIT_OUTS; i++) {
+        n[i] = t[i] ? ag_numel(t[i]) : 0;
+        assert_non_null(out[i] = malloc((size_t)(n[i] + 1) * sizeof(double)));
+        if (t[i])
+            assert_int_equal(ag_copy_to(t[i], out[i], AG_FLOAT64), 0);
+    }
+    ag_ctx_free(c);
+}
+
+static void check_split_exact(ag_dtype dt) {
+    split_model sm;
+    split_model_init(&sm, dt);
+    int reps = PRODUCT_REPS < 10 ? PRODUCT_REPS : 10, wrong = 0;
+    for (int g = 0; g < SPLIT_GRAPHS; g++) {
+        double *ref[SPLIT_OUTS], *got[SPLIT_OUTS];
+        int64_t n[SPLIT_OUTS], m[SPLIT_OUTS];
+        split_round(&sm, g, 1, ref, n);
+        for (int nt = 2; nt <= 4; nt++)
+            for (int r = 0; r < reps; r++) {
+                split_round(&sm, g, nt, got, m);
+                for (int i = 0; i < SPLIT_OUTS; i++) {
+                    assert_int_equal(m[i], n[i]);
+                    for (int64_t e = 0; e < n[i]; e++)
+                        wrong += !(got[i][e] == ref[i][e]);
+                    free(got[i]);
+                }
+            }
+        for (int i = 0; i < SPLIT_OUTS; i++)
+            free(ref[i]);
+    }
+    ag_set_num_threads(0);
+    ag_ctx_free(sm.params);
+    assert_int_equal(wrong, 0);
+}
+
+static void test_float32_split_products_exact(void **state) {
+    (void)state;
+    check_split_exact(AG_FLOAT32);
+}
+
+static void test_float64_split_products_exact(void **state) {
+    (void)state;
+    check_split_exact(AG_FLOAT64);
+}
+
 /* ---- No thread of its own ---------------------------------------------- */
 
 static int count_threads(void) {
@@ -340,6 +440,8 @@ int main(void) {
         cmocka_unit_test(test_products_start_no_threads),
         cmocka_unit_test(test_float32_products_exact_from_many_threads),
         cmocka_unit_test(test_float64_products_exact_from_many_threads),
+        cmocka_unit_test(test_float32_split_products_exact),
+        cmocka_unit_test(test_float64_split_products_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
