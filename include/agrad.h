@@ -121,7 +121,15 @@ AG_EXPORT bool ag_set_grad_enabled(bool enabled); /* thread-local; returns the p
 AG_EXPORT bool ag_is_grad_enabled(void);
 
 /* ---- Ops ------------------------------------------------------------------
- * Binary ops broadcast as NumPy does; both operands must have the same dtype.
+ * Binary ops broadcast as NumPy does. Operands of different dtypes are
+ * promoted as PyTorch 1.13 promotes them: float32 with float64 gives
+ * float64, except that a 0-dim tensor does not widen a tensor with
+ * dimensions (float32 [3] with a float64 0-dim tensor gives float32). The
+ * operand converted is converted through ag_to, so its gradient comes back
+ * in its own dtype (the graph shows a ToCopyBackward0 node there, where
+ * PyTorch's converts inside the op's node). Products (ag_matmul, ag_bmm,
+ * ag_linear) refuse mixed dtypes with PyTorch's "expected scalar type
+ * Float but found Double" (AG_EDTYPE), as PyTorch does.
  * The result belongs to ctx; inputs may come from any context.
  *
  * Views and copies: agrad tensors are contiguous, so only ag_reshape and
@@ -164,6 +172,11 @@ AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b);           
 AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* a view */
 AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);           /* a copy; PyTorch: a view */
 AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);                                   /* a copy, as in PyTorch */
+/* a.to(dtype): a itself when it already has that dtype, else a converted
+ * copy in ctx (ToCopyBackward0: the gradient is converted back to a's
+ * dtype). Errors: AG_EINVAL for NULL a or ctx (a NULL a keeps the first
+ * error) or a dtype that is not an ag_dtype; AG_ENOMEM. */
+AG_EXPORT ag_tensor *ag_to(ag_ctx *, ag_tensor *a, ag_dtype dtype);
 
 /* Neural-network ops. Index and target arrays are the caller's (copied
  * where backward needs them); class targets are in [0, C). */
@@ -174,7 +187,9 @@ AG_EXPORT ag_tensor *ag_softmax(ag_ctx *, ag_tensor *a, int dim);
 AG_EXPORT ag_tensor *ag_log_softmax(ag_ctx *, ag_tensor *a, int dim);
 AG_EXPORT ag_tensor *ag_nll_loss(ag_ctx *, ag_tensor *logp, const int64_t *targets);        /* (N,C): mean */
 AG_EXPORT ag_tensor *ag_cross_entropy(ag_ctx *, ag_tensor *logits, const int64_t *targets); /* (N,C): mean */
-AG_EXPORT ag_tensor *ag_mse_loss(ag_ctx *, ag_tensor *a, ag_tensor *b);                     /* mean */
+/* mean((a - b)^2) over the broadcast shape of a and b, as F.mse_loss
+ * (each operand of another shape goes through ag_expand first). */
+AG_EXPORT ag_tensor *ag_mse_loss(ag_ctx *, ag_tensor *a, ag_tensor *b);
 /* x (..., in) @ w^T + b: w (out, in), b (out) or NULL. */
 AG_EXPORT ag_tensor *ag_linear(ag_ctx *, ag_tensor *x, ag_tensor *w, ag_tensor *b);
 /* (..., n, k) @ (..., k, m); the batch dimensions broadcast. */

@@ -158,9 +158,6 @@ static int ag__cat_check(ag_tensor *const *ts, int n, int dim, int *d, int64_t *
     *total = 0;
     for (int t = 0; t < n; t++) {
         const ag_tensor *x = ts[t];
-        if (x->dtype != first->dtype)
-            return ag__error(AG_EDTYPE, "ag_cat: expected all tensors to have dtype %s, got %s at position %d",
-                             ag__dtype_scalar_name(first->dtype), ag__dtype_scalar_name(x->dtype), t);
         if (x->ndim != first->ndim)
             return ag__error(AG_ESHAPE, "Tensors must have same number of dimensions: got %d and %d", first->ndim,
                              x->ndim);
@@ -202,8 +199,9 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     int d = 0;
     int64_t total = 0;
     ag__op op;
-    if (ag__op_begin(&op, "ag_cat", ctx, 1, ts) || ag__cat_check(ts, n, dim, &d, &total))
+    if (ag__op_begin_mixed(&op, "ag_cat", ctx, n, ts) || ag__cat_check(ts, n, dim, &d, &total) || ag__op_promote(&op))
         return NULL;
+    ts = op.in;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, ts[0]->shape, sizeof shape);
     shape[d] = total;

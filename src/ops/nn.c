@@ -168,8 +168,10 @@ ag_tensor *ag_maximum(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     int ndim;
     int64_t shape[AG_MAX_DIMS];
     ag__op op;
-    if (ag__op_begin(&op, "ag_maximum", ctx, 2, in) || ag__broadcast_shape(a, b, &ndim, shape))
+    if (ag__op_begin_mixed(&op, "ag_maximum", ctx, 2, in) || ag__broadcast_shape(a, b, &ndim, shape) ||
+        ag__op_promote(&op))
         return NULL;
+    a = op.in[0], b = op.in[1];
     ag_tensor *out = ag__op_output(&op, ndim, shape);
     if (!out)
         return NULL;
@@ -360,17 +362,36 @@ static int ag__mse_backward(ag_node *node, const ag_tensor *dout, ag_tensor **di
 static const ag__node_kind ag__mse_kind = {
     .name = "MseLossBackward0", .backward = ag__mse_backward, .writes_fresh = true};
 
-static int ag__mse_check(const ag_tensor *a, const ag_tensor *b) {
-    if (!ag__same_shape(a, b))
-        return ag__error(AG_ESHAPE, "ag_mse_loss: input and target must have the same shape");
+/* Operands of another shape are broadcast first, as F.mse_loss does with
+ * torch.broadcast_tensors: each that needs it through ag_expand
+ * (ExpandBackward0), so its gradient is summed back to its shape. */
+static int ag__mse_broadcast(ag__op *op, int ndim, const int64_t *shape) {
+    for (int i = 0; i < 2; i++) {
+        ag_tensor *x = op->in[i];
+        bool same = x->ndim == ndim;
+        for (int d = 0; same && d < ndim; d++)
+            same = x->shape[d] == shape[d];
+        if (!same && !(op->conv[i] = ag_expand(op->ctx, x, ndim, shape))) {
+            int rc = ag_last_status();
+            ag__ctx_rollback(op->ctx, &op->pos);
+            return rc;
+        }
+        if (same)
+            op->conv[i] = x;
+    }
+    op->in = op->conv;
     return 0;
 }
 
 ag_tensor *ag_mse_loss(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *in[2] = {a, b};
     ag__op op;
-    if (ag__op_begin(&op, "ag_mse_loss", ctx, 2, in) || ag__mse_check(a, b))
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__op_begin_mixed(&op, "ag_mse_loss", ctx, 2, in) || ag__broadcast_shape(a, b, &ndim, shape) ||
+        ag__op_promote(&op) || ag__mse_broadcast(&op, ndim, shape))
         return NULL;
+    a = op.in[0], b = op.in[1];
     ag_tensor *out = ag__op_output(&op, 0, NULL);
     if (!out)
         return NULL;

