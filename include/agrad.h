@@ -167,7 +167,43 @@ AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_mean_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
-AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                                     /* all elements, 0-dim */
+AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a); /* all elements, 0-dim */
+/* min(a) over all elements, 0-dim (MinBackward1): nan if any element is
+ * nan; ties share the gradient evenly, as ag_max. An empty a is PyTorch's
+ * error (AG_EINVAL). */
+AG_EXPORT ag_tensor *ag_min(ag_ctx *, ag_tensor *a);
+/* torch.max(a, dim, keepdim) / torch.min: the values (MaxBackward0 /
+ * MinBackward0, the gradient to the element picked) and, when indices is
+ * not NULL, where they are, written to indices[0..numel(result)) (the
+ * caller's array; nothing is kept of it). The first max (min) of each
+ * slice; a nan wins, as in PyTorch. A 0-dim a: dim 0 or -1, the value
+ * itself and index 0. Errors: AG_EINVAL for a dim out of range ("Dimension
+ * out of range ...") or an empty reduced dim of a non-empty result
+ * ("max(): Expected reduction dim 1 to have non-zero size."). */
+AG_EXPORT ag_tensor *ag_max_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim, int64_t *indices);
+AG_EXPORT ag_tensor *ag_min_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim, int64_t *indices);
+/* torch.argmax(a): the flat index of the first largest element (a nan
+ * wins), or a negative AG_E... code (an empty a: AG_EINVAL). No tensor,
+ * no history. ag_argmax_dim writes torch.argmax(a, dim) to
+ * indices[0..numel / size(dim)) and returns 0 or the code. Only read a;
+ * threads may call them on the same tensor at once. */
+AG_EXPORT int64_t ag_argmax(const ag_tensor *a);
+AG_EXPORT int ag_argmax_dim(const ag_tensor *a, int dim, int64_t *indices);
+/* cond != 0 ? a : b elementwise (WhereBackward0): cond, a and b broadcast
+ * together; a and b promote as the binary ops do; cond, of either dtype,
+ * takes no gradient (PyTorch wants a bool tensor: here nonzero is true,
+ * nan too). Saves cond. */
+AG_EXPORT ag_tensor *ag_where(ag_ctx *, ag_tensor *cond, ag_tensor *a, ag_tensor *b);
+/* torch.gather(a, dim, index) (GatherBackward0): the result has index's
+ * shape (ndim, shape) and out[p] = a[p with p[dim] = index[p]]; index is
+ * the caller's row-major array of int64 (copied into the node when
+ * recorded). index has a's number of dimensions (a 0-dim tensor counts
+ * as one of size 1) and, unless it is empty, no size larger than a's
+ * outside dim; every entry is in [0, size(dim)) (negative entries do not
+ * wrap, as in PyTorch). Errors in PyTorch's words: AG_EINVAL (dim, an
+ * entry out of bounds, ndim, NULL index with entries), AG_ESHAPE (sizes),
+ * AG_ENOMEM (a shape whose element count overflows). */
+AG_EXPORT ag_tensor *ag_gather(ag_ctx *, ag_tensor *a, int dim, int ndim, const int64_t *shape, const int64_t *index);
 AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b);                    /* 2-D x 2-D */
 AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* a view */
 AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);           /* a copy; PyTorch: a view */

@@ -492,11 +492,17 @@ static void op_graph(reader *r) {
 }
 
 static void op_binary(reader *r) {
-    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), b = slot_arg(r), which = u8(r) % 6;
+    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), b = slot_arg(r), which = u8(r) % 8;
     ag_ctx *ctx = ctx_at(c);
     ag_tensor *x = tensor_at(a), *y = tensor_at(b);
     unsigned deps = deps_at(a) | deps_at(b);
     switch (which) {
+    case 6:
+        RESULT(dst, c, deps, ag_where(ctx, y, x, y));
+        break;
+    case 7:
+        RESULT(dst, c, deps_at(a), ag_to(ctx, x, (ag_dtype)(b & 1)));
+        break;
     case 0:
         RESULT(dst, c, deps, ag_add(ctx, x, y));
         break;
@@ -547,11 +553,25 @@ static void op_unary(reader *r) {
 }
 
 static void op_reduce(reader *r) {
-    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), which = u8(r) % 5, dim = dim_arg(r);
+    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), which = u8(r) % 8, dim = dim_arg(r);
     bool keep = u8(r) & 1;
     ag_ctx *ctx = ctx_at(c);
     ag_tensor *x = tensor_at(a);
+    /* indices of max/min over a dim: at most one per element of x */
+    int64_t idx[256];
+    int64_t *want = x && ag_numel(x) <= 256 && !keep ? idx : NULL;
     switch (which) {
+    case 5:
+        RESULT(dst, c, deps_at(a), ag_min(ctx, x));
+        CHECK_RC(ag_argmax(x));
+        break;
+    case 6:
+        RESULT(dst, c, deps_at(a), ag_max_dim(ctx, x, dim, keep, want));
+        CHECK_RC(want ? ag_argmax_dim(x, dim, want) : 0);
+        break;
+    case 7:
+        RESULT(dst, c, deps_at(a), ag_min_dim(ctx, x, dim, keep, want));
+        break;
     case 0:
         RESULT(dst, c, deps_at(a), ag_sum(ctx, x));
         break;

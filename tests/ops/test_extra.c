@@ -25,6 +25,8 @@ static ag_tensor *randn_like(ag_ctx *ctx, const ag_tensor *t) {
 static void gradcheck(const char *label, build_fn f, const void *arg, ag_tensor **in, int nin, double rtol,
                       double atol) {
     ag_ctx *ctx = ag_ctx_new(), *tmp = ag_ctx_new();
+    for (int i = 0; i < nin; i++)
+        assert_int_equal(ag_set_grad(in[i], NULL), 0); /* inputs are reused across cases */
     ag_tensor *out = f(ctx, in, arg);
     if (!out)
         fail_msg("%s: %s", label, ag_last_error());
@@ -151,11 +153,129 @@ static void test_to(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* ==== min, max/min over a dim, argmax, where, gather ============================= */
+
+typedef struct {
+    int dim;
+    bool keep, is_min;
+} dim_arg;
+
+static ag_tensor *build_extreme(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    const dim_arg *a = arg;
+    if (a->dim == 99)
+        return ag_min(ctx, in[0]);
+    return a->is_min ? ag_min_dim(ctx, in[0], a->dim, a->keep, NULL) : ag_max_dim(ctx, in[0], a->dim, a->keep, NULL);
+}
+
+static ag_tensor *build_where(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    (void)arg;
+    return ag_where(ctx, in[2], in[0], in[1]);
+}
+
+typedef struct {
+    int dim, ndim;
+    int64_t shape[3];
+    const int64_t *index;
+} gather_arg;
+
+static ag_tensor *build_gather(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    const gather_arg *g = arg;
+    return ag_gather(ctx, in[0], g->dim, g->ndim, g->shape, g->index);
+}
+
+static void test_select_gradcheck(void **state) {
+    (void)state;
+    ag_manual_seed(12);
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *x = randn64(ctx, 3, (int64_t[]){2, 3, 4});
+    const dim_arg dims[] = {{99, 0, 0}, {0, 0, 0}, {1, 1, 0}, {-1, 0, 1}, {2, 1, 1}, {-3, 1, 1}};
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++)
+        gradcheck("max/min", build_extreme, &dims[k], &x, 1, 1e-6, 1e-7);
+    ag_tensor *w[3] = {randn64(ctx, 2, (int64_t[]){3, 1}), randn64(ctx, 1, (int64_t[]){4}),
+                       ag_tensor_from(ctx, AG_FLOAT32, 2, (int64_t[]){1, 4}, (float[]){1, 0, NAN, -2})};
+    gradcheck("where", build_where, NULL, w, 3, 1e-6, 1e-7);
+    const int64_t idx[] = {0, 2, 2, 1, 0, 0, 1, 2, 2, 1, 1, 0, 0, 0, 2, 1, 1, 1};
+    const int64_t idx01[] = {0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0, 1, 0};
+    const gather_arg g[] = {{1, 3, {2, 3, 3}, idx}, {0, 3, {2, 2, 4}, idx01}, {-1, 3, {1, 2, 2}, idx}};
+    for (int k = 0; k < 3; k++)
+        gradcheck("gather", build_gather, &g[k], &x, 1, 1e-6, 1e-7);
+    ag_ctx_free(ctx);
+}
+
+static void test_select_values(void **state) {
+    (void)state;
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *x =
+        leaf(ag_tensor_from(ctx, AG_FLOAT32, 2, (int64_t[]){3, 3}, (float[]){1, 3, 3, NAN, 2, NAN, -1, -1, -5}));
+    int64_t idx[3] = {-7, -7, -7};
+    assert_int_equal(ag_argmax(x), 3); /* the first nan */
+    assert_int_equal(ag_argmax_dim(x, 1, idx), 0);
+    assert_true(idx[0] == 1 && idx[1] == 0 && idx[2] == 0);
+    assert_int_equal(ag_argmax_dim(x, 0, idx), 0);
+    assert_true(idx[0] == 1 && idx[1] == 0 && idx[2] == 1);
+    ag_tensor *m = ag_min_dim(ctx, x, -1, true, idx);
+    assert_int_equal(ag_ndim(m), 2);
+    assert_true(idx[0] == 0 && idx[1] == 0 && idx[2] == 2);
+    /* a second backward through a node that kept indices is refused, as in PyTorch */
+    assert_int_equal(ag_backward(ag_sum(ctx, m), NULL, NULL), 0);
+    assert_int_equal(ag_backward(m, ag_ones(ctx, AG_FLOAT32, 2, (int64_t[]){3, 1}), NULL), AG_ESTATE);
+    ag_clear_error();
+    /* empty tensors with huge dimensions */
+    ag_tensor *e = ag_zeros(ctx, AG_FLOAT64, 3, (int64_t[]){0, INT64_MAX, 2});
+    ag_tensor *em = ag_max_dim(ctx, e, 1, false, NULL);
+    assert_non_null(em);
+    assert_int_equal(ag_numel(em), 0);
+    assert_non_null(ag_gather(ctx, e, 1, 3, (int64_t[]){0, 5, 9}, NULL));
+    assert_non_null(ag_where(ctx, e, e, e));
+    assert_int_equal(ag_argmax_dim(e, 2, idx), 0);
+    ag_ctx_free(ctx);
+}
+
+static void test_select_errors(void **state) {
+    (void)state;
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *x = ag_ones(ctx, AG_FLOAT64, 2, (int64_t[]){3, 4});
+    ag_tensor *e = ag_ones(ctx, AG_FLOAT64, 2, (int64_t[]){2, 0});
+    int64_t idx[16] = {0};
+    expect_null(ag_min(ctx, e), AG_EINVAL, "min(): Expected reduction dim to be specified for input.numel() == 0.");
+    expect_null(ag_max_dim(ctx, e, 1, false, idx), AG_EINVAL, "max(): Expected reduction dim 1 to have non-zero size.");
+    expect_null(ag_min_dim(ctx, x, 2, false, idx), AG_EINVAL,
+                "Dimension out of range (expected to be in range of [-2, 1], but got 2)");
+    expect_code((int)ag_argmax(e), AG_EINVAL, "argmax(): Expected reduction dim to be specified");
+    expect_code(ag_argmax_dim(x, 0, NULL), AG_EINVAL, "ag_argmax_dim: indices is NULL");
+    expect_null(ag_where(ctx, ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){2}), x, x), AG_ESHAPE,
+                "The size of tensor a (2) must match the size of tensor b (4) at non-singleton dimension 1");
+    const int64_t bad[] = {0, 4};
+    expect_null(ag_gather(ctx, x, 1, 2, (int64_t[]){1, 2}, bad), AG_EINVAL,
+                "index 4 is out of bounds for dimension 1 with size 4");
+    expect_null(ag_gather(ctx, x, 1, 2, (int64_t[]){1, 2}, (int64_t[]){-1, 0}), AG_EINVAL,
+                "index -1 is out of bounds for dimension 1 with size 4");
+    expect_null(ag_gather(ctx, x, 1, 1, (int64_t[]){2}, idx), AG_EINVAL,
+                "Index tensor must have the same number of dimensions as input tensor");
+    expect_null(ag_gather(ctx, x, 1, 2, (int64_t[]){4, 2}, idx), AG_ESHAPE,
+                "Size does not match at dimension 0 expected index [4, 2] to be smaller than self [3, 4] apart from "
+                "dimension 1");
+    expect_null(ag_gather(ctx, x, 1, 2, (int64_t[]){INT64_MAX, 3}, idx), AG_ENOMEM,
+                "Storage size calculation overflowed with sizes=[9223372036854775807, 3]");
+    expect_null(ag_gather(ctx, x, 1, 2, (int64_t[]){-1, 3}, idx), AG_EINVAL, "");
+    expect_null(ag_gather(ctx, x, 1, 2, (int64_t[]){1, 1}, NULL), AG_EINVAL, "ag_gather: index is NULL");
+    expect_null(ag_gather(ctx, x, 1, AG_MAX_DIMS + 1, (int64_t[]){1, 1}, idx), AG_EINVAL, "ag_gather");
+    /* NULL keeps the first error */
+    ag_tensor *none = ag_min(ctx, e);
+    expect_null(ag_where(ctx, none, x, x), AG_EINVAL, "min(): Expected");
+    none = ag_min(ctx, e);
+    expect_null(ag_gather(ctx, ag_max_dim(ctx, none, 0, false, NULL), 0, 0, NULL, NULL), AG_EINVAL, "min(): Expected");
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_promotion_gradcheck),
         cmocka_unit_test(test_promotion_result_types),
         cmocka_unit_test(test_to),
+        cmocka_unit_test(test_select_gradcheck),
+        cmocka_unit_test(test_select_values),
+        cmocka_unit_test(test_select_errors),
     };
     return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }
