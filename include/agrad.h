@@ -233,6 +233,13 @@ AG_EXPORT ag_tensor *ag_bmm(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_index_select(ag_ctx *, ag_tensor *a, int dim, const int64_t *index, int64_t n); /* a copy */
 AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n); /* (n, D), a copy */
 AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);                   /* a copy */
+/* torch.stack(ts[0..n), dim) (StackBackward0): tensors of one shape
+ * joined along a new dimension dim (in [-(ndim + 1), ndim]); a copy.
+ * Mixed dtypes promote as the binary ops do. Errors: AG_EINVAL (n <= 0 or
+ * ts NULL: "stack expects a non-empty TensorList", dim out of range, a
+ * result of more than AG_MAX_DIMS dimensions), AG_ESHAPE (shapes differ),
+ * a NULL entry keeps the first error. */
+AG_EXPORT ag_tensor *ag_stack(ag_ctx *, ag_tensor *const *ts, int n, int dim);
 /* A copy; PyTorch: a view. */
 AG_EXPORT ag_tensor *ag_narrow(ag_ctx *, ag_tensor *a, int dim, int64_t start, int64_t length);
 /* -1 keeps a size. A copy, the expanded size in memory; PyTorch: a view with stride 0. */

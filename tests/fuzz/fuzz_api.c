@@ -666,7 +666,16 @@ static void op_index(reader *r) {
         idx[i] = b < 240 ? b % 5 : special_sizes[b % (sizeof special_sizes / sizeof special_sizes[0])];
     }
     const int64_t *ip = u8(r) == 255 ? NULL : idx;
-    if (embed)
+    ag_tensor *x = tensor_at(a);
+    if (k == 5 && x && ag_numel(x) <= 64) {
+        /* gather with an index of x's shape (or a smaller one), entries from idx */
+        int64_t gidx[64], shape[AG_MAX_DIMS];
+        for (int i = 0; i < 64; i++)
+            gidx[i] = idx[i % 5];
+        for (int d = 0; d < ag_ndim(x); d++)
+            shape[d] = ag_size(x, d) - (embed && d == 0 && ag_size(x, d) > 0);
+        RESULT(dst, c, deps_at(a), ag_gather(ctx_at(c), x, dim, ag_ndim(x), shape, ip ? gidx : NULL));
+    } else if (embed)
         RESULT(dst, c, deps_at(a), ag_embedding(ctx_at(c), tensor_at(a), ip, k));
     else
         RESULT(dst, c, deps_at(a), ag_index_select(ctx_at(c), tensor_at(a), dim, ip, k));
@@ -681,7 +690,11 @@ static void op_cat(reader *r) {
         ts[i] = tensor_at(s);
         deps |= deps_at(s);
     }
-    RESULT(dst, c, deps, ag_cat(ctx_at(c), n == 4 && u8(r) == 255 ? NULL : ts, n == 4 ? 0 : n, dim));
+    uint8_t m = u8(r);
+    if (m & 1)
+        RESULT(dst, c, deps, ag_stack(ctx_at(c), n == 4 && m == 255 ? NULL : ts, n == 4 ? 0 : n, dim));
+    else
+        RESULT(dst, c, deps, ag_cat(ctx_at(c), n == 4 && m == 254 ? NULL : ts, n == 4 ? 0 : n, dim));
 }
 
 static void op_narrow(reader *r) {

@@ -268,6 +268,46 @@ static void test_select_errors(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* ==== stack ========================================================================= */
+
+static ag_tensor *build_stack(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    return ag_stack(ctx, in, 3, *(const int *)arg);
+}
+
+static void test_stack(void **state) {
+    (void)state;
+    ag_manual_seed(13);
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *in[3];
+    for (int i = 0; i < 3; i++)
+        in[i] = randn64(ctx, 2, (int64_t[]){2, 3});
+    for (int dim = -3; dim <= 2; dim++)
+        gradcheck("stack", build_stack, &dim, in, 3, 1e-6, 1e-7);
+    ag_tensor *sh[3] = {in[0], in[0], in[1]}; /* one tensor twice */
+    int dim = 1;
+    gradcheck("stack shared", build_stack, &dim, sh, 3, 1e-6, 1e-7);
+    ag_tensor *x = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){3}), *y = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){4});
+    expect_null(ag_stack(ctx, NULL, 2, 0), AG_EINVAL, "stack expects a non-empty TensorList");
+    expect_null(ag_stack(ctx, (ag_tensor *[]){x}, 0, 0), AG_EINVAL, "stack expects a non-empty TensorList");
+    expect_null(ag_stack(ctx, (ag_tensor *[]){x, y}, 2, 0), AG_ESHAPE,
+                "stack expects each tensor to be equal size, but got [3] at entry 0 and [4] at entry 1");
+    expect_null(ag_stack(ctx, (ag_tensor *[]){x, x}, 2, 2), AG_EINVAL,
+                "Dimension out of range (expected to be in range of [-2, 1], but got 2)");
+    ag_tensor *big = ag_zeros(ctx, AG_FLOAT32, AG_MAX_DIMS, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1});
+    expect_null(ag_stack(ctx, &big, 1, 0), AG_EINVAL, "more than 8 dimensions");
+    expect_null(ag_stack(ctx, (ag_tensor *[]){x, ag_min(ctx, ag_zeros(ctx, AG_FLOAT32, 1, (int64_t[]){0}))}, 2, 0),
+                AG_EINVAL, "min(): Expected");
+    ag_tensor *e = ag_zeros(ctx, AG_FLOAT64, 2, (int64_t[]){0, INT64_MAX});
+    ag_tensor *s = ag_stack(ctx, (ag_tensor *[]){e, e}, 2, 1);
+    assert_non_null(s);
+    assert_int_equal(ag_size(s, 1), 2);
+    assert_int_equal(ag_size(s, 2), INT64_MAX);
+    /* [INT64_MAX, 2, 0]: the sizes overflow before the 0, PyTorch's rule */
+    ag_tensor *f = ag_zeros(ctx, AG_FLOAT64, 2, (int64_t[]){INT64_MAX, 0});
+    expect_null(ag_stack(ctx, (ag_tensor *[]){f, f}, 2, 1), AG_ENOMEM, "Storage size calculation overflowed");
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_promotion_gradcheck),
@@ -276,6 +316,7 @@ int main(void) {
         cmocka_unit_test(test_select_gradcheck),
         cmocka_unit_test(test_select_values),
         cmocka_unit_test(test_select_errors),
+        cmocka_unit_test(test_stack),
     };
     return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }
