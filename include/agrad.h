@@ -204,7 +204,12 @@ AG_EXPORT ag_tensor *ag_where(ag_ctx *, ag_tensor *cond, ag_tensor *a, ag_tensor
  * entry out of bounds, ndim, NULL index with entries), AG_ESHAPE (sizes),
  * AG_ENOMEM (a shape whose element count overflows). */
 AG_EXPORT ag_tensor *ag_gather(ag_ctx *, ag_tensor *a, int dim, int ndim, const int64_t *shape, const int64_t *index);
-AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b);                    /* 2-D x 2-D */
+/* a @ b for 2-D x 2-D (MmBackward0) and PyTorch's 1-D cases: vector .
+ * vector, 0-dim (DotBackward0); matrix @ vector (MvBackward0); vector @
+ * matrix (SqueezeBackward3 of MmBackward0 of UnsqueezeBackward0). Mixed
+ * dtypes are refused with PyTorch's messages (AG_EDTYPE); 3-D and more:
+ * ag_bmm. */
+AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape); /* a view */
 AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1);           /* a copy; PyTorch: a view */
 AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);                                   /* a copy, as in PyTorch */

@@ -229,6 +229,8 @@ static int ag__mm_check(const ag_tensor *a, const ag_tensor *b) {
 }
 
 ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
+    if (a && b && ctx && (a->ndim < 2 || b->ndim < 2))
+        return ag__matmul_1d(ctx, a, b);
     ag_tensor *in[2] = {a, b};
     ag__op op;
     if (ag__op_begin(&op, "ag_matmul", ctx, 2, in) || ag__mm_check(a, b))

@@ -200,6 +200,10 @@ void ag__gemm(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
  * BLIS picks its kernels itself (for the GEMM benchmark). */
 const char *ag__blas_name(void);
 void *ag__blis_kernels(void);
+/* ag_matmul with a 1-D operand (ops/matvec.c): dot, mv, or a vector
+ * times a matrix, as PyTorch dispatches them. a and b are not NULL, ctx
+ * may be. */
+ag_tensor *ag__matmul_1d(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
 /* The reference kernels, for tests: C (m,n) += A (m,k) @ B (k,n). */
 void ag__gemm_ref_f32(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
 void ag__gemm_ref_f64(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);

@@ -308,6 +308,54 @@ static void test_stack(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* ==== matmul with a 1-D operand ================================================ */
+
+static ag_tensor *build_matmul(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    (void)arg;
+    return ag_matmul(ctx, in[0], in[1]);
+}
+
+static void test_matmul_1d(void **state) {
+    (void)state;
+    ag_manual_seed(14);
+    ag_ctx *ctx = ag_ctx_new();
+    const int64_t shapes[][2][2] = {{{5}, {5}}, {{3, 4}, {4}}, {{4}, {4, 3}}, {{1}, {1}}, {{2, 1}, {1}}};
+    const int nd[][2] = {{1, 1}, {2, 1}, {1, 2}, {1, 1}, {2, 1}};
+    for (int k = 0; k < 5; k++) {
+        ag_tensor *in[2] = {randn64(ctx, nd[k][0], shapes[k][0]), randn64(ctx, nd[k][1], shapes[k][1])};
+        gradcheck("matmul 1-D", build_matmul, NULL, in, 2, 1e-6, 1e-6);
+    }
+    ag_tensor *v = randn64(ctx, 1, (int64_t[]){4});
+    ag_tensor *vv[2] = {v, v}; /* v . v */
+    gradcheck("dot shared", build_matmul, NULL, vv, 2, 1e-6, 1e-6);
+    /* vector @ matrix: SqueezeBackward3(MmBackward0(UnsqueezeBackward0(v), AccumulateGrad)) */
+    ag_tensor *m = randn64(ctx, 2, (int64_t[]){4, 2});
+    const ag_node *sq = ag_grad_fn(ag_matmul(ctx, v, m));
+    assert_string_equal(ag_node_name(sq), "SqueezeBackward3");
+    assert_string_equal(ag_node_name(ag_node_next(sq, 0)), "MmBackward0");
+    assert_string_equal(ag_node_name(ag_node_next(ag_node_next(sq, 0), 0)), "UnsqueezeBackward0");
+    ag_tensor *f = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){4});
+    expect_null(ag_matmul(ctx, v, f), AG_EDTYPE,
+                "dot : expected both vectors to have same dtype, but found Double and Float");
+    expect_null(ag_matmul(ctx, m, ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){2})), AG_EDTYPE,
+                "expected scalar type Double but found Float");
+    expect_null(ag_matmul(ctx, v, ag_ones(ctx, AG_FLOAT64, 1, (int64_t[]){3})), AG_ESHAPE,
+                "inconsistent tensor size, expected tensor [4] and src [3] to have the same number of elements, but "
+                "got 4 and 3 elements respectively");
+    expect_null(ag_matmul(ctx, m, v), AG_ESHAPE, "size mismatch, got 4, 4x2,4");
+    expect_null(ag_matmul(ctx, ag_ones(ctx, AG_FLOAT64, 1, (int64_t[]){3}), m), AG_ESHAPE,
+                "mat1 and mat2 shapes cannot be multiplied (1x3 and 4x2)");
+    expect_null(ag_matmul(ctx, ag_scalar(ctx, AG_FLOAT64, 1), v), AG_ESHAPE,
+                "both arguments to matmul need to be at least 1D, but they are 0D and 1D");
+    expect_null(ag_matmul(NULL, v, v), AG_EINVAL, "ag_matmul: context is NULL");
+    /* (huge, 0) @ (0): a result of INT64_MAX elements is refused before anything is allocated */
+    ag_tensor *e = ag_zeros(ctx, AG_FLOAT64, 2, (int64_t[]){INT64_MAX, 0});
+    expect_null(ag_matmul(ctx, e, ag_zeros(ctx, AG_FLOAT64, 1, (int64_t[]){0})), AG_ENOMEM, "");
+    ag_tensor *e0 = ag_zeros(ctx, AG_FLOAT64, 1, (int64_t[]){0});
+    assert_true(ag_item(ag_matmul(ctx, e0, e0)) == 0); /* the empty sum */
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_promotion_gradcheck),
@@ -317,6 +365,7 @@ int main(void) {
         cmocka_unit_test(test_select_values),
         cmocka_unit_test(test_select_errors),
         cmocka_unit_test(test_stack),
+        cmocka_unit_test(test_matmul_1d),
     };
     return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }
