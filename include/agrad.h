@@ -168,6 +168,13 @@ AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_mean_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a); /* all elements, 0-dim */
+/* torch.norm(a, p): the p-norm of all elements, 0-dim (NormBackward1),
+ * for p = 1, 2, INFINITY or any other p > 0; 0 for an empty a, nan when an
+ * element is nan. The gradient is PyTorch 1.13's subgradient: sgn(a) for
+ * p = 1 (0 at 0), 0 everywhere when the norm is 0, for INFINITY split
+ * evenly among the elements of largest magnitude. Saves a and the
+ * result. AG_EUNSUPPORTED for p <= 0 or nan. */
+AG_EXPORT ag_tensor *ag_norm(ag_ctx *, ag_tensor *a, double p);
 /* min(a) over all elements, 0-dim (MinBackward1): nan if any element is
  * nan; ties share the gradient evenly, as ag_max. An empty a is PyTorch's
  * error (AG_EINVAL). */

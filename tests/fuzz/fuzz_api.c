@@ -553,7 +553,7 @@ static void op_unary(reader *r) {
 }
 
 static void op_reduce(reader *r) {
-    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), which = u8(r) % 8, dim = dim_arg(r);
+    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), which = u8(r) % 9, dim = dim_arg(r);
     bool keep = u8(r) & 1;
     ag_ctx *ctx = ctx_at(c);
     ag_tensor *x = tensor_at(a);
@@ -571,6 +571,9 @@ static void op_reduce(reader *r) {
         break;
     case 7:
         RESULT(dst, c, deps_at(a), ag_min_dim(ctx, x, dim, keep, want));
+        break;
+    case 8: /* p from the dim: 0 and negative ones are refused */
+        RESULT(dst, c, deps_at(a), ag_norm(ctx, x, keep ? INFINITY : (double)dim));
         break;
     case 0:
         RESULT(dst, c, deps_at(a), ag_sum(ctx, x));

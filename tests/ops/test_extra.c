@@ -356,6 +356,40 @@ static void test_matmul_1d(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* ==== norm ================================================================== */
+
+static ag_tensor *build_norm(ag_ctx *ctx, ag_tensor **in, const void *arg) {
+    return ag_norm(ctx, in[0], *(const double *)arg);
+}
+
+static void test_norm(void **state) {
+    (void)state;
+    ag_manual_seed(15);
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *x = randn64(ctx, 2, (int64_t[]){3, 4});
+    const double ps[] = {1, 2, INFINITY, 3, 1.5, 0.7};
+    for (int k = 0; k < 6; k++)
+        gradcheck("norm", build_norm, &ps[k], &x, 1, 1e-5, 1e-6);
+    /* the subgradient at 0, as PyTorch 1.13 (test_norm_subgradient) */
+    for (int k = 0; k < 4; k++) {
+        ag_tensor *z = leaf(ag_zeros(ctx, AG_FLOAT64, 1, (int64_t[]){3}));
+        ag_tensor *y = ag_norm(ctx, z, ps[k]);
+        assert_true(ag_item(y) == 0);
+        assert_int_equal(ag_backward(y, NULL, NULL), 0);
+        for (int i = 0; i < 3; i++)
+            assert_true(ag_get(ag_grad(z), i) == 0);
+    }
+    ag_tensor *f = ag_tensor_from(ctx, AG_FLOAT32, 1, (int64_t[]){2}, (float[]){3, -4});
+    assert_true(ag_item(ag_norm(ctx, f, 2)) == 5);
+    assert_true(ag_item(ag_norm(ctx, f, INFINITY)) == 4);
+    assert_true(ag_item(ag_norm(ctx, ag_zeros(ctx, AG_FLOAT32, 2, (int64_t[]){INT64_MAX, 0}), 2)) == 0);
+    expect_null(ag_norm(ctx, f, 0), AG_EUNSUPPORTED, "ag_norm: p must be > 0");
+    expect_null(ag_norm(ctx, f, NAN), AG_EUNSUPPORTED, "ag_norm: p must be > 0");
+    expect_null(ag_norm(ctx, f, -INFINITY), AG_EUNSUPPORTED, "ag_norm: p must be > 0");
+    expect_null(ag_norm(ctx, NULL, 2), AG_EINVAL, "ag_norm");
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_promotion_gradcheck),
@@ -366,6 +400,7 @@ int main(void) {
         cmocka_unit_test(test_select_errors),
         cmocka_unit_test(test_stack),
         cmocka_unit_test(test_matmul_1d),
+        cmocka_unit_test(test_norm),
     };
     return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }
