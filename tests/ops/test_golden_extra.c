@@ -144,6 +144,23 @@ static void check_edge(const golden_case *c, const ag_tensor *out, const ag_node
         fail_msg("%s: edge %d goes to %s, PyTorch's to %s", c->name, i, got, want);
 }
 
+/* A `node` line: out's node and its edges are PyTorch's. */
+static void check_node(FILE *f, const golden_case *c, const ag_tensor *out) {
+    char node[64];
+    int num_next;
+    assert_int_equal(fscanf(f, " node %63s %d", node, &num_next), 2);
+    const ag_node *fn = ag_grad_fn(out);
+    assert_non_null(fn);
+    if (strcmp(ag_node_name(fn), node) != 0)
+        fail_msg("%s: node %s, PyTorch has %s", c->name, ag_node_name(fn), node);
+    assert_int_equal(ag_node_num_next(fn), num_next);
+    for (int i = 0; i < num_next; i++) {
+        char next[64];
+        assert_int_equal(fscanf(f, "%63s", next), 1);
+        check_edge(c, out, fn, i, next);
+    }
+}
+
 static void check_case(FILE *f, golden_case *c) {
     ag_ctx *ctx = ag_ctx_new();
     char tag[16], what[160];
@@ -191,19 +208,7 @@ static void check_case(FILE *f, golden_case *c) {
         snprintf(what, sizeof what, "%s grad of operand %d", c->name, i);
         assert_tensor_close_msg(ag_grad(c->ops[i]), g, rtol * 4, atol * 4, what);
     }
-    char node[64];
-    int num_next;
-    assert_int_equal(fscanf(f, " node %63s %d", node, &num_next), 2);
-    const ag_node *fn = ag_grad_fn(out);
-    assert_non_null(fn);
-    if (strcmp(ag_node_name(fn), node) != 0)
-        fail_msg("%s: node %s, PyTorch has %s", c->name, ag_node_name(fn), node);
-    assert_int_equal(ag_node_num_next(fn), num_next);
-    for (int i = 0; i < num_next; i++) {
-        char next[64];
-        assert_int_equal(fscanf(f, "%63s", next), 1);
-        check_edge(c, out, fn, i, next);
-    }
+    check_node(f, c, out);
     assert_int_equal(fscanf(f, " %15s", tag), 1);
     assert_string_equal(tag, "end");
     ag_ctx_free(ctx);
