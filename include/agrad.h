@@ -175,6 +175,13 @@ AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a); /* all elements, 0-dim */
  * evenly among the elements of largest magnitude. Saves a and the
  * result. AG_EUNSUPPORTED for p <= 0 or nan. */
 AG_EXPORT ag_tensor *ag_norm(ag_ctx *, ag_tensor *a, double p);
+/* F.dropout(a, p, training): a itself when !training, p == 0 or a is
+ * empty; else a * mask with mask = bernoulli(1 - p) / (1 - p) drawn from
+ * this thread's generator (ag_manual_seed makes it repeatable; the masks
+ * are not PyTorch's), recorded as PyTorch's CPU dropout is (MulBackward0,
+ * the mask an operand without gradient). AG_EINVAL for p outside [0, 1]
+ * ("dropout probability has to be between 0 and 1, but got 1.5"). */
+AG_EXPORT ag_tensor *ag_dropout(ag_ctx *, ag_tensor *a, double p, bool training);
 /* min(a) over all elements, 0-dim (MinBackward1): nan if any element is
  * nan; ties share the gradient evenly, as ag_max. An empty a is PyTorch's
  * error (AG_EINVAL). */

@@ -55,3 +55,29 @@ ag_tensor *ag_norm(ag_ctx *ctx, ag_tensor *a, double p) {
     }
     return ag__op_end(&op);
 }
+
+/* ==== dropout =====================================================================
+ * out = a * mask, mask = bernoulli(1 - p) / (1 - p) from this thread's
+ * generator (ag_manual_seed), recorded as PyTorch 1.13's CPU dropout
+ * records it: MulBackward0 with the mask as an operand that needs no
+ * gradient. */
+
+ag_tensor *ag_dropout(ag_ctx *ctx, ag_tensor *a, double p, bool training) {
+    if (!a)
+        return ag__null_arg("ag_dropout");
+    if (!ctx)
+        return ag__error_null(AG_EINVAL, "ag_dropout: context is NULL");
+    if (!(p >= 0 && p <= 1))
+        return ag__error_null(AG_EINVAL, "dropout probability has to be between 0 and 1, but got %g", p);
+    if (!training || p == 0 || a->numel == 0)
+        return a; /* as PyTorch: the input itself */
+    ag__ctx_pos pos;
+    ag__ctx_mark(ctx, &pos);
+    ag_tensor *mask = ag_rand(ctx, a->dtype, a->ndim, a->shape);
+    for (int64_t i = 0; mask && i < mask->numel; i++)
+        ag__store(mask, i, ag__load(mask, i) < 1 - p ? 1 / (1 - p) : 0);
+    ag_tensor *out = mask ? ag_mul(ctx, a, mask) : NULL;
+    if (!out)
+        ag__ctx_rollback(ctx, &pos);
+    return out;
+}

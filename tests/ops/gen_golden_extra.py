@@ -190,6 +190,7 @@ def norm_cases():
                     lambda a: a.norm(INF))
         out += case("norm_1_zeros_" + n, "norm", [1], [(torch.tensor([1., -3., 0., -0.], dtype=dt), True)],
                     lambda a: a.norm(1))
+        out += case("dropout_p1_" + n, "dropout", [1], [(randn(dt, 2, 3), True)], lambda a: F.dropout(a, 1.0))
         out += case("norm_2_empty_" + n, "norm", [2], [(randn(dt, 0, 3), True)], lambda a: a.norm(2))
     return out
 

@@ -390,6 +390,40 @@ static void test_norm(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* ==== dropout ================================================================ */
+
+static void test_dropout(void **state) {
+    (void)state;
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *x = randn64(ctx, 2, (int64_t[]){50, 40});
+    assert_ptr_equal(ag_dropout(ctx, x, 0.3, false), x);
+    assert_ptr_equal(ag_dropout(ctx, x, 0, true), x);
+    ag_manual_seed(99);
+    ag_tensor *y = ag_dropout(ctx, x, 0.25, true);
+    ag_manual_seed(99);
+    ag_tensor *y2 = ag_dropout(ctx, x, 0.25, true);
+    assert_tensor_close(y, y2, 0, 0); /* seeded: the same mask */
+    assert_string_equal(ag_node_name(ag_grad_fn(y)), "MulBackward0");
+    assert_null(ag_node_next(ag_grad_fn(y), 1));
+    assert_int_equal(ag_backward(ag_sum(ctx, y), NULL, NULL), 0);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < 2000; i++) {
+        double g = ag_get(ag_grad(x), i), v = ag_get(y, i);
+        assert_true(g == 0 || fabs(g - 1 / 0.75) < 1e-15);          /* the mask */
+        assert_true(fabs(v - g * ag_get(x, i)) <= 1e-15 * fabs(v)); /* out = a * mask */
+        kept += g != 0;
+    }
+    assert_true(kept > 1300 && kept < 1700); /* 1500 expected; sd 19 */
+    ag_tensor *z = ag_dropout(ctx, x, 1, true);
+    assert_true(ag_item(ag_sum(ctx, ag_mul(ctx, z, z))) == 0);
+    expect_null(ag_dropout(ctx, x, 1.5, true), AG_EINVAL, "dropout probability has to be between 0 and 1, but got 1.5");
+    expect_null(ag_dropout(ctx, x, NAN, true), AG_EINVAL, "dropout probability");
+    expect_null(ag_dropout(NULL, x, 0.5, true), AG_EINVAL, "ag_dropout: context is NULL");
+    ag_tensor *e = ag_zeros(ctx, AG_FLOAT32, 2, (int64_t[]){0, INT64_MAX});
+    assert_ptr_equal(ag_dropout(ctx, e, 0.5, true), e);
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_promotion_gradcheck),
@@ -401,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_stack),
         cmocka_unit_test(test_matmul_1d),
         cmocka_unit_test(test_norm),
+        cmocka_unit_test(test_dropout),
     };
     return cmocka_run_group_tests(tests, poison_fresh_gradients, NULL);
 }

@@ -97,6 +97,8 @@ static ag_tensor *run_extra(ag_ctx *ctx, const golden_case *c, int64_t *indices)
         return ag_maximum(ctx, t[0], t[1]);
     if (!strcmp(op, "mse_loss"))
         return ag_mse_loss(ctx, t[0], t[1]);
+    if (!strcmp(op, "dropout"))
+        return ag_dropout(ctx, t[0], c->args[0], true);
     if (!strcmp(op, "norm"))
         return ag_norm(ctx, t[0], c->args[0]);
     if (!strcmp(op, "matmul"))
