@@ -199,14 +199,22 @@ AG_EXPORT bool ag_set_grad_enabled(bool enabled); /* thread-local; returns the p
 AG_EXPORT bool ag_is_grad_enabled(void);
 
 /* ---- Ops ------------------------------------------------------------------
- * Binary ops broadcast as NumPy does; both operands must have the same dtype.
+ * Binary ops broadcast as NumPy does. Operands of different dtypes are
+ * promoted as PyTorch 1.13 promotes them: float32 with float64 gives
+ * float64, except that a 0-dim tensor does not widen a tensor with
+ * dimensions (float32 [3] with a float64 0-dim tensor gives float32). The
+ * operand converted is converted through ag_to, so its gradient comes back
+ * in its own dtype (the graph shows a ToCopyBackward0 node there, where
+ * PyTorch's converts inside the op's node). Products (ag_matmul, ag_bmm,
+ * ag_linear) refuse mixed dtypes with PyTorch's "expected scalar type
+ * Float but found Double" (AG_EDTYPE), as PyTorch does.
  * The result belongs to ctx; inputs may come from any context. An op runs
  * on the thread that uses ctx, reads its inputs and, when grad mode is on
  * and an input requires grad, records a node (in ctx) that saves what its
  * backward needs. Errors: NULL with AG_EINVAL (NULL ctx, a dim out of
  * range: "Dimension out of range ..."), AG_ESHAPE ("The size of tensor a
  * (3) must match the size of tensor b (4) at non-singleton dimension 0"),
- * AG_EDTYPE (operands of different dtypes), AG_ENOMEM; a NULL input keeps
+ * AG_EDTYPE (mixed dtypes where PyTorch refuses them), AG_ENOMEM; a NULL input keeps
  * the first error. Large ops split their work over agrad's pool and wait
  * for it; callers see one call.
  *
@@ -258,14 +266,74 @@ AG_EXPORT ag_tensor *ag_sum(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_sum_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
 AG_EXPORT ag_tensor *ag_mean(ag_ctx *, ag_tensor *a);
 AG_EXPORT ag_tensor *ag_mean_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim);
-AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a);                  /* all elements, 0-dim */
-AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b); /* 2-D x 2-D */
+AG_EXPORT ag_tensor *ag_max(ag_ctx *, ag_tensor *a); /* all elements, 0-dim */
+/* torch.norm(a, p): the p-norm of all elements, 0-dim (NormBackward1),
+ * for p = 1, 2, INFINITY or any other p > 0; 0 for an empty a, nan when an
+ * element is nan. The gradient is PyTorch 1.13's subgradient: sgn(a) for
+ * p = 1 (0 at 0), 0 everywhere when the norm is 0, for INFINITY split
+ * evenly among the elements of largest magnitude. Saves a and the
+ * result. AG_EUNSUPPORTED for p <= 0 or nan. */
+AG_EXPORT ag_tensor *ag_norm(ag_ctx *, ag_tensor *a, double p);
+/* F.dropout(a, p, training): a itself when !training, p == 0 or a is
+ * empty; else a * mask with mask = bernoulli(1 - p) / (1 - p) drawn from
+ * this thread's generator (ag_manual_seed makes it repeatable; the masks
+ * are not PyTorch's), recorded as PyTorch's CPU dropout is (MulBackward0,
+ * the mask an operand without gradient). AG_EINVAL for p outside [0, 1]
+ * ("dropout probability has to be between 0 and 1, but got 1.5"). */
+AG_EXPORT ag_tensor *ag_dropout(ag_ctx *, ag_tensor *a, double p, bool training);
+/* min(a) over all elements, 0-dim (MinBackward1): nan if any element is
+ * nan; ties share the gradient evenly, as ag_max. An empty a is PyTorch's
+ * error (AG_EINVAL). */
+AG_EXPORT ag_tensor *ag_min(ag_ctx *, ag_tensor *a);
+/* torch.max(a, dim, keepdim) / torch.min: the values (MaxBackward0 /
+ * MinBackward0, the gradient to the element picked) and, when indices is
+ * not NULL, where they are, written to indices[0..numel(result)) (the
+ * caller's array; nothing is kept of it). The first max (min) of each
+ * slice; a nan wins, as in PyTorch. A 0-dim a: dim 0 or -1, the value
+ * itself and index 0. Errors: AG_EINVAL for a dim out of range ("Dimension
+ * out of range ...") or an empty reduced dim of a non-empty result
+ * ("max(): Expected reduction dim 1 to have non-zero size."). */
+AG_EXPORT ag_tensor *ag_max_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim, int64_t *indices);
+AG_EXPORT ag_tensor *ag_min_dim(ag_ctx *, ag_tensor *a, int dim, bool keepdim, int64_t *indices);
+/* torch.argmax(a): the flat index of the first largest element (a nan
+ * wins), or a negative AG_E... code (an empty a: AG_EINVAL). No tensor,
+ * no history. ag_argmax_dim writes torch.argmax(a, dim) to
+ * indices[0..numel / size(dim)) and returns 0 or the code. Only read a;
+ * threads may call them on the same tensor at once. */
+AG_EXPORT int64_t ag_argmax(const ag_tensor *a);
+AG_EXPORT int ag_argmax_dim(const ag_tensor *a, int dim, int64_t *indices);
+/* cond != 0 ? a : b elementwise (WhereBackward0): cond, a and b broadcast
+ * together; a and b promote as the binary ops do; cond, of either dtype,
+ * takes no gradient (PyTorch wants a bool tensor: here nonzero is true,
+ * nan too). Saves cond. */
+AG_EXPORT ag_tensor *ag_where(ag_ctx *, ag_tensor *cond, ag_tensor *a, ag_tensor *b);
+/* torch.gather(a, dim, index) (GatherBackward0): the result has index's
+ * shape (ndim, shape) and out[p] = a[p with p[dim] = index[p]]; index is
+ * the caller's row-major array of int64 (copied into the node when
+ * recorded). index has a's number of dimensions (a 0-dim tensor counts
+ * as one of size 1) and, unless it is empty, no size larger than a's
+ * outside dim; every entry is in [0, size(dim)) (negative entries do not
+ * wrap, as in PyTorch). Errors in PyTorch's words: AG_EINVAL (dim, an
+ * entry out of bounds, ndim, NULL index with entries), AG_ESHAPE (sizes),
+ * AG_ENOMEM (a shape whose element count overflows). */
+AG_EXPORT ag_tensor *ag_gather(ag_ctx *, ag_tensor *a, int dim, int ndim, const int64_t *shape, const int64_t *index);
+/* a @ b for 2-D x 2-D (MmBackward0) and PyTorch's 1-D cases: vector .
+ * vector, 0-dim (DotBackward0); matrix @ vector (MvBackward0); vector @
+ * matrix (SqueezeBackward3 of MmBackward0 of UnsqueezeBackward0). Mixed
+ * dtypes are refused with PyTorch's messages (AG_EDTYPE); 3-D and more:
+ * ag_bmm. */
+AG_EXPORT ag_tensor *ag_matmul(ag_ctx *, ag_tensor *a, ag_tensor *b);
 /* A view where a's strides allow it (ViewBackward0), else a copy
  * (UnsafeViewBackward0 of CloneBackward0), as in PyTorch. */
 AG_EXPORT ag_tensor *ag_reshape(ag_ctx *, ag_tensor *a, int ndim, const int64_t *shape);
 AG_EXPORT ag_tensor *ag_transpose(ag_ctx *, ag_tensor *a, int dim0, int dim1); /* a view */
 AG_EXPORT ag_tensor *ag_clone(ag_ctx *, ag_tensor *a);                         /* a contiguous copy */
 AG_EXPORT ag_tensor *ag_contiguous(ag_ctx *, ag_tensor *a); /* a itself when contiguous, else ag_clone(a) */
+/* a.to(dtype): a itself when it already has that dtype, else a converted
+ * copy in ctx (ToCopyBackward0: the gradient is converted back to a's
+ * dtype). Errors: AG_EINVAL for NULL a or ctx (a NULL a keeps the first
+ * error) or a dtype that is not an ag_dtype; AG_ENOMEM. */
+AG_EXPORT ag_tensor *ag_to(ag_ctx *, ag_tensor *a, ag_dtype dtype);
 
 /* Neural-network ops, each a new tensor in ctx with PyTorch's node name
  * (AbsBackward0, ClampBackward1, MaximumBackward0, SoftmaxBackward0,
@@ -281,14 +349,23 @@ AG_EXPORT ag_tensor *ag_softmax(ag_ctx *, ag_tensor *a, int dim);
 AG_EXPORT ag_tensor *ag_log_softmax(ag_ctx *, ag_tensor *a, int dim);
 AG_EXPORT ag_tensor *ag_nll_loss(ag_ctx *, ag_tensor *logp, const int64_t *targets);        /* (N,C): mean */
 AG_EXPORT ag_tensor *ag_cross_entropy(ag_ctx *, ag_tensor *logits, const int64_t *targets); /* (N,C): mean */
-AG_EXPORT ag_tensor *ag_mse_loss(ag_ctx *, ag_tensor *a, ag_tensor *b);                     /* mean */
+/* mean((a - b)^2) over the broadcast shape of a and b, as F.mse_loss
+ * (each operand of another shape goes through ag_expand first). */
+AG_EXPORT ag_tensor *ag_mse_loss(ag_ctx *, ag_tensor *a, ag_tensor *b);
 /* x (..., in) @ w^T + b: w (out, in), b (out) or NULL. */
 AG_EXPORT ag_tensor *ag_linear(ag_ctx *, ag_tensor *x, ag_tensor *w, ag_tensor *b);
 /* (..., n, k) @ (..., k, m); the batch dimensions broadcast. */
 AG_EXPORT ag_tensor *ag_bmm(ag_ctx *, ag_tensor *a, ag_tensor *b);
 AG_EXPORT ag_tensor *ag_index_select(ag_ctx *, ag_tensor *a, int dim, const int64_t *index, int64_t n); /* a copy */
-AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n);  /* (n, D), a copy */
-AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);                    /* a copy */
+AG_EXPORT ag_tensor *ag_embedding(ag_ctx *, ag_tensor *weight, const int64_t *ids, int64_t n); /* (n, D), a copy */
+AG_EXPORT ag_tensor *ag_cat(ag_ctx *, ag_tensor *const *ts, int n, int dim);                   /* a copy */
+/* torch.stack(ts[0..n), dim) (StackBackward0): tensors of one shape
+ * joined along a new dimension dim (in [-(ndim + 1), ndim]); a copy.
+ * Mixed dtypes promote as the binary ops do. Errors: AG_EINVAL (n <= 0 or
+ * ts NULL: "stack expects a non-empty TensorList", dim out of range, a
+ * result of more than AG_MAX_DIMS dimensions), AG_ESHAPE (shapes differ),
+ * a NULL entry keeps the first error. */
+AG_EXPORT ag_tensor *ag_stack(ag_ctx *, ag_tensor *const *ts, int n, int dim);
 AG_EXPORT ag_tensor *ag_narrow(ag_ctx *, ag_tensor *a, int dim, int64_t start, int64_t length); /* a view */
 /* a[..., index, ...] along dim (negative index counts from the end): a view
  * with one dimension less. */

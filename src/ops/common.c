@@ -22,7 +22,8 @@ int ag__broadcast_shape(const ag_tensor *a, const ag_tensor *b, int *ndim, int64
     return 0;
 }
 
-int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor **in) {
+/* The checks every op makes first: NULL inputs, a NULL context. */
+static int ag__op_args(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in) {
     *op = (ag__op){.name = name, .ctx = ctx, .in = in, .n_in = n};
     for (int i = 0; i < n; i++)
         if (!in[i]) {
@@ -34,13 +35,20 @@ int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor **i
     for (int i = 0; i < n; i++)
         if (ag__check_alive(in[i], name))
             return AG_ESTATE;
+    return 0;
+}
+
+int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in) {
+    int rc = ag__op_args(op, name, ctx, n, in);
+    if (rc)
+        return rc;
     for (int i = 1; i < n; i++) {
         ag_dtype want = in[0]->dtype, got = in[i]->dtype;
         if (got == want)
             continue;
         if (n == 2)
-            return ag__error(AG_EDTYPE, "%s: expected both operands to have the same dtype, but got %s and %s", name,
-                             ag__dtype_scalar_name(want), ag__dtype_scalar_name(got));
+            return ag__error(AG_EDTYPE, "%s: expected scalar type %s but found %s", name, ag__dtype_scalar_name(want),
+                             ag__dtype_scalar_name(got));
         return ag__error(AG_EDTYPE, "%s: expected all tensors to have dtype %s, got %s at position %d", name,
                          ag__dtype_scalar_name(want), ag__dtype_scalar_name(got), i);
     }
@@ -76,10 +84,69 @@ ag_tensor *const *ag__op_standins(ag__op *op, int n, ag_tensor *const *ts) {
     return cs;
 }
 
-ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape) {
-    for (int i = 0; i < op->n_in && !op->failed && !op->strided; i++)
-        if (!(op->in[i] = ag__standin(op->ctx, op->in[i])))
+int ag__op_begin_mixed(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in) {
+    int rc = ag__op_args(op, name, ctx, n, in);
+    if (!rc)
+        ag__ctx_mark(ctx, &op->pos);
+    return rc;
+}
+
+ag_dtype ag__result_type(int n, ag_tensor *const *in) {
+    ag_dtype dims = AG_FLOAT32, zero_dim = AG_FLOAT32;
+    bool any_dims = false;
+    for (int i = 0; i < n; i++) {
+        ag_dtype *wide = in[i]->ndim > 0 ? &dims : &zero_dim;
+        any_dims = any_dims || in[i]->ndim > 0;
+        if (in[i]->dtype > *wide)
+            *wide = in[i]->dtype;
+    }
+    return any_dims ? dims : zero_dim;
+}
+
+int ag__op_promote(ag__op *op) {
+    ag_dtype dt = ag__result_type(op->n_in, op->in);
+    bool same = true;
+    for (int i = 0; i < op->n_in; i++)
+        same = same && op->in[i]->dtype == dt;
+    if (same)
+        return 0;
+    ag_tensor **conv = op->conv;
+    if (op->n_in > AG__OP_CONV && !(conv = ag__ctx_alloc(op->ctx, (size_t)op->n_in * sizeof *conv)))
+        return ag_last_status();
+    for (int i = 0; i < op->n_in; i++) {
+        conv[i] = op->in[i]->dtype == dt ? op->in[i] : ag_to(op->ctx, op->in[i], dt);
+        if (!conv[i]) {
+            int rc = ag_last_status();
+            ag__ctx_rollback(op->ctx, &op->pos);
+            return rc;
+        }
+    }
+    op->in = conv;
+    return 0;
+}
+
+/* op->in with every input contiguous, in an array of the op's own */
+static void ag__op_make_contiguous(ag__op *op) {
+    int k = 0;
+    while (k < op->n_in && op->in[k]->contiguous)
+        k++;
+    if (k == op->n_in)
+        return;
+    ag_tensor **own = op->conv;
+    if (op->in != op->conv && op->n_in > AG__OP_CONV &&
+        !(own = ag__ctx_alloc(op->ctx, (size_t)op->n_in * sizeof *own))) {
+        op->failed = true;
+        return;
+    }
+    for (int i = 0; i < op->n_in && !op->failed; i++)
+        if (!(own[i] = ag__standin(op->ctx, op->in[i])))
             op->failed = true;
+    op->in = own;
+}
+
+ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape) {
+    if (!op->failed && !op->strided)
+        ag__op_make_contiguous(op);
     op->out = op->failed ? NULL : ag__tensor_new(op->ctx, op->in[0]->dtype, ndim, shape);
     op->failed = !op->out;
     return op->out;

@@ -438,13 +438,15 @@ AG__BINARY_NODE(pow, AG__POW, "PowBackward1")
 
 static ag_tensor *ag__binary(ag_ctx *ctx, ag__binop op, ag_tensor *a, ag_tensor *b, const char *name,
                              const ag__node_kind *kind) {
-    if (ag__check_binary(ctx, a, b, name))
-        return NULL;
+    ag_tensor *in[2] = {a, b};
+    ag__op o;
     int ndim;
     int64_t shape[AG_MAX_DIMS];
-    if (ag__broadcast_shape(a, b, &ndim, shape))
+    if (ag__op_begin_mixed(&o, name, ctx, 2, in) || ag__broadcast_shape(a, b, &ndim, shape) || ag__op_promote(&o))
         return NULL;
-    ag_tensor *out = ag__tensor_new(ctx, a->dtype, ndim, shape);
+    a = o.in[0], b = o.in[1];
+    o.strided = true; /* the broadcast walk follows each operand's strides */
+    ag_tensor *out = ag__op_output(&o, ndim, shape);
     if (!out)
         return NULL;
     if (AG__LIKELY(out->numel == 1 && op != AG__POW)) {
@@ -456,28 +458,23 @@ static ag_tensor *ag__binary(ag_ctx *ctx, ag__binop op, ag_tensor *a, ag_tensor 
     } else if (out->numel > 0) {
         ag__binary_fwd(op, out, a, b);
     }
-    ag_tensor *ins[2] = {a, b};
-    if (ag__needs_grad(2, ins)) {
-        ag_node *node = ag__record(ctx, kind, out, 2, ins);
-        if (!node)
-            return NULL;
-        if (op == AG__MUL) {
-            if (b->requires_grad)
-                ag__save(node, 0, a, false);
-            if (a->requires_grad)
-                ag__save(node, 1, b, false);
-        } else if (op == AG__DIV) {
-            if (b->requires_grad)
-                ag__save(node, 0, a, false);
-            ag__save(node, 1, b, false);
-        } else if (op == AG__POW) {
+    ag_node *node = ag__op_record(&o, kind);
+    if (node && op == AG__MUL) {
+        if (b->requires_grad)
             ag__save(node, 0, a, false);
+        if (a->requires_grad)
             ag__save(node, 1, b, false);
-            if (b->requires_grad)
-                ag__save(node, 2, out, true);
-        }
+    } else if (node && op == AG__DIV) {
+        if (b->requires_grad)
+            ag__save(node, 0, a, false);
+        ag__save(node, 1, b, false);
+    } else if (node && op == AG__POW) {
+        ag__save(node, 0, a, false);
+        ag__save(node, 1, b, false);
+        if (b->requires_grad)
+            ag__save(node, 2, out, true);
     }
-    return out;
+    return ag__op_end(&o);
 }
 
 ag_tensor *ag_add(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {

@@ -105,7 +105,7 @@ static ag_tensor *ag__index(ag_ctx *ctx, ag_tensor *a, int dim, const int64_t *i
     ag_tensor *out = ag__op_output(&op, a->ndim, shape);
     if (!out)
         return NULL;
-    a = in[0]; /* contiguous */
+    a = op.in[0]; /* contiguous */
     if (out->numel > 0)
         ag__gather_rows(out, a, index, k, d);
     size_t extra;
@@ -191,9 +191,6 @@ static int ag__cat_check(ag_tensor *const *ts, int n, int dim, int *d, int64_t *
     *total = 0;
     for (int t = 0; t < n; t++) {
         const ag_tensor *x = ts[t];
-        if (x->dtype != first->dtype)
-            return ag__error(AG_EDTYPE, "ag_cat: expected all tensors to have dtype %s, got %s at position %d",
-                             ag__dtype_scalar_name(first->dtype), ag__dtype_scalar_name(x->dtype), t);
         if (x->ndim != first->ndim)
             return ag__error(AG_ESHAPE, "Tensors must have same number of dimensions: got %d and %d", first->ndim,
                              x->ndim);
@@ -235,12 +232,13 @@ ag_tensor *ag_cat(ag_ctx *ctx, ag_tensor *const *ts, int n, int dim) {
     int d = 0;
     int64_t total = 0;
     ag__op op;
-    ag_tensor *first[1] = {ts[0]};
-    if (ag__op_begin(&op, "ag_cat", ctx, 1, first) || ag__cat_check(ts, n, dim, &d, &total))
+    if (ag__op_begin_mixed(&op, "ag_cat", ctx, n, ts) || ag__cat_check(ts, n, dim, &d, &total) || ag__op_promote(&op))
         return NULL;
+    ts = op.in;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, ts[0]->shape, sizeof shape);
     shape[d] = total;
+    op.strided = true; /* the stand-ins below, for the kernel only */
     ag_tensor *out = ag__op_output(&op, ts[0]->ndim, shape);
     if (!out)
         return NULL;
@@ -728,7 +726,7 @@ ag_tensor *ag_bmm(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *out = ag__op_output(&op, dm.bnd + 2, shape);
     if (!out)
         return NULL;
-    a = in[0], b = in[1]; /* contiguous */
+    a = op.in[0], b = op.in[1]; /* contiguous */
     /* The matrices of an empty result are not counted (their number may
      * not fit in int64) nor visited: forward and backward do nothing. */
     dm.nb = out->numel > 0 ? out->numel / (dm.n * dm.m) : 0;

@@ -287,6 +287,8 @@ static int ag__mm_check(const ag_tensor *a, const ag_tensor *b) {
 }
 
 ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
+    if (a && b && ctx && (a->ndim < 2 || b->ndim < 2))
+        return ag__matmul_1d(ctx, a, b);
     ag_tensor *in[2] = {a, b};
     ag__op op;
     if (ag__op_begin(&op, "ag_matmul", ctx, 2, in) || ag__mm_check(a, b))
@@ -295,7 +297,7 @@ ag_tensor *ag_matmul(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *out = ag__op_output(&op, 2, (int64_t[]){m, n});
     if (!out)
         return NULL;
-    a = in[0], b = in[1]; /* contiguous */
+    a = op.in[0], b = op.in[1]; /* contiguous */
     ag__gemm(a->dtype, false, false, m, n, k, a->data, k, b->data, n, out->data, n, false);
     ag_node *node = ag__op_record(&op, &ag__mm_kind);
     if (node) {

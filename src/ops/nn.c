@@ -96,7 +96,7 @@ ag_tensor *ag_abs(ag_ctx *ctx, ag_tensor *a) {
     ag_tensor *out = ag__op_output(&op, a->ndim, a->shape);
     if (!out)
         return NULL;
-    a = in[0]; /* contiguous */
+    a = op.in[0]; /* contiguous */
     if (a->dtype == AG_FLOAT32)
         ag__abs_fwd_f32(out->data, a->data, a->numel);
     else
@@ -121,7 +121,7 @@ ag_tensor *ag_clamp(ag_ctx *ctx, ag_tensor *a, double lo, double hi) {
     ag_tensor *out = ag__op_output(&op, a->ndim, a->shape);
     if (!out)
         return NULL;
-    a = in[0]; /* contiguous */
+    a = op.in[0]; /* contiguous */
     if (a->dtype == AG_FLOAT32)
         ag__clamp_fwd_f32(out->data, a->data, a->numel, lo, hi);
     else
@@ -228,12 +228,14 @@ ag_tensor *ag_maximum(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     int ndim;
     int64_t shape[AG_MAX_DIMS];
     ag__op op;
-    if (ag__op_begin(&op, "ag_maximum", ctx, 2, in) || ag__broadcast_shape(a, b, &ndim, shape))
+    if (ag__op_begin_mixed(&op, "ag_maximum", ctx, 2, in) || ag__broadcast_shape(a, b, &ndim, shape) ||
+        ag__op_promote(&op))
         return NULL;
+    a = op.in[0], b = op.in[1];
     ag_tensor *out = ag__op_output(&op, ndim, shape);
     if (!out)
         return NULL;
-    a = in[0], b = in[1]; /* contiguous */
+    a = op.in[0], b = op.in[1]; /* contiguous */
     if (out->numel > 0)
         ag__maximum_fwd(out, a, b);
     ag_node *node = ag__op_record(&op, &ag__maximum_kind);
@@ -318,7 +320,7 @@ static ag_tensor *ag__softmax(ag_ctx *ctx, ag_tensor *a, int dim, bool log_mode)
     ag_tensor *out = ag__op_output(&op, a->ndim, a->shape);
     if (!out)
         return NULL;
-    a = in[0]; /* contiguous */
+    a = op.in[0]; /* contiguous */
     if (a->numel > 0)
         ag__softmax_fwd(out, a, d, log_mode);
     ag_node *node = ag__op_record(&op, log_mode ? &ag__log_softmax_kind : &ag__softmax_kind);
@@ -403,7 +405,7 @@ ag_tensor *ag_nll_loss(ag_ctx *ctx, ag_tensor *logp, const int64_t *targets) {
     ag_tensor *out = ag__op_output(&op, 0, NULL);
     if (!out)
         return NULL;
-    logp = in[0]; /* contiguous */
+    logp = op.in[0]; /* contiguous */
     if (out->dtype == AG_FLOAT32)
         *(float *)out->data = ag__nll_fwd_f32(logp->data, targets, N, C);
     else
@@ -472,21 +474,40 @@ static const ag__node_kind ag__mse_kind = {.name = "MseLossBackward0",
                                            .backward_graph = ag__mse_backward_graph,
                                            .writes_fresh = true};
 
-static int ag__mse_check(const ag_tensor *a, const ag_tensor *b) {
-    if (!ag__same_shape(a, b))
-        return ag__error(AG_ESHAPE, "ag_mse_loss: input and target must have the same shape");
+/* Operands of another shape are broadcast first, as F.mse_loss does with
+ * torch.broadcast_tensors: each that needs it through ag_expand
+ * (ExpandBackward0), so its gradient is summed back to its shape. */
+static int ag__mse_broadcast(ag__op *op, int ndim, const int64_t *shape) {
+    for (int i = 0; i < 2; i++) {
+        ag_tensor *x = op->in[i];
+        bool same = x->ndim == ndim;
+        for (int d = 0; same && d < ndim; d++)
+            same = x->shape[d] == shape[d];
+        if (!same && !(op->conv[i] = ag_expand(op->ctx, x, ndim, shape))) {
+            int rc = ag_last_status();
+            ag__ctx_rollback(op->ctx, &op->pos);
+            return rc;
+        }
+        if (same)
+            op->conv[i] = x;
+    }
+    op->in = op->conv;
     return 0;
 }
 
 ag_tensor *ag_mse_loss(ag_ctx *ctx, ag_tensor *a, ag_tensor *b) {
     ag_tensor *in[2] = {a, b};
     ag__op op;
-    if (ag__op_begin(&op, "ag_mse_loss", ctx, 2, in) || ag__mse_check(a, b))
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__op_begin_mixed(&op, "ag_mse_loss", ctx, 2, in) || ag__broadcast_shape(a, b, &ndim, shape) ||
+        ag__op_promote(&op) || ag__mse_broadcast(&op, ndim, shape))
         return NULL;
+    a = op.in[0], b = op.in[1];
     ag_tensor *out = ag__op_output(&op, 0, NULL);
     if (!out)
         return NULL;
-    a = in[0], b = in[1]; /* contiguous */
+    a = op.in[0], b = op.in[1]; /* contiguous */
     if (a->dtype == AG_FLOAT32)
         *(float *)out->data = ag__mse_fwd_f32(a->data, b->data, a->numel);
     else
@@ -718,7 +739,7 @@ ag_tensor *ag_linear(ag_ctx *ctx, ag_tensor *x, ag_tensor *w, ag_tensor *b) {
     ag_tensor *y = ag__op_output(&op, nd, shape);
     if (!y)
         return NULL;
-    x = in[0], w = in[1]; /* contiguous */
+    x = op.in[0], w = op.in[1]; /* contiguous */
     if (b && !(b = ag__standin(ctx, b))) {
         op.failed = true;
         return ag__op_end(&op);

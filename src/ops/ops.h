@@ -35,31 +35,54 @@
  * Arguments are all checked before the first allocation, so a refused call
  * leaves its context untouched; a call that fails later (out of memory while
  * recording) gives back what it allocated (ag__ctx_rollback). */
+#define AG__OP_CONV 4 /* inputs converted without an allocation for the array */
 typedef struct ag__op {
     const char *name; /* "ag_matmul": the op in messages */
     ag_ctx *ctx;
-    ag_tensor **in; /* the tensor inputs: the edges of the node */
+    ag_tensor *const *in; /* the tensor inputs: the edges of the node */
     int n_in;
-    ag_tensor *out;  /* the result, once made */
-    ag_node *node;   /* the recorded node, if any */
-    bool failed;     /* a step after the checks failed (error set) */
-    bool view;       /* out is a view of an input (linked on success) */
-    bool strided;    /* set by an op whose kernels take strided inputs */
-    ag__ctx_pos pos; /* the context before the op */
+    ag_tensor *out;               /* the result, once made */
+    ag_node *node;                /* the recorded node, if any */
+    bool failed;                  /* a step after the checks failed (error set) */
+    bool view;                    /* out is a view of an input (linked on success) */
+    bool strided;                 /* set by an op whose kernels take strided inputs */
+    ag__ctx_pos pos;              /* the context before the op */
+    ag_tensor *conv[AG__OP_CONV]; /* in, promoted (ag__op_promote) or made contiguous */
 } ag__op;
 
 /* In this order: a NULL input (keeping an earlier error: "name: got a NULL
  * tensor" otherwise), a NULL context, an input that is a view whose base's
- * context is gone, inputs of different dtypes (two: "expected both
- * operands to have the same dtype"; more: "expected all tensors to have
- * dtype"). 0 when the op may go on, else the error code. */
-int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor **in);
+ * context is gone, inputs of different dtypes (two: PyTorch's "expected
+ * scalar type Float but found Double", as its products say; more:
+ * "expected all tensors to have dtype"). 0 when the op may go on, else the
+ * error code. */
+int ag__op_begin(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in);
+/* Type promotion, in one place for every op that mixes dtypes as PyTorch
+ * does (the binary ops, where, cat, stack ...):
+ *
+ *     if (ag__op_begin_mixed(&op, "ag_add", ctx, 2, in) || <the op's own checks> || ag__op_promote(&op))
+ *         return NULL;
+ *     a = op.in[0], b = op.in[1];                     // from here on, one dtype
+ *
+ * ag__op_begin_mixed is ag__op_begin without the dtype check. ag__op_promote
+ * converts every input whose dtype is not the result type into it with
+ * ag_to (a ToCopyBackward0 node, so each input's gradient comes back in its
+ * own dtype) and points op->in at the converted inputs; it fails only when
+ * out of memory, giving back what it allocated. */
+int ag__op_begin_mixed(ag__op *op, const char *name, ag_ctx *ctx, int n, ag_tensor *const *in);
+int ag__op_promote(ag__op *op);
+/* PyTorch's result type of float tensors: the widest dtype among the
+ * tensors with dimensions, or among all when every one is 0-dim (a 0-dim
+ * tensor does not widen a tensor with dimensions: float32[3] with a
+ * float64 0-dim tensor stays float32). */
+ag_dtype ag__result_type(int n, ag_tensor *const *in);
 /* The result: a new tensor of in[0]'s dtype (uninitialised). Strided
  * inputs are made contiguous here, the one place where that happens: each
- * in[i] that is not contiguous is replaced by a contiguous stand-in
- * (ag__standin), so kernels after this read their inputs from in[], never
- * from the op's parameters (unless the op set op->strided: its kernels
- * take strides). NULL on failure (error set). */
+ * op->in[i] that is not contiguous is replaced by a contiguous stand-in
+ * (ag__standin) in an array of the op's own (never the caller's), so
+ * kernels after this read their inputs from op->in[], never from the op's
+ * parameters (unless the op set op->strided: its kernels take strides).
+ * NULL on failure (error set). */
 ag_tensor *ag__op_output(ag__op *op, int ndim, const int64_t *shape);
 /* The result as a view of base's storage: with another shape of the same
  * element count (base contiguous), or with the strides and storage offset
@@ -198,6 +221,10 @@ void ag__gemm(ag_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
  * BLIS picks its kernels itself (for the GEMM benchmark). */
 const char *ag__blas_name(void);
 void *ag__blis_kernels(void);
+/* ag_matmul with a 1-D operand (ops/matvec.c): dot, mv, or a vector
+ * times a matrix, as PyTorch dispatches them. a and b are not NULL, ctx
+ * may be. */
+ag_tensor *ag__matmul_1d(ag_ctx *ctx, ag_tensor *a, ag_tensor *b);
 /* The reference kernels, for tests: C (m,n) += A (m,k) @ B (k,n). */
 void ag__gemm_ref_f32(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
 void ag__gemm_ref_f64(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C);

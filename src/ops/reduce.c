@@ -187,7 +187,7 @@ static ag_tensor *ag__reduce(ag_ctx *ctx, ag_tensor *a, bool all, int dim, bool 
     ag_tensor *out = ag__op_output(&op, ndim, shape);
     if (!out)
         return NULL;
-    a = in[0]; /* made contiguous by ag__op_output */
+    a = op.in[0]; /* made contiguous by ag__op_output */
 
     double div = mean ? (double)n : 1.0; /* the mean of nothing is 0 / 0 = nan, as in PyTorch */
     ag__reduce_fwd(out, a, outer, n, inner, div);
@@ -276,7 +276,7 @@ ag_tensor *ag_max(ag_ctx *ctx, ag_tensor *a) {
     ag_tensor *out = ag__op_output(&op, 0, NULL);
     if (!out)
         return NULL;
-    a = in[0]; /* contiguous */
+    a = op.in[0]; /* contiguous */
     if (a->dtype == AG_FLOAT32)
         *(float *)out->data = ag__max_fwd_f32(a->data, a->numel);
     else

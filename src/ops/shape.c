@@ -140,8 +140,8 @@ ag_tensor *ag_reshape(ag_ctx *ctx, ag_tensor *a, int ndim, const int64_t *shape)
     ag_tensor *c = ag_clone(ctx, a);
     if (!c || !ag__op_view(&op, c, ndim, sh))
         return ag__op_end(&op);
-    op.in[0] = c;
-    ag__op_record(&op, &ag__unsafe_view_kind);
+    ag_tensor *edge[1] = {c};
+    ag__op_record_edges(&op, &ag__unsafe_view_kind, 1, edge, 0);
     return ag__op_end(&op);
 }
 

@@ -86,9 +86,9 @@ static void test_requires_grad_of_non_leaf(void **state) {
 
 static void test_dtype_and_unsupported(void **state) {
     (void)state;
-    ag_tensor *a = ag_ones(ctx, AG_FLOAT32, 1, (int64_t[]){3});
-    ag_tensor *b = ag_ones(ctx, AG_FLOAT64, 1, (int64_t[]){3});
-    assert_null(ag_add(ctx, a, b));
+    ag_tensor *a = ag_ones(ctx, AG_FLOAT32, 2, (int64_t[]){3, 3});
+    ag_tensor *b = ag_ones(ctx, AG_FLOAT64, 2, (int64_t[]){3, 3});
+    assert_null(ag_matmul(ctx, a, b));
     assert_int_equal(ag_last_status(), AG_EDTYPE);
     assert_true(strlen(ag_last_error()) > 0);
     assert_ok(ag_requires_grad_(a, true));

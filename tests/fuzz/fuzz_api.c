@@ -492,11 +492,17 @@ static void op_graph(reader *r) {
 }
 
 static void op_binary(reader *r) {
-    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), b = slot_arg(r), which = u8(r) % 6;
+    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), b = slot_arg(r), which = u8(r) % 8;
     ag_ctx *ctx = ctx_at(c);
     ag_tensor *x = tensor_at(a), *y = tensor_at(b);
     unsigned deps = deps_at(a) | deps_at(b);
     switch (which) {
+    case 6:
+        RESULT(dst, c, deps, ag_where(ctx, y, x, y));
+        break;
+    case 7:
+        RESULT(dst, c, deps_at(a), ag_to(ctx, x, (ag_dtype)(b & 1)));
+        break;
     case 0:
         RESULT(dst, c, deps, ag_add(ctx, x, y));
         break;
@@ -547,11 +553,28 @@ static void op_unary(reader *r) {
 }
 
 static void op_reduce(reader *r) {
-    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), which = u8(r) % 5, dim = dim_arg(r);
+    int dst = slot_arg(r), c = ctx_arg(r), a = slot_arg(r), which = u8(r) % 9, dim = dim_arg(r);
     bool keep = u8(r) & 1;
     ag_ctx *ctx = ctx_at(c);
     ag_tensor *x = tensor_at(a);
+    /* indices of max/min over a dim: at most one per element of x */
+    int64_t idx[256];
+    int64_t *want = x && ag_numel(x) <= 256 && !keep ? idx : NULL;
     switch (which) {
+    case 5:
+        RESULT(dst, c, deps_at(a), ag_min(ctx, x));
+        CHECK_RC(ag_argmax(x));
+        break;
+    case 6:
+        RESULT(dst, c, deps_at(a), ag_max_dim(ctx, x, dim, keep, want));
+        CHECK_RC(want ? ag_argmax_dim(x, dim, want) : 0);
+        break;
+    case 7:
+        RESULT(dst, c, deps_at(a), ag_min_dim(ctx, x, dim, keep, want));
+        break;
+    case 8: /* p from the dim: 0 and negative ones are refused */
+        RESULT(dst, c, deps_at(a), ag_norm(ctx, x, keep ? INFINITY : (double)dim));
+        break;
     case 0:
         RESULT(dst, c, deps_at(a), ag_sum(ctx, x));
         break;
@@ -646,7 +669,16 @@ static void op_index(reader *r) {
         idx[i] = b < 240 ? b % 5 : special_sizes[b % (sizeof special_sizes / sizeof special_sizes[0])];
     }
     const int64_t *ip = u8(r) == 255 ? NULL : idx;
-    if (embed)
+    ag_tensor *x = tensor_at(a);
+    if (k == 5 && x && ag_numel(x) <= 64) {
+        /* gather with an index of x's shape (or a smaller one), entries from idx */
+        int64_t gidx[64], shape[AG_MAX_DIMS];
+        for (int i = 0; i < 64; i++)
+            gidx[i] = idx[i % 5];
+        for (int d = 0; d < ag_ndim(x); d++)
+            shape[d] = ag_size(x, d) - (embed && d == 0 && ag_size(x, d) > 0);
+        RESULT(dst, c, deps_at(a), ag_gather(ctx_at(c), x, dim, ag_ndim(x), shape, ip ? gidx : NULL));
+    } else if (embed)
         RESULT(dst, c, deps_at(a), ag_embedding(ctx_at(c), tensor_at(a), ip, k));
     else
         RESULT(dst, c, deps_at(a), ag_index_select(ctx_at(c), tensor_at(a), dim, ip, k));
@@ -661,7 +693,11 @@ static void op_cat(reader *r) {
         ts[i] = tensor_at(s);
         deps |= deps_at(s);
     }
-    RESULT(dst, c, deps, ag_cat(ctx_at(c), n == 4 && u8(r) == 255 ? NULL : ts, n == 4 ? 0 : n, dim));
+    uint8_t m = u8(r);
+    if (m & 1)
+        RESULT(dst, c, deps, ag_stack(ctx_at(c), n == 4 && m == 255 ? NULL : ts, n == 4 ? 0 : n, dim));
+    else
+        RESULT(dst, c, deps, ag_cat(ctx_at(c), n == 4 && m == 254 ? NULL : ts, n == 4 ? 0 : n, dim));
 }
 
 static void op_narrow(reader *r) {

@@ -60,20 +60,15 @@ static void test_null_context(void **state) {
     ag_ctx_free(ctx);
 }
 
+/* The elementwise ops promote (test_promotion.c); products refuse mixed
+ * dtypes with PyTorch's message. */
 static void test_dtype_mismatch(void **state) {
     (void)state;
     ag_ctx *ctx = ag_ctx_new();
     ag_tensor *f = ag_ones(ctx, AG_FLOAT32, 2, (int64_t[]){2, 2});
     ag_tensor *d = ag_ones(ctx, AG_FLOAT64, 2, (int64_t[]){2, 2});
-    char msg[128];
-    for (size_t i = 0; i < COUNT(BINARY); i++) {
-        snprintf(msg, sizeof msg, "ag_%s: expected both operands to have the same dtype, but got Float and Double",
-                 BINARY[i]);
-        expect_error(run_op(ctx, BINARY[i], (ag_tensor *[]){f, d}, 0, 0), AG_EDTYPE, msg);
-        snprintf(msg, sizeof msg, "ag_%s: expected both operands to have the same dtype, but got Double and Float",
-                 BINARY[i]);
-        expect_error(run_op(ctx, BINARY[i], (ag_tensor *[]){d, f}, 0, 0), AG_EDTYPE, msg);
-    }
+    expect_error(ag_matmul(ctx, f, d), AG_EDTYPE, "ag_matmul: expected scalar type Float but found Double");
+    expect_error(ag_matmul(ctx, d, f), AG_EDTYPE, "ag_matmul: expected scalar type Double but found Float");
     ag_ctx_free(ctx);
 }
 
@@ -96,10 +91,10 @@ static void test_shape_mismatch(void **state) {
     ag_tensor *m45 = ag_ones(ctx, AG_FLOAT32, 2, (int64_t[]){4, 5});
     expect_error(ag_matmul(ctx, m23, m45), AG_ESHAPE, "mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)");
     expect_error(ag_matmul(ctx, m23, m23), AG_ESHAPE, "mat1 and mat2 shapes cannot be multiplied (2x3 and 2x3)");
-    expect_error(ag_matmul(ctx, m23, v3), AG_ESHAPE, "ag_matmul: both arguments must be 2-D, but got 2-D and 1-D");
+    expect_error(ag_matmul(ctx, m23, v4), AG_ESHAPE, "size mismatch, got 2, 2x3,4");
     expect_error(ag_matmul(ctx, t453, m23), AG_ESHAPE, "ag_matmul: both arguments must be 2-D, but got 3-D and 2-D");
     expect_error(ag_matmul(ctx, ag_scalar(ctx, AG_FLOAT32, 1), m23), AG_ESHAPE,
-                 "ag_matmul: both arguments must be 2-D, but got 0-D and 2-D");
+                 "both arguments to matmul need to be at least 1D, but they are 0D and 2D");
     ag_ctx_free(ctx);
 }
 
