@@ -302,7 +302,9 @@ int ag_gradgradcheck(ag_fn f, ag_tensor *const *inputs, int n, void *user_data, 
     ag_tensor *y = f(vctx, inputs, n, user_data);
     ag_set_grad_enabled(prev);
     ag_tensor *v = y ? ag_zeros(vctx, AG_FLOAT64, y->ndim, y->shape) : NULL;
-    if (!v) {
+    if (!y && !ag_last_status()) {
+        rc = ag__error(AG_EINVAL, "gradgradcheck: the function returned NULL");
+    } else if (!v) {
         rc = ag_last_status() ? ag_last_status() : AG_ENOMEM;
     } else {
         uint64_t s = 0x9e3779b97f4a7c15u;

@@ -179,6 +179,16 @@ static FILE *devnull;
 static ag_ctx *hook_ctx;
 static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A backward with create_graph may keep what hooks made (its recorded
+ * nodes save the gradients they multiply): from then on hook_ctx lives
+ * until the input ends. */
+static bool hook_ctx_kept;
+static void reset_hook_ctx(bool create_graph) {
+    hook_ctx_kept |= create_graph;
+    if (!hook_ctx_kept)
+        ag_ctx_reset(hook_ctx);
+}
+
 static int slot_arg(reader *r) { return u8(r) % (NSLOT + 2); } /* NSLOT, NSLOT+1: NULL */
 static ag_tensor *tensor_at(int i) { return i < NSLOT ? slots[i].t : NULL; }
 static unsigned deps_at(int i) { return i < NSLOT ? slots[i].deps : 0; }
@@ -221,9 +231,12 @@ static ag_tensor *hook_fn(ag_tensor *grad, void *ud) {
         shape[d] = ag_size(grad, d);
     ag_dtype dt = ag_tensor_dtype(grad);
     switch (mode) {
-    case 2: /* a new gradient, the same shape */
+    case 2: { /* a new gradient, the same shape (without history: hook_ctx is reset) */
+        bool was = ag_set_grad_enabled(false);
         r = ag_mul_scalar(hook_ctx, grad, 0.5);
+        ag_set_grad_enabled(was);
         break;
+    }
     case 3: /* the wrong shape */
         r = ag_zeros(hook_ctx, dt, 1, (int64_t[]){ag_numel(grad) + 1});
         break;
@@ -296,7 +309,13 @@ static ag_tensor *hook_fn(ag_tensor *grad, void *ud) {
     X(ERRORS)                                                                                                          \
     X(CTX_RESET)                                                                                                       \
     X(TRACE)                                                                                                           \
-    X(FAIL_ALLOC)
+    X(FAIL_ALLOC)                                                                                                      \
+    X(AUTOGRAD_GRAD)                                                                                                   \
+    X(AUTOGRAD_BACKWARD)                                                                                               \
+    X(FUNCTION)                                                                                                        \
+    X(GRADCHECK)                                                                                                       \
+    X(NODE_HOOK)                                                                                                       \
+    X(ANOMALY)
 
 enum {
 #define FUZZ_ENUM(name) OP_##name,
@@ -458,7 +477,9 @@ static void op_grad(reader *r) {
         check_failure(0, "ag_grad");
     if (g) {
         check_tensor(g, "ag_grad");
-        store(dst, g, deps_at(src)); /* a leaf's .grad lives in the leaf's context */
+        /* a leaf's .grad lives in the leaf's context, or (made by a
+         * create_graph backward) in the root's, its history anywhere */
+        store(dst, g, deps_at(src) | ((1u << NCTX) - 1));
     }
 }
 
@@ -752,6 +773,314 @@ static void op_inplace(reader *r) {
     }
 }
 
+/* ---- Functional gradients, custom functions, gradcheck, node hooks ------------------------- */
+
+/* Up to 4 tensors from slots (n from -1 to 4), their deps, or a NULL array. */
+static int slots_arg(reader *r, ag_tensor **ts, unsigned *deps, bool *null_array) {
+    int n = (int)(u8(r) % 6) - 1;
+    *null_array = n == 4;
+    if (n == 4)
+        n = 1 + u8(r) % 3;
+    for (int i = 0; i < n && i < 4; i++) {
+        int s = slot_arg(r);
+        ts[i] = tensor_at(s);
+        *deps |= deps_at(s);
+    }
+    return n;
+}
+
+/* 0..4 threads, sometimes -1. */
+static int threads_arg(uint8_t b) { return b == 255 ? -1 : b % 5; }
+
+static void op_autograd_grad(reader *r) {
+    int dst = slot_arg(r), c = ctx_arg(r);
+    ag_tensor *outs[4] = {0}, *gouts[4] = {0}, *ins[4] = {0}, *grads[4] = {0};
+    unsigned deps = ctx_bit(c);
+    bool null_outs, null_gouts, null_ins;
+    int no = slots_arg(r, outs, &deps, &null_outs);
+    int ng = slots_arg(r, gouts, &deps, &null_gouts);
+    int ni = slots_arg(r, ins, &deps, &null_ins);
+    (void)ng;
+    uint8_t o = u8(r), t = u8(r);
+    ag_grad_opts go = {
+        .retain_graph = o & 1, .create_graph = o & 2, .allow_unused = o & 4, .num_threads = threads_arg(t)};
+    bool null_grads = (o & 0x18) == 0x18;
+    int64_t rc = CHECK_RC(ag_autograd_grad(ctx_at(c), null_outs ? NULL : outs, (o & 0x20) || null_gouts ? NULL : gouts,
+                                           no, null_ins ? NULL : ins, ni, null_grads ? NULL : grads,
+                                           (o & 0xc0) == 0xc0 ? NULL : &go));
+    reset_hook_ctx(go.create_graph);
+    for (int i = 0; i < ni && i < 4; i++) {
+        if (rc < 0 && grads[i])
+            broken("a failed call left a gradient", "ag_autograd_grad");
+        if (grads[i]) {
+            check_tensor(grads[i], "ag_autograd_grad");
+            /* with history, a gradient reaches every context of the graph */
+            store((dst + i) % NSLOT, grads[i], deps);
+        }
+    }
+}
+
+static void op_autograd_backward(reader *r) {
+    ag_tensor *roots[4] = {0}, *grads[4] = {0}, *ins[4] = {0};
+    unsigned deps = 0;
+    bool null_roots, null_grads, null_ins;
+    int nr = slots_arg(r, roots, &deps, &null_roots);
+    slots_arg(r, grads, &deps, &null_grads);
+    int ni = slots_arg(r, ins, &deps, &null_ins);
+    uint8_t o = u8(r), t = u8(r);
+    ag_backward_opts bo = {.retain_graph = o & 1, .create_graph = o & 2, .num_threads = threads_arg(t)};
+    CHECK_RC(ag_autograd_backward(null_roots ? NULL : roots, (o & 4) || null_grads ? NULL : grads, nr,
+                                  (o & 8) || null_ins ? NULL : ins, ni, (o & 0x30) == 0x30 ? NULL : &bo));
+    reset_hook_ctx(bo.create_graph);
+}
+
+/* Custom functions: user_data is mode | n << 8, n the input count. */
+enum { FN_FWD_MUL, FN_FWD_SELF, FN_FWD_NULL, FN_FWD_ADD };
+enum { FN_BWD_OK, FN_BWD_NONE, FN_BWD_SHAPE, FN_BWD_DTYPE, FN_BWD_COUNT, FN_BWD_ERROR, FN_BWD_SAVED_BAD, FN_BWD_NAN };
+
+static ag_tensor *fn_forward(ag_function_ctx *fc, ag_ctx *ctx, ag_tensor *const *in, int n, void *ud) {
+    int fwd = (int)((uintptr_t)ud & 3), save = (int)((uintptr_t)ud >> 2 & 3);
+    ag_tensor *y = NULL;
+    if (n < 1 || !in)
+        return ag_mul(ctx, NULL, NULL);
+    switch (fwd) {
+    case FN_FWD_MUL:
+        y = ag_mul_scalar(ctx, in[0], 2.0);
+        break;
+    case FN_FWD_SELF:
+        y = in[0];
+        break;
+    case FN_FWD_NULL:
+        return save ? ag_tanh(ctx, NULL) : NULL; /* NULL with an error, or without */
+    default:
+        y = in[0];
+        for (int i = 1; i < n; i++)
+            y = ag_add(ctx, y, in[i]);
+        break;
+    }
+    switch (save) {
+    case 0:
+        ag_function_save(fc, in, n);
+        break;
+    case 1: {
+        ag_tensor *ts[2] = {y, NULL};
+        ag_function_save(fc, ts, 2);
+        break;
+    }
+    case 2:
+        ag_function_save(fc, NULL, n ? -n : 1);
+        break;
+    default:
+        ag_function_save(fc, in, n);
+        ag_function_save(fc, in, 1);
+        break;
+    }
+    ag_clear_error();
+    return y;
+}
+
+static int fn_backward(ag_function_ctx *fc, ag_ctx *ctx, const ag_tensor *go, ag_tensor **gi, void *ud) {
+    int bwd = (int)((uintptr_t)ud >> 4 & 7), n = (int)((uintptr_t)ud >> 8);
+    ag_tensor *g = (ag_tensor *)go;
+    for (int i = 0; i < n; i++) {
+        const ag_tensor *s = ag_function_saved(fc, i);
+        switch (bwd) {
+        case FN_BWD_OK:
+            gi[i] = s ? ag_mul(ctx, g, (ag_tensor *)s) : ag_mul_scalar(ctx, g, 2.0);
+            break;
+        case FN_BWD_NONE:
+            gi[i] = NULL;
+            break;
+        case FN_BWD_SHAPE:
+            gi[i] = ag_ones(ctx, ag_tensor_dtype(g), 1, (int64_t[]){ag_numel(g) + i + 1});
+            break;
+        case FN_BWD_DTYPE: {
+            int64_t shape[AG_MAX_DIMS];
+            for (int d = 0; d < ag_ndim(g); d++)
+                shape[d] = ag_size(g, d);
+            gi[i] = ag_zeros(ctx, ag_tensor_dtype(g) == AG_FLOAT32 ? AG_FLOAT64 : AG_FLOAT32, ag_ndim(g), shape);
+            break;
+        }
+        case FN_BWD_COUNT:
+            return n + 1;
+        case FN_BWD_ERROR:
+            return AG_EINVAL;
+        case FN_BWD_SAVED_BAD:
+            ag_function_saved(fc, -1 - i);
+            ag_function_saved(fc, 1000);
+            gi[i] = ag_sum(ctx, g);
+            break;
+        default:
+            gi[i] = ag_log(ctx, ag_neg(ctx, ag_abs(ctx, g)));
+            break;
+        }
+    }
+    return bwd == FN_BWD_COUNT ? n : 0;
+}
+
+static const ag_function fuzz_fns[2] = {
+    {"FuzzBackward", fn_forward, fn_backward}, {"", fn_forward, NULL}, /* no backward */
+};
+
+static void op_function(reader *r) {
+    int dst = slot_arg(r), c = ctx_arg(r);
+    ag_tensor *ins[4] = {0};
+    unsigned deps = ctx_bit(c);
+    bool null_ins;
+    int n = slots_arg(r, ins, &deps, &null_ins);
+    uint8_t m = u8(r);
+    int which = m == 255 ? 2 : (m >> 7) & 1; /* 2: a NULL function */
+    uintptr_t ud = (uintptr_t)(m & 0x7f) | (uintptr_t)(n > 0 ? n : 0) << 8;
+    RESULT(dst, c, deps,
+           ag_function_apply(ctx_at(c), which == 2 ? NULL : &fuzz_fns[which], null_ins ? NULL : ins, n, (void *)ud));
+}
+
+/* gradcheck's functions: mode from user_data. */
+static ag_tensor *check_fn(ag_ctx *ctx, ag_tensor *const *in, int n, void *ud) {
+    int mode = (int)(uintptr_t)ud;
+    ag_tensor *a = n > 0 ? in[0] : NULL, *b = n > 1 ? in[1] : a;
+    switch (mode % 8) {
+    case 0:
+        return ag_sum(ctx, ag_mul(ctx, a, b));
+    case 1:
+        return ag_tanh(ctx, a);
+    case 2:
+        return ag_div(ctx, a, b);
+    case 3:
+        return ag_function_apply(ctx, &fuzz_fns[0], in, n,
+                                 (void *)(uintptr_t)(FN_FWD_ADD | (mode >> 3 & 0x7c) | n << 8));
+    case 4:
+        return ag_log_softmax(ctx, ag_matmul(ctx, a, b), -1);
+    case 5:
+        return a; /* not made in ctx */
+    case 6:
+        return NULL; /* no error set */
+    default:
+        return ag_pow_scalar(ctx, ag_relu(ctx, a), 1.5);
+    }
+}
+
+static void op_gradcheck(reader *r) {
+    ag_tensor *ins[4] = {0};
+    unsigned deps = 0;
+    bool null_ins;
+    int n = slots_arg(r, ins, &deps, &null_ins);
+    uint8_t m = u8(r), o = u8(r);
+    /* numerical Jacobians cost a function call per element: small inputs only */
+    for (int i = 0; i < n && i < 4; i++)
+        if (ins[i] && ag_numel(ins[i]) > 16)
+            return;
+    ag_gradcheck_opts gco = {double_arg(r), double_arg(r), double_arg(r)};
+    const ag_gradcheck_opts *op = o & 1 ? NULL : &gco;
+    if (o & 2)
+        CHECK_RC(ag_gradgradcheck(o & 4 ? NULL : check_fn, null_ins ? NULL : ins, n, (void *)(uintptr_t)m, op));
+    else
+        CHECK_RC(ag_gradcheck(o & 4 ? NULL : check_fn, null_ins ? NULL : ins, n, (void *)(uintptr_t)m, op));
+}
+
+/* Node hooks: user_data is the mode. Replacements are made without history
+ * (they must not outlive hook_ctx through a recorded backward). */
+static ag_tensor *hook_replacement(const ag_tensor *g, int mode) {
+    if (!g)
+        return mode & 1 ? ag_ones(hook_ctx, AG_FLOAT32, 1, (int64_t[]){2}) : NULL;
+    int nd = ag_ndim(g);
+    int64_t shape[AG_MAX_DIMS];
+    for (int d = 0; d < nd; d++)
+        shape[d] = ag_size(g, d);
+    ag_dtype dt = ag_tensor_dtype(g);
+    bool was = ag_set_grad_enabled(false);
+    ag_tensor *t;
+    switch (mode) {
+    case 2: /* the same shape */
+        t = ag_full(hook_ctx, dt, nd, shape, 0.5);
+        break;
+    case 3: /* the wrong shape */
+        t = ag_zeros(hook_ctx, dt, 1, (int64_t[]){ag_numel(g) + 1});
+        break;
+    case 4: /* the wrong dtype */
+        t = ag_zeros(hook_ctx, dt == AG_FLOAT32 ? AG_FLOAT64 : AG_FLOAT32, nd, shape);
+        break;
+    case 5: /* NaN */
+        t = ag_full(hook_ctx, dt, nd, shape, NAN);
+        break;
+    default:
+        t = NULL;
+        break;
+    }
+    ag_set_grad_enabled(was);
+    return t;
+}
+
+static int node_prehook(const ag_node *node, ag_tensor **go, int n, void *ud) {
+    int mode = (int)(uintptr_t)ud;
+    if (!ag_node_name(node))
+        return AG_EINVAL;
+    if (mode == 0)
+        return 0;
+    if (mode == 1)
+        return AG_ESTATE;
+    pthread_mutex_lock(&hook_lock);
+    for (int i = 0; i < n; i++)
+        go[i] = hook_replacement(go[i], mode);
+    pthread_mutex_unlock(&hook_lock);
+    return 0;
+}
+
+static int node_hook(const ag_node *node, ag_tensor **gi, int ni, ag_tensor *const *go, int no, void *ud) {
+    int mode = (int)(uintptr_t)ud;
+    if (!ag_node_name(node))
+        return AG_EINVAL;
+    if (mode == 0) {
+        for (int i = 0; i < no; i++)
+            if (go[i])
+                check_tensor(go[i], "a node hook's grad_outputs");
+        return 0;
+    }
+    if (mode == 1)
+        return AG_ENOMEM;
+    pthread_mutex_lock(&hook_lock);
+    for (int i = 0; i < ni; i++)
+        gi[i] = hook_replacement(gi[i], mode);
+    pthread_mutex_unlock(&hook_lock);
+    return 0;
+}
+
+static int node_handles[NSLOT];
+
+static void op_node_hook(reader *r) {
+    int s = slot_arg(r);
+    uint8_t path = u8(r), b = u8(r);
+    const ag_node *node = ag_grad_fn(tensor_at(s));
+    if (path & 0x80) /* the node behind it: an AccumulateGrad, or NULL */
+        node = ag_node_next(node, path & 3);
+    ag_clear_error();
+    int h;
+    switch (b % 4) {
+    case 0:
+        h = (int)CHECK_RC(
+            ag_node_register_prehook(node, b & 0x80 ? NULL : node_prehook, (void *)(uintptr_t)(b >> 2 & 7)));
+        break;
+    case 1:
+        h = (int)CHECK_RC(ag_node_register_hook(node, b & 0x80 ? NULL : node_hook, (void *)(uintptr_t)(b >> 2 & 7)));
+        break;
+    case 2: /* the last handle, maybe again */
+        CHECK_RC(ag_node_remove_hook(node, s < NSLOT ? node_handles[s] : 0));
+        return;
+    default:
+        CHECK_RC(ag_node_remove_hook(node, (int)(b >> 2) - 8));
+        return;
+    }
+    if (h > 0 && s < NSLOT)
+        node_handles[s] = h;
+}
+
+static void op_anomaly(reader *r) {
+    bool on = u8(r) & 1;
+    ag_set_detect_anomaly(on);
+    if (ag_is_anomaly_enabled() != on)
+        broken("the setting did not hold", "ag_set_detect_anomaly");
+}
+
 static void op_backward(reader *r) {
     ag_tensor *root = tensor_at(slot_arg(r));
     ag_tensor *grad = tensor_at(slot_arg(r));
@@ -760,7 +1089,7 @@ static void op_backward(reader *r) {
     if ((o & 0xc0) == 0xc0)
         bo.num_threads = -1;
     int64_t rc = CHECK_RC(ag_backward(root, (o & 8) ? grad : NULL, (o & 0x40) && !(o & 0x80) ? NULL : &bo));
-    ag_ctx_reset(hook_ctx);
+    reset_hook_ctx(bo.create_graph);
     /* every .grad there is has its tensor's shape and dtype */
     for (int i = 0; rc == 0 && i < NSLOT; i++) {
         ag_tensor *t = slots[i].t, *g = t ? ag_grad(t) : NULL;
@@ -1041,8 +1370,26 @@ static void step(reader *r) {
     case OP_TRACE:
         op_trace(r);
         break;
-    default:
+    case OP_FAIL_ALLOC:
         op_fail_alloc(r);
+        break;
+    case OP_AUTOGRAD_GRAD:
+        op_autograd_grad(r);
+        break;
+    case OP_AUTOGRAD_BACKWARD:
+        op_autograd_backward(r);
+        break;
+    case OP_FUNCTION:
+        op_function(r);
+        break;
+    case OP_GRADCHECK:
+        op_gradcheck(r);
+        break;
+    case OP_NODE_HOOK:
+        op_node_hook(r);
+        break;
+    default:
+        op_anomaly(r);
         break;
     }
     if (trace_ops)
@@ -1061,6 +1408,7 @@ static void reset_state(void) {
     atomic_store(&ws__fault_hook, ag__fault_should_fail);
     ag_trace_stop(NULL);
     ag_set_grad_enabled(true);
+    ag_set_detect_anomaly(false);
     ag_set_num_threads(1);
     ag_set_deterministic(false);
     ag_set_executor(AG_EXECUTOR_WS);
@@ -1081,6 +1429,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(slots, 0, sizeof slots);
     memset(opts, 0, sizeof opts);
     memset(opt_deps, 0, sizeof opt_deps);
+    memset(node_handles, 0, sizeof node_handles);
+    hook_ctx_kept = false;
 
     reader r = {data, size};
     while (r.n > 0)

@@ -218,6 +218,70 @@ SEEDS["fail_alloc"] = b"".join([
 ])
 
 
+def tensors(*slots):
+    """A list of slots as the target reads it: count + 1, then the slots."""
+    return [len(slots) + 1] + list(slots)
+
+
+def agrad(dst, ctx, outs, gouts, ins, create=False, retain=False, unused=False, threads=1):
+    o = (1 if retain else 0) | (2 if create else 0) | (4 if unused else 0) | (0x20 if gouts is None else 0)
+    return op("AUTOGRAD_GRAD", dst, ctx, *tensors(*outs), *tensors(*(gouts or [])), *tensors(*ins), o, threads)
+
+
+def abackward(roots, ins=(), create=False, retain=False, threads=1):
+    o = (1 if retain else 0) | (2 if create else 0) | 4 | (8 if not ins else 0)
+    return op("AUTOGRAD_BACKWARD", *tensors(*roots), *tensors(), *tensors(*ins), o, threads)
+
+
+def function(dst, ctx, ins, fwd=0, save=0, bwd=0, no_backward=False):
+    return op("FUNCTION", dst, ctx, *tensors(*ins), fwd | save << 2 | bwd << 4 | (0x80 if no_backward else 0))
+
+
+def node_hook(s, kind, mode=0, next_=None):
+    path = 0 if next_ is None else 0x80 | next_
+    return op("NODE_HOOK", s, path, kind | mode << 2)
+
+
+# Gradients of gradients: grad with create_graph, then the gradient of
+# that, then a backward through it (a third order), on 1 to 4 threads.
+SEEDS["higher_order"] = b"".join([
+    leaf(0, 0, F64, 3), unary(1, 1, 0, "tanh"), binary(2, 1, 1, 0, "mul"), reduce(3, 1, 2, "sum"),
+    agrad(4, 1, [3], None, [0], create=True, threads=2), reduce(5, 1, 4, "sum"),
+    agrad(6, 1, [5], None, [0], create=True, threads=3), reduce(7, 1, 6, "sum"),
+    backward(7, threads=0, retain=True), op("GRAD", 0, 8), print_(8),
+    abackward([7, 5], ins=[0], create=True, threads=4), op("GRAPH", 6, 0x55),
+    agrad(9, 2, [3], [4], [0, 1], unused=True), agrad(9, 2, [3], None, [], threads=255),
+    op("CTX_RESET", 1), agrad(10, 1, [NULL_SLOT], None, [0]),
+])
+
+# Custom functions: a good one, one whose backward fails in each way.
+SEEDS["function"] = b"".join([
+    leaf(0, 0, F64, 2, 3), leaf(1, 0, F64, 3), function(2, 1, [0, 1], fwd=3, save=0, bwd=0),
+    reduce(3, 1, 2, "sum"), backward(3, retain=True), agrad(4, 1, [3], None, [0, 1], create=True),
+    function(5, 1, [0], fwd=0, save=1, bwd=2), reduce(6, 1, 5, "sum"), backward(6, retain=True),
+    function(7, 1, [0], fwd=1, bwd=3), reduce(8, 1, 7, "sum"), backward(8),
+    function(9, 1, [0, 1], fwd=3, bwd=4), reduce(10, 1, 9, "sum"), backward(10),
+    function(11, 1, [0], fwd=0, save=3, bwd=5), reduce(12, 1, 11, "sum"), backward(12),
+    function(13, 1, [0], fwd=2, save=1), function(13, 1, [0], no_backward=True),
+    function(14, 1, [0], bwd=6), reduce(15, 1, 14, "sum"), backward(15),
+    op("GRADCHECK", *tensors(0, 1), 0, 0, 0, 0, 0), op("GRADCHECK", *tensors(0), 3, 2, 0, 0, 0),
+    op("GRADCHECK", *tensors(0, 1), 2 | 0x80, 1, 0, 0, 0),
+])
+
+# Node hooks that replace, break and fail, removed twice; anomaly mode
+# with a NaN-producing backward.
+SEEDS["node_hooks"] = b"".join([
+    leaf(0, 0, F32, 2, 2), unary(1, 1, 0, "exp"), unary(2, 1, 1, "sqrt"), reduce(3, 1, 2, "sum"),
+    node_hook(2, 0, 2), node_hook(1, 1, 0), backward(3, retain=True, threads=2),
+    node_hook(2, 2), node_hook(2, 2), node_hook(1, 1, 3), backward(3, retain=True),
+    node_hook(1, 2), node_hook(1, 0, 4, next_=0), backward(3, retain=True, threads=3),
+    node_hook(1, 2), node_hook(2, 1, 1), backward(3, retain=True), node_hook(2, 2),
+    op("ANOMALY", 1), node_hook(2, 0, 5), backward(3, retain=True), node_hook(2, 2),
+    create("FULL", 4, 0, F32, 2, 2, value="0.0"), binary(5, 1, 0, 4, "div"), reduce(6, 1, 5, "sum"),
+    backward(6, retain=True), agrad(7, 1, [6], None, [0], create=True), op("ANOMALY", 0),
+])
+
+
 def main():
     out = HERE / "corpus" / "api"
     out.mkdir(parents=True, exist_ok=True)
