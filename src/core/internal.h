@@ -316,6 +316,9 @@ typedef struct ag__node_kind {
      * dout buffer on as input i's gradient (with input i's shape) instead
      * of asking the backward for a copy: dinp[i] is then NULL. */
     uint32_t passes_grad;
+    /* The op code that a backward shared by several kinds reads (the
+     * elementwise ops: one backward, a kind per PyTorch name). */
+    int op;
 } ag__node_kind;
 
 #define AG__MAX_SAVED 3

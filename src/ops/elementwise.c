@@ -417,24 +417,37 @@ static int ag__binary_backward_graph(ag__binop op, ag_node *node, ag_tensor *g, 
     return 0;
 }
 
-#define AG__BINARY_NODE(lname, OP, Name)                                                                               \
-    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,       \
-                                      ag_ctx *scratch) {                                                               \
-        AG__UNUSED(fresh);                                                                                             \
-        AG__UNUSED(scratch);                                                                                           \
-        return ag__binary_backward(OP, node, dout, dinp);                                                              \
-    }                                                                                                                  \
-    static int ag__##lname##_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,        \
-                                            ag_ctx *ctx) {                                                             \
-        return ag__binary_backward_graph(OP, node, dout, need, dinp, ctx);                                             \
-    }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {                                                                  \
-        .name = Name, .backward = ag__##lname##_backward, .backward_graph = ag__##lname##_backward_graph};
-AG__BINARY_NODE(add, AG__ADD, "AddBackward0")
-AG__BINARY_NODE(sub, AG__SUB, "SubBackward0")
-AG__BINARY_NODE(mul, AG__MUL, "MulBackward0")
-AG__BINARY_NODE(div, AG__DIV, "DivBackward0")
-AG__BINARY_NODE(pow, AG__POW, "PowBackward1")
+/* The backward of every binary kind: the kind says which op. */
+static int ag__binary_node_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                    ag_ctx *scratch) {
+    AG__UNUSED(fresh);
+    AG__UNUSED(scratch);
+    return ag__binary_backward((ag__binop)node->kind->op, node, dout, dinp);
+}
+static int ag__binary_node_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,
+                                          ag_ctx *ctx) {
+    return ag__binary_backward_graph((ag__binop)node->kind->op, node, dout, need, dinp, ctx);
+}
+static const ag__node_kind ag__add_kind = {.name = "AddBackward0",
+                                           .backward = ag__binary_node_backward,
+                                           .backward_graph = ag__binary_node_backward_graph,
+                                           .op = AG__ADD};
+static const ag__node_kind ag__sub_kind = {.name = "SubBackward0",
+                                           .backward = ag__binary_node_backward,
+                                           .backward_graph = ag__binary_node_backward_graph,
+                                           .op = AG__SUB};
+static const ag__node_kind ag__mul_kind = {.name = "MulBackward0",
+                                           .backward = ag__binary_node_backward,
+                                           .backward_graph = ag__binary_node_backward_graph,
+                                           .op = AG__MUL};
+static const ag__node_kind ag__div_kind = {.name = "DivBackward0",
+                                           .backward = ag__binary_node_backward,
+                                           .backward_graph = ag__binary_node_backward_graph,
+                                           .op = AG__DIV};
+static const ag__node_kind ag__pow_kind = {.name = "PowBackward1",
+                                           .backward = ag__binary_node_backward,
+                                           .backward_graph = ag__binary_node_backward_graph,
+                                           .op = AG__POW};
 
 static ag_tensor *ag__binary(ag_ctx *ctx, ag__binop op, ag_tensor *a, ag_tensor *b, const char *name,
                              const ag__node_kind *kind) {
@@ -652,32 +665,69 @@ static int ag__unary_backward_graph(ag__unop op, ag_node *node, ag_tensor *g, co
     return ag__graph_result(dinp[0] = d);
 }
 
-#define AG__UNARY_NODE(lname, OP, Name)                                                                                \
-    static int ag__##lname##_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,       \
-                                      ag_ctx *scratch) {                                                               \
-        AG__UNUSED(fresh);                                                                                             \
-        AG__UNUSED(scratch);                                                                                           \
-        return ag__unary_backward(OP, node, dout, dinp);                                                               \
-    }                                                                                                                  \
-    static int ag__##lname##_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,        \
-                                            ag_ctx *ctx) {                                                             \
-        return ag__unary_backward_graph(OP, node, dout, need, dinp, ctx);                                              \
-    }                                                                                                                  \
-    static const ag__node_kind ag__##lname##_kind = {                                                                  \
-        .name = Name, .backward = ag__##lname##_backward, .backward_graph = ag__##lname##_backward_graph};
-AG__UNARY_NODE(neg, AG__NEG, "NegBackward0")
-AG__UNARY_NODE(sqrt, AG__SQRT, "SqrtBackward0")
-AG__UNARY_NODE(exp, AG__EXP, "ExpBackward0")
-AG__UNARY_NODE(log, AG__LOG, "LogBackward0")
-AG__UNARY_NODE(log1p, AG__LOG1P, "Log1PBackward0")
-AG__UNARY_NODE(tanh, AG__TANH, "TanhBackward0")
-AG__UNARY_NODE(sigmoid, AG__SIGMOID, "SigmoidBackward0")
-AG__UNARY_NODE(sin, AG__SIN, "SinBackward0")
-AG__UNARY_NODE(cos, AG__COS, "CosBackward0")
-AG__UNARY_NODE(relu, AG__RELU, "ReluBackward0")
-AG__UNARY_NODE(adds, AG__ADDS, "AddBackward0")
-AG__UNARY_NODE(muls, AG__MULS, "MulBackward0")
-AG__UNARY_NODE(pows, AG__POWS, "PowBackward0")
+/* The backward of every unary kind: the kind says which op. */
+static int ag__unary_node_backward(ag_node *node, const ag_tensor *dout, ag_tensor **dinp, const bool *fresh,
+                                   ag_ctx *scratch) {
+    AG__UNUSED(fresh);
+    AG__UNUSED(scratch);
+    return ag__unary_backward((ag__unop)node->kind->op, node, dout, dinp);
+}
+static int ag__unary_node_backward_graph(ag_node *node, ag_tensor *dout, const bool *need, ag_tensor **dinp,
+                                         ag_ctx *ctx) {
+    return ag__unary_backward_graph((ag__unop)node->kind->op, node, dout, need, dinp, ctx);
+}
+static const ag__node_kind ag__neg_kind = {.name = "NegBackward0",
+                                           .backward = ag__unary_node_backward,
+                                           .backward_graph = ag__unary_node_backward_graph,
+                                           .op = AG__NEG};
+static const ag__node_kind ag__sqrt_kind = {.name = "SqrtBackward0",
+                                            .backward = ag__unary_node_backward,
+                                            .backward_graph = ag__unary_node_backward_graph,
+                                            .op = AG__SQRT};
+static const ag__node_kind ag__exp_kind = {.name = "ExpBackward0",
+                                           .backward = ag__unary_node_backward,
+                                           .backward_graph = ag__unary_node_backward_graph,
+                                           .op = AG__EXP};
+static const ag__node_kind ag__log_kind = {.name = "LogBackward0",
+                                           .backward = ag__unary_node_backward,
+                                           .backward_graph = ag__unary_node_backward_graph,
+                                           .op = AG__LOG};
+static const ag__node_kind ag__log1p_kind = {.name = "Log1PBackward0",
+                                             .backward = ag__unary_node_backward,
+                                             .backward_graph = ag__unary_node_backward_graph,
+                                             .op = AG__LOG1P};
+static const ag__node_kind ag__tanh_kind = {.name = "TanhBackward0",
+                                            .backward = ag__unary_node_backward,
+                                            .backward_graph = ag__unary_node_backward_graph,
+                                            .op = AG__TANH};
+static const ag__node_kind ag__sigmoid_kind = {.name = "SigmoidBackward0",
+                                               .backward = ag__unary_node_backward,
+                                               .backward_graph = ag__unary_node_backward_graph,
+                                               .op = AG__SIGMOID};
+static const ag__node_kind ag__sin_kind = {.name = "SinBackward0",
+                                           .backward = ag__unary_node_backward,
+                                           .backward_graph = ag__unary_node_backward_graph,
+                                           .op = AG__SIN};
+static const ag__node_kind ag__cos_kind = {.name = "CosBackward0",
+                                           .backward = ag__unary_node_backward,
+                                           .backward_graph = ag__unary_node_backward_graph,
+                                           .op = AG__COS};
+static const ag__node_kind ag__relu_kind = {.name = "ReluBackward0",
+                                            .backward = ag__unary_node_backward,
+                                            .backward_graph = ag__unary_node_backward_graph,
+                                            .op = AG__RELU};
+static const ag__node_kind ag__adds_kind = {.name = "AddBackward0",
+                                            .backward = ag__unary_node_backward,
+                                            .backward_graph = ag__unary_node_backward_graph,
+                                            .op = AG__ADDS};
+static const ag__node_kind ag__muls_kind = {.name = "MulBackward0",
+                                            .backward = ag__unary_node_backward,
+                                            .backward_graph = ag__unary_node_backward_graph,
+                                            .op = AG__MULS};
+static const ag__node_kind ag__pows_kind = {.name = "PowBackward0",
+                                            .backward = ag__unary_node_backward,
+                                            .backward_graph = ag__unary_node_backward_graph,
+                                            .op = AG__POWS};
 
 static ag_tensor *ag__unary(ag_ctx *ctx, ag__unop op, ag_tensor *a, double s, const char *name,
                             const ag__node_kind *kind) {
