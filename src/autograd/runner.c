@@ -352,6 +352,8 @@ static int ag__check_replacement(const ag_tensor *r, const ag_tensor *was) {
                          ag__dtype_torch_name(was->dtype), ag__dtype_torch_name(r->dtype));
     if (!ag__same_shape(r, was)) /* PyTorch 1.13 names no sizes here */
         return ag__error(AG_ESHAPE, "hook 'hook' has changed the size of value");
+    if (!r->contiguous) /* the engine reads gradients flat; a copy would need a context of its own */
+        return ag__error(AG_EINVAL, "hook 'hook' returned a non-contiguous tensor: return ag_contiguous() of it");
     return 0;
 }
 

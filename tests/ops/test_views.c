@@ -328,6 +328,28 @@ static void test_failed_view_ops_leave_nothing(void **state) {
     ag_ctx_free(b);
 }
 
+/* A hook's replacement gradient that is a non-contiguous view is refused
+ * with a clear error (the engine reads gradients flat), and the backward
+ * changes no .grad. */
+static ag_tensor *transposed_hook(ag_tensor *grad, void *user_data) {
+    return ag_transpose((ag_ctx *)user_data, ag_mul_scalar((ag_ctx *)user_data, grad, 2.0), 0, 1);
+}
+
+static void test_hook_view_replacement_refused(void **state) {
+    (void)state;
+    ag_ctx *ctx = ag_ctx_new();
+    ag_tensor *x = ag_randn(ctx, AG_FLOAT64, 2, (int64_t[]){3, 3});
+    assert_int_equal(ag_requires_grad_(x, true), 0);
+    ag_tensor *y = ag_mul(ctx, x, x);
+    assert_true(ag_register_hook(y, transposed_hook, ctx) > 0);
+    int rc = ag_backward(ag_sum(ctx, y), NULL, NULL);
+    assert_int_equal(rc, AG_EINVAL);
+    assert_non_null(strstr(ag_last_error(), "non-contiguous"));
+    assert_null(ag_grad(x));
+    ag_clear_error();
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_views_and_copies_as_documented),
@@ -338,6 +360,7 @@ int main(void) {
         cmocka_unit_test(test_gradcheck_views),
         cmocka_unit_test(test_view_outlives_base_context),
         cmocka_unit_test(test_failed_view_ops_leave_nothing),
+        cmocka_unit_test(test_hook_view_replacement_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
