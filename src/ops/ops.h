@@ -160,33 +160,6 @@ static inline void ag__row_next(const ag__iter *it, ag__row *r) {
     }
 }
 
-/* Being replaced by ag__row: runs the statement(s) in __VA_ARGS__ once per
- * innermost row, with
- * OFF[k] the element offset of operand k at the start of the row. The
- * macro form keeps the row loop visible to the compiler. */
-#define AG__ITER_ROWS(it, OFF, ...)                                                                                    \
-    do {                                                                                                               \
-        int64_t idx_[AG_MAX_DIMS] = {0};                                                                               \
-        int64_t OFF[AG__ITER_OPS] = {0};                                                                               \
-        const int last_ = (it)->ndim - 1;                                                                              \
-        int64_t rows_ = 1;                                                                                             \
-        for (int d_ = 0; d_ < last_; d_++)                                                                             \
-            rows_ *= (it)->shape[d_];                                                                                  \
-        for (int64_t r_ = 0; r_ < rows_; r_++) {                                                                       \
-            __VA_ARGS__;                                                                                               \
-            for (int d_ = last_ - 1; d_ >= 0; d_--) {                                                                  \
-                if (++idx_[d_] < (it)->shape[d_]) {                                                                    \
-                    for (int k_ = 0; k_ < (it)->nops; k_++)                                                            \
-                        OFF[k_] += (it)->stride[k_][d_];                                                               \
-                    break;                                                                                             \
-                }                                                                                                      \
-                for (int k_ = 0; k_ < (it)->nops; k_++)                                                                \
-                    OFF[k_] -= (it)->stride[k_][d_] * (idx_[d_] - 1);                                                  \
-                idx_[d_] = 0;                                                                                          \
-            }                                                                                                          \
-        }                                                                                                              \
-    } while (0)
-
 /* A kernel taking a flag that its callers pass as a constant: inlined at
  * each call, so the loops the flag guards are specialised. */
 #define AG__ALWAYS_INLINE inline __attribute__((always_inline))
