@@ -97,9 +97,10 @@ static int chain1_setup(ab_state *s) {
     ag_tensor *w = param(s, 1, one, 0.0), *b = param(s, 1, one, 0.0);
     if (!s->x || !w || !b)
         return -1;
-    ag_fill_(w, 1.0001);
-    ag_fill_(b, 0.0001);
-    return 0;
+    bool prev = ag_set_grad_enabled(false); /* leaves that require grad: as torch.no_grad() */
+    int rc = ag_fill_(w, 1.0001) || ag_fill_(b, 0.0001) ? -1 : 0;
+    ag_set_grad_enabled(prev);
+    return rc;
 }
 static ag_tensor *chain1_forward(ab_state *s, ag_ctx *g) {
     ag_tensor *y = s->x;
